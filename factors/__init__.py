@@ -1,0 +1,1 @@
+"""factors: formulaic alpha expressions, evaluator, metrics, pool, RL miner, GP baseline."""

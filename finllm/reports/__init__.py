@@ -1,0 +1,1 @@
+"""finllm/reports"""

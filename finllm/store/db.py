@@ -1,0 +1,207 @@
+"""Engine, sessions, migrations and the small repository API every job writes through.
+
+Every write happens in one transaction (``Store.session()``): a job killed mid-write leaves no
+half-written rows. Saving the same factor (same canonical tokens) or the same run idempotency key
+again updates the existing row instead of adding a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, delete, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from finllm.config import Settings, load_settings
+from finllm.store.tables import Alert, Factor, FraudModel, PoolMember, Run, utcnow
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def tokens_hash(tokens: Sequence[str]) -> str:
+    """Stable hash of a canonical postfix token list (de-duplication key of the factor library)."""
+    return hashlib.sha256(json.dumps(list(tokens), separators=(",", ":")).encode()).hexdigest()
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(cfg, "head")
+
+
+class Store:
+    """Handle on one database. Create with :func:`open_store`."""
+
+    def __init__(self, url: str, *, run_migrations: bool = True) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if run_migrations:
+            migrate(url)
+        self.engine = create_engine(url, future=True, pool_pre_ping=True)
+        if url.startswith("sqlite"):
+            _sqlite_pragmas(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commits on success, rolls back everything on any exception."""
+        with self._sessions() as s:
+            with s.begin():
+                yield s
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ---- runs -------------------------------------------------------------------------------
+    def start_run(self, kind: str, config: dict[str, Any], *, name: str = "",
+                  idempotency_key: str | None = None) -> str:
+        """Create a run (status ``running``); an existing run with the same key is reset and reused."""
+        with self.session() as s:
+            if idempotency_key is not None:
+                old = s.scalar(select(Run).where(Run.idempotency_key == idempotency_key))
+                if old is not None:
+                    s.execute(delete(PoolMember).where(PoolMember.run_id == old.id))
+                    old.kind, old.name, old.config = kind, name, config
+                    old.status, old.started_at, old.finished_at = "running", utcnow(), None
+                    old.metrics, old.artifacts, old.summary, old.error = {}, {}, None, None
+                    return old.id
+            run = Run(kind=kind, name=name, config=config, idempotency_key=idempotency_key)
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: str, *, metrics: dict | None = None, artifacts: dict | None = None,
+                   status: str = "finished", error: str | None = None) -> None:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise KeyError(f"no run {run_id!r}")
+            run.status, run.finished_at, run.error = status, utcnow(), error
+            if metrics is not None:
+                run.metrics = metrics
+            if artifacts is not None:
+                run.artifacts = {**(run.artifacts or {}), **artifacts}
+
+    def set_summary(self, run_id: str, summary: str) -> None:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise KeyError(f"no run {run_id!r}")
+            run.summary = summary
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self.session() as s:
+            return s.get(Run, run_id)
+
+    def latest_runs(self, kind: str | None = None, limit: int = 10) -> list[Run]:
+        with self.session() as s:
+            q = select(Run).order_by(Run.started_at.desc()).limit(limit)
+            if kind:
+                q = q.where(Run.kind == kind)
+            return list(s.scalars(q))
+
+    # ---- factor library ---------------------------------------------------------------------
+    def save_factor(self, tokens: Sequence[str], formula: str, source: str, *, metrics: dict | None = None,
+                    explanation: str | None = None, request_text: str | None = None,
+                    run_id: str | None = None, session: Session | None = None) -> str:
+        """Insert or update (by canonical-token hash) a factor; returns its id."""
+        if session is None:
+            with self.session() as s:
+                return self.save_factor(tokens, formula, source, metrics=metrics, explanation=explanation,
+                                        request_text=request_text, run_id=run_id, session=s)
+        h = tokens_hash(tokens)
+        row = session.scalar(select(Factor).where(Factor.expr_hash == h))
+        if row is None:
+            row = Factor(expr_hash=h, tokens=list(tokens), formula=formula, source=source,
+                         metrics=metrics or {}, explanation=explanation, request_text=request_text,
+                         run_id=run_id)
+            session.add(row)
+            session.flush()
+        else:
+            if metrics is not None:
+                row.metrics = metrics
+            if explanation is not None:
+                row.explanation = explanation
+            if request_text is not None:
+                row.request_text = request_text
+        return row.id
+
+    def save_pool(self, run_id: str, members: Sequence[dict[str, Any]], source: str) -> list[str]:
+        """Save a pool atomically: ``members`` = [{tokens, formula, weight, metrics?, explanation?}]."""
+        with self.session() as s:
+            s.execute(delete(PoolMember).where(PoolMember.run_id == run_id))
+            ids = []
+            for pos, m in enumerate(members):
+                fid = self.save_factor(m["tokens"], m["formula"], m.get("source", source),
+                                       metrics=m.get("metrics"), explanation=m.get("explanation"),
+                                       run_id=run_id, session=s)
+                s.add(PoolMember(run_id=run_id, factor_id=fid, weight=float(m["weight"]), position=pos))
+                ids.append(fid)
+            return ids
+
+    def pool(self, run_id: str) -> list[tuple[Factor, float]]:
+        with self.session() as s:
+            rows = s.execute(select(Factor, PoolMember.weight).join(PoolMember, PoolMember.factor_id == Factor.id)
+                             .where(PoolMember.run_id == run_id).order_by(PoolMember.position))
+            return [(f, w) for f, w in rows]
+
+    def factors(self, source: str | None = None) -> list[Factor]:
+        with self.session() as s:
+            q = select(Factor).order_by(Factor.created_at)
+            if source:
+                q = q.where(Factor.source == source)
+            return list(s.scalars(q))
+
+    # ---- fraud --------------------------------------------------------------------------------
+    def save_fraud_model(self, **fields: Any) -> str:
+        with self.session() as s:
+            row = FraudModel(**fields)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def get_fraud_model(self, model_id: str) -> FraudModel | None:
+        with self.session() as s:
+            return s.get(FraudModel, model_id)
+
+    def save_alerts(self, model_id: str, batch: str, alerts: Sequence[dict[str, Any]],
+                    run_id: str | None = None) -> int:
+        """Replace the alerts of (model, batch) with ``alerts`` in one transaction; returns the count."""
+        with self.session() as s:
+            s.execute(delete(Alert).where(Alert.model_id == model_id, Alert.batch == batch))
+            s.add_all(Alert(model_id=model_id, batch=batch, run_id=run_id, **a) for a in alerts)
+            return len(alerts)
+
+    def alerts(self, model_id: str, batch: str | None = None) -> list[Alert]:
+        with self.session() as s:
+            q = select(Alert).where(Alert.model_id == model_id).order_by(Alert.rank)
+            if batch is not None:
+                q = q.where(Alert.batch == batch)
+            return list(s.scalars(q))
+
+
+def open_store(url: str | None = None, settings: Settings | None = None) -> Store:
+    """Open (and migrate) the store at ``url`` or the configured ``database_url``."""
+    settings = settings or load_settings()
+    return Store(url or settings.database_url)

@@ -1,0 +1,1 @@
+"""fraud: graph fraud detection (GNNs, baselines, LLM supervisor, scoring)."""

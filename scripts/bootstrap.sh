@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create ./.venv and install finllm with the exact versions of requirements.lock.
+# Idempotent: re-running does nothing when the lock has not changed.
+# Needs: Python 3.11, a C/C++ toolchain and cmake (llama-cpp-python builds from source, ~4 min
+# the first time; pip caches the wheel afterwards).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+VENV=.venv
+STAMP=$VENV/.finllm-lock-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+if [ -f "$STAMP" ]; then
+  exit 0
+fi
+echo "[bootstrap] creating $VENV with $($PY --version) and installing requirements.lock" >&2
+[ -x $VENV/bin/python ] || "$PY" -m venv $VENV
+$VENV/bin/python -m pip install -q --upgrade pip setuptools wheel
+# llama.cpp's native build crashes on some CPUs: build it portable.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+# The lock is complete (every transitive dependency pinned), so nothing is resolved at install time.
+$VENV/bin/python -m pip install -q --no-deps -r requirements.lock
+$VENV/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+$VENV/bin/python -m pip check >/dev/null || { $VENV/bin/python -m pip check >&2; exit 1; }
+rm -f $VENV/.finllm-lock-*
+touch "$STAMP"
+echo "[bootstrap] done" >&2
