@@ -1,0 +1,58 @@
+"""reports: rebuild the HTML reports of the latest mining and fraud-training runs.
+
+Scheduled daily (23:30 UTC, after the other pipelines). ``latest_runs`` lists the newest finished
+``factor_mine`` and ``fraud_train`` runs (``per_kind`` of each); ``build_report`` is mapped over them
+(one task instance per run, so reports build in parallel on a real executor and one bad run does not
+block the others). Each writes ``<reports_dir>/<run_id>.html`` (replaced on every rebuild, so re-runs
+are idempotent), records the path on the run, and writes the grounded LLM narrative first when the run
+has none (``narrative``).
+"""
+
+from __future__ import annotations
+
+from _finllm_common import DEFAULT_ARGS, START_DATE, publish_report, reports_dir
+from airflow.sdk import Param, dag, get_current_context, task
+
+REPORTED_KINDS = ("factor_mine", "fraud_train")
+
+PARAMS = {
+    "per_kind": Param(3, type="integer", minimum=1, description="Rebuild the newest N runs of each kind."),
+    "narrative": Param(True, type="boolean", description="Write a missing LLM narrative before rendering."),
+    "reports_dir": Param(None, type=["null", "string"], description="Default: $FINLLM_HOME/reports."),
+}
+
+
+@dag(
+    dag_id="reports",
+    description="Rebuild HTML reports (plots + grounded LLM narrative) for the latest runs.",
+    schedule="30 23 * * *",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    tags=["finllm", "reports"],
+    doc_md=__doc__,
+)
+def reports():
+    @task
+    def latest_runs() -> list[str]:
+        from finllm.store import open_store
+
+        store = open_store()
+        n = get_current_context()["params"]["per_kind"]
+        ids: list[str] = []
+        for kind in REPORTED_KINDS:
+            runs = [r for r in store.latest_runs(kind, limit=50) if r.status == "finished"]
+            ids += [r.id for r in runs[:n]]
+        return ids
+
+    @task(max_active_tis_per_dagrun=2)
+    def build_report(finllm_run_id: str) -> dict:
+        p = get_current_context()["params"]
+        return publish_report(finllm_run_id, reports_dir(p), narrative=p["narrative"])
+
+    build_report.expand(finllm_run_id=latest_runs())
+
+
+reports()

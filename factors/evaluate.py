@@ -1,0 +1,151 @@
+"""Evaluate factor expressions over a panel: torch on CPU, float32 (days x stocks), cached subtrees.
+
+Semantics (see :mod:`factors.ops` for each operator's NaN rule):
+
+* Features are the panel's fields, NaN wherever ``panel.valid`` is False (a day a stock has no row is
+  missing in every window; nothing is forward-filled).
+* After every operator the result is NaN where the stock is not valid that day and wherever it is not
+  finite: division by zero, ``Log(0)`` and float32 overflow give NaN, never inf.
+* Cross-sectional operators rank/standardise among ``panel.in_universe`` names only.
+* Factors never look ahead: ``Ref`` with a negative window is rejected unless the expression is a target
+  (:meth:`Evaluator.target`); every kernel at day t reads only days <= t (tested for every operator).
+
+The subexpression cache maps a subtree's canonical postfix hash to its (D, S) tensor; it is shared by
+every expression evaluated with the same :class:`Evaluator`, evicts least recently used entries, and
+never holds more than ``cache_bytes``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from factors.expr import Expr, Node, from_postfix, parse, to_expr
+from factors.ops import OPS
+
+NAN = float("nan")
+
+
+class Evaluator:
+    """Evaluate expressions on one :class:`factors.panel.Panel` (``values`` (D, S, F), ``valid`` and
+    ``in_universe`` (D, S))."""
+
+    def __init__(self, panel: Any, cache_bytes: int = 1 << 30):
+        self.panel = panel
+        self.valid: Tensor = torch.as_tensor(panel.valid, dtype=torch.bool)
+        uni = getattr(panel, "in_universe", None)
+        self.universe: Tensor = self.valid if uni is None else (torch.as_tensor(uni, dtype=torch.bool) & self.valid)
+        self.features: tuple[str, ...] = tuple(f"${f}" for f in panel.fields)
+        vals = torch.as_tensor(panel.values)
+        if vals.dtype != torch.float32:
+            vals = vals.to(torch.float32)
+        self._feat: dict[str, Tensor] = {}
+        for i, f in enumerate(self.features):
+            self._feat[f] = self._clean(vals[:, :, i].contiguous())
+        self.cache_bytes = int(cache_bytes)
+        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._nan = torch.full((), NAN, dtype=torch.float32)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.valid.shape)  # type: ignore[return-value]
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def parse(self, expr: Expr | str | Sequence[str], allow_future: bool = False) -> Expr:
+        """Coerce to an :class:`Expr` with this panel's features (raises ExpressionError)."""
+        if isinstance(expr, Expr):
+            missing = [f for f in expr.features if f not in self._feat]
+            if missing:
+                # re-validate against this panel's fields to get a positioned error
+                return from_postfix(expr.tokens, self.features, allow_future=allow_future)
+        return to_expr(expr, self.features, allow_future=allow_future)
+
+    def evaluate(self, expr: Expr | str | Sequence[str]) -> Tensor:
+        """Factor values (D, S) float32, NaN outside ``panel.valid``. Never looks ahead.
+
+        A fresh tensor is returned each time (the cached copy is never handed out)."""
+        e = self.parse(expr)
+        return self._eval(e.root).clone()
+
+    def target(self, expr: Expr | str | Sequence[str]) -> Tensor:
+        """A target (label) expression, which may use ``Ref(x, -h)`` to look forward. (D, S)."""
+        e = self.parse(expr, allow_future=True)
+        return self._eval(e.root).clone()
+
+    def forward_return(self, horizon: int = 20) -> Tensor:
+        """``close[t + h] / close[t] - 1`` (D, S): the default target; NaN where either is missing."""
+        if horizon < 1:
+            raise ValueError("horizon must be >= 1")
+        return self.target(target_expr(horizon))
+
+    def cache_info(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "bytes": self._bytes, "entries": len(self._cache),
+                "max_bytes": self.cache_bytes}
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+        self._bytes = 0
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _clean(self, x: Tensor) -> Tensor:
+        """NaN where not valid or not finite (so +-inf never escapes an operator)."""
+        x = x.to(torch.float32)
+        return torch.where(self.valid & torch.isfinite(x), x, torch.full((), NAN, dtype=torch.float32))
+
+    def _get(self, key: str) -> Tensor | None:
+        t = self._cache.get(key)
+        if t is not None:
+            self._cache.move_to_end(key)
+            self.hits += 1
+        return t
+
+    def _put(self, key: str, t: Tensor) -> None:
+        size = t.element_size() * t.nelement()
+        if size > self.cache_bytes:
+            return
+        while self._bytes + size > self.cache_bytes and self._cache:
+            _, old = self._cache.popitem(last=False)
+            self._bytes -= old.element_size() * old.nelement()
+        self._cache[key] = t
+        self._bytes += size
+
+    def _eval(self, node: Node) -> Tensor:
+        if node.kind == "feature":
+            return self._feat[node.token]
+        key = node.key
+        hit = self._get(key)
+        if hit is not None:
+            return hit
+        self.misses += 1
+        spec = OPS[node.token]
+        cat = spec.category
+        if cat == "binary":
+            args = [c.value if c.kind == "const" else self._eval(c) for c in node.children]
+            out = spec.fn(*args)
+        elif cat in ("ts", "ts_pair"):
+            *xs, wnode = node.children
+            out = spec.fn(*[self._eval(c) for c in xs], int(wnode.value))
+        elif cat == "cs":
+            out = spec.fn(self._eval(node.children[0]), self.universe)
+        else:
+            out = spec.fn(self._eval(node.children[0]))
+        out = self._clean(out)
+        self._put(key, out)
+        return out
+
+
+def target_expr(horizon: int = 20, field: str = "$close") -> str:
+    """The infix of the ``horizon``-day forward return target."""
+    return f"Sub(Div(Ref({field}, -{horizon}), {field}), 1)"
+
+
+__all__ = ["Evaluator", "target_expr", "parse", "from_postfix"]

@@ -1,0 +1,230 @@
+"""Scheduled factor jobs (what the ``factor_pipeline`` DAG runs): data checks, library monitoring, mining.
+
+Each job takes plain arguments, writes its results to the store and returns a small JSON-able dict
+(the DAG passes it on through XCom). Every write is idempotent for a given day:
+
+* daily metrics are keyed by (factor, date) in ``factor_daily_metrics`` and replaced on a re-run;
+* runs are keyed by the caller's ``idempotency_key`` (``factor_pipeline/<step>/<day>``).
+
+Monitoring, in words: on day ``end`` the factors are evaluated over ``lookback_days`` of history. A
+signal date t gets an IC only when its ``horizon``-day forward return is known on ``end`` (t + h <= end),
+so nothing looks ahead. Only the last ``write_days`` of signal dates are written: older dates in the
+window are warm-up for the rolling operators, and their values could differ from a run with a longer
+history. The rolling IC of date t is the mean IC of the factor's last ``window`` stored dates up to t;
+the factor has *decayed* at t when that rolling IC, taken in the direction of the factor's reference IC
+(its validation IC, else train IC, else the mean of its older stored ICs), falls below
+``decay_ratio`` x |reference IC|.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from finllm.errors import DataError
+
+MAX_LISTED = 50  # cap on ids listed in a job's returned dict (XCom stays small)
+
+
+def _day(value: str | dt.date) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def _store(store: Any) -> Any:
+    if store is not None:
+        return store
+    from finllm.store import open_store
+
+    return open_store()
+
+
+def validate_market_data(data: str, *, end: str | dt.date, lookback_days: int = 365,
+                         max_tickers: int | None = None, max_stale_days: int = 7) -> dict[str, Any]:
+    """Load and validate the last ``lookback_days`` of ``data`` up to ``end``.
+
+    Raises DataError when the file is bad or has no rows within ``max_stale_days`` of ``end`` (the day's
+    data has not arrived). Returns the shape, date range and the validation report (counts only).
+    """
+    from factors.panel import load_panel
+
+    end_d = _day(end)
+    panel = load_panel(data, start=end_d - dt.timedelta(days=lookback_days), end=end_d, max_tickers=max_tickers)
+    last = _day(str(panel.dates[-1])[:10])
+    stale = (end_d - last).days
+    if stale > max_stale_days:
+        raise DataError(f"{data}: newest row is {last}, {stale} days before {end_d} "
+                        f"(more than {max_stale_days}): the day's market data has not arrived")
+    report = panel.report.to_dict()
+    return {"data": str(data), "end": end_d.isoformat(), "first_date": str(panel.dates[0])[:10],
+            "last_date": last.isoformat(), "days": int(panel.shape[0]), "tickers": int(panel.shape[1]),
+            "valid_rows": int(panel.valid.sum()), "stale_days": stale,
+            "clean": bool(report.get("clean", True)), "issues": report.get("issues", [])[:MAX_LISTED]}
+
+
+def reference_ic(metrics: dict | None) -> float | None:
+    """A factor's reference IC from its stored metrics: validation IC, else train IC, else top-level IC."""
+    metrics = metrics or {}
+    for split in ("valid", "train"):
+        v = _finite((metrics.get(split) or {}).get("ic"))
+        if v is not None:
+            return v
+    return _finite(metrics.get("ic"))
+
+
+def evaluate_library(data: str, *, end: str | dt.date, lookback_days: int = 365, write_days: int = 90,
+                     horizon: int = 20, max_tickers: int | None = None, max_factors: int | None = None,
+                     factor_ids: Sequence[str] | None = None, store: Any = None) -> dict[str, Any]:
+    """Daily IC / RankIC of the stored factors over the window ending ``end``; writes them to
+    ``factor_daily_metrics`` (replacing the same (factor, date) rows). Factors that cannot be evaluated
+    on this data (e.g. a field it lacks) are listed under ``skipped`` with the reason."""
+    import numpy as np
+
+    from factors.evaluate import Evaluator
+    from factors.metrics import ic_series, rank_ic_series
+    from factors.panel import load_panel
+    from finllm.errors import FinllmError
+    from finllm.store.tables import FactorDailyMetric
+
+    store = _store(store)
+    end_d = _day(end)
+    factors = store.factors()
+    if factor_ids is not None:
+        factors = [f for f in factors if f.id in set(factor_ids)]
+    factors = sorted(factors, key=lambda f: f.created_at, reverse=True)[:max_factors]
+    out: dict[str, Any] = {"end": end_d.isoformat(), "horizon": horizon, "factor_ids": [], "skipped": {},
+                           "dates_written": 0, "first_date": None, "last_date": None}
+    if not factors:
+        return out
+    panel = load_panel(data, start=end_d - dt.timedelta(days=lookback_days), end=end_d, max_tickers=max_tickers)
+    ev = Evaluator(panel)
+    target = ev.forward_return(horizon)  # NaN where t + h is past ``end``: those dates get no IC
+    dates = [str(d)[:10] for d in panel.dates]
+    first_write = (end_d - dt.timedelta(days=write_days)).isoformat()
+    rows: list[FactorDailyMetric] = []
+    for f in factors:
+        try:
+            values = ev.evaluate(list(f.tokens))
+        except FinllmError as exc:
+            out["skipped"][f.id] = str(exc)[:200]
+            continue
+        ic = np.asarray(ic_series(values, target, panel.in_universe), dtype=float)
+        ric = np.asarray(rank_ic_series(values, target, panel.in_universe), dtype=float)
+        for i, day in enumerate(dates):
+            if day >= first_write and (math.isfinite(ic[i]) or math.isfinite(ric[i])):
+                rows.append(FactorDailyMetric(factor_id=f.id, date=day, ic=_finite(ic[i]), rank_ic=_finite(ric[i])))
+        out["factor_ids"].append(f.id)
+    with store.session() as s:  # one transaction: replace this window's rows of these factors
+        from sqlalchemy import delete
+
+        s.execute(delete(FactorDailyMetric).where(FactorDailyMetric.factor_id.in_(out["factor_ids"]),
+                                                  FactorDailyMetric.date >= first_write,
+                                                  FactorDailyMetric.date <= end_d.isoformat()))
+        s.add_all(rows)
+    written = sorted({r.date for r in rows})
+    out.update(dates_written=len(written), rows_written=len(rows), first_date=written[0] if written else None,
+               last_date=written[-1] if written else None)
+    return out
+
+
+def flag_decay(*, end: str | dt.date, window: int = 20, decay_ratio: float = 0.5,
+               factor_ids: Sequence[str] | None = None, store: Any = None) -> dict[str, Any]:
+    """Rolling IC and decay flags from the stored daily ICs up to ``end`` (rows after ``end`` untouched).
+
+    Returns, for the newest stored date of each factor, its rolling and reference IC and the ids of the
+    factors flagged decayed on that date."""
+    from sqlalchemy import select
+
+    from finllm.store.tables import Factor, FactorDailyMetric
+
+    store = _store(store)
+    end_s = _day(end).isoformat()
+    latest: dict[str, dict[str, Any]] = {}
+    with store.session() as s:
+        q = select(Factor)
+        if factor_ids is not None:
+            q = q.where(Factor.id.in_(list(factor_ids)))
+        for f in s.scalars(q):
+            rows = list(s.scalars(select(FactorDailyMetric).where(FactorDailyMetric.factor_id == f.id,
+                                                                  FactorDailyMetric.date <= end_s)
+                                  .order_by(FactorDailyMetric.date)))
+            ics = [r.ic for r in rows]
+            ref, ref_source = reference_ic(f.metrics), "stored metrics"
+            if ref is None:
+                older = [x for x in ics[:-window] if x is not None]
+                ref, ref_source = (sum(older) / len(older), "own history") if len(older) >= window else (None, "none")
+            for i, r in enumerate(rows):
+                recent = [x for x in ics[max(0, i - window + 1): i + 1] if x is not None]
+                r.rolling_ic = sum(recent) / len(recent) if len(recent) >= max(2, window // 2) else None
+                r.decayed = bool(ref is not None and ref != 0 and r.rolling_ic is not None
+                                 and r.rolling_ic * math.copysign(1.0, ref) < decay_ratio * abs(ref))
+            if rows:
+                last = rows[-1]
+                latest[f.id] = {"date": last.date, "rolling_ic": last.rolling_ic, "reference_ic": ref,
+                                "reference": ref_source, "decayed": last.decayed, "formula": f.formula[:120]}
+    decayed = sorted(fid for fid, v in latest.items() if v["decayed"])
+    return {"end": end_s, "window": window, "decay_ratio": decay_ratio, "factors": len(latest),
+            "decayed": decayed[:MAX_LISTED], "n_decayed": len(decayed),
+            "latest": dict(list(latest.items())[:MAX_LISTED])}
+
+
+def record_monitor_run(idempotency_key: str, *, day: str, params: dict[str, Any], checked: dict[str, Any],
+                       evaluated: dict[str, Any], decay: dict[str, Any], store: Any = None) -> dict[str, Any]:
+    """One ``factor_monitor`` run in the store holding the day's figures (replaced on a re-run)."""
+    store = _store(store)
+    run_id = store.start_run("factor_monitor", params, name=f"factor monitor {day}", idempotency_key=idempotency_key)
+    metrics = {"data": {k: checked[k] for k in ("first_date", "last_date", "days", "tickers", "valid_rows",
+                                                 "clean")},
+               "factors_evaluated": len(evaluated["factor_ids"]), "factors_skipped": len(evaluated["skipped"]),
+               "dates_written": evaluated["dates_written"], "n_decayed": decay["n_decayed"],
+               "decayed": decay["decayed"], "latest": decay["latest"]}
+    store.finish_run(run_id, metrics=metrics)
+    return {"run_id": run_id, "day": day, "factors": metrics["factors_evaluated"], "n_decayed": decay["n_decayed"]}
+
+
+def mining_splits(end: str | dt.date, years: int) -> dict[str, str]:
+    """Time splits ending on ``end``: train = the first ``years - 2`` years, then 1 year valid, 1 year test."""
+    end_d = _day(end)
+    if years < 3:
+        raise DataError(f"mining needs at least 3 years of history (train, valid, test); got {years}")
+
+    def back(n: int) -> dt.date:
+        return end_d.replace(year=end_d.year - n) if not (end_d.month == 2 and end_d.day == 29) \
+            else end_d.replace(year=end_d.year - n, day=28)
+
+    one = dt.timedelta(days=1)
+    return {"train": f"{back(years)}:{back(2)}", "valid": f"{back(2) + one}:{back(1)}",
+            "test": f"{back(1) + one}:{end_d}"}
+
+
+def mine_job(data: str, *, end: str | dt.date, years: int = 8, method: str = "rl", minutes: float = 20.0,
+             pool_size: int = 10, seed: int = 0, horizon: int = 20, max_tickers: int | None = None,
+             max_factors: int | None = None, out_dir: str | None = None, idempotency_key: str | None = None,
+             progress: bool = False, store: Any = None) -> dict[str, Any]:
+    """A mining run (:func:`factors.mine.mine`) on the ``years`` ending ``end`` (train, 1 year valid,
+    1 year test), saved as a ``factor_mine`` run with its pool under ``idempotency_key``.
+
+    The run starts fresh (no checkpoint resume), so re-running a day replaces the run's pool.
+    ``max_factors`` stops after that many candidate factors (repeatable runs). Returns small figures.
+    """
+    from pathlib import Path
+
+    from factors.mine import MineConfig, mine
+    from finllm.config import load_settings
+
+    store = _store(store)
+    splits = mining_splits(end, years)
+    cfg = MineConfig(data=str(data), train=splits["train"], valid=splits["valid"], test=splits["test"],
+                     method=method, minutes=minutes, pool_size=pool_size, seed=seed, horizon=horizon,
+                     max_tickers=max_tickers, max_episodes=max_factors)
+    slug = (idempotency_key or f"mine/{_day(end)}").replace("/", "_")
+    out = Path(out_dir) if out_dir else Path(load_settings().home) / "runs" / slug
+    res = mine(cfg, out, store=store, progress=progress, resume=False, idempotency_key=idempotency_key)
+    test = (res.get("metrics") or {}).get("test") or {}
+    return {"run_id": res["run_id"], "pool_size": len(res.get("pool", [])), "splits": splits,
+            "test_ic": _finite(test.get("ic")), "test_rank_ic": _finite(test.get("rank_ic")), "out": str(out)}

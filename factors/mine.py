@@ -1,0 +1,377 @@
+"""Mine a factor pool end to end: load the panel, split by dates, mine (RL or GP), score the pool on
+every split, store it (database run + factor library + JSON) and return the result.
+
+Data flow, and where look-ahead is ruled out:
+
+* The miner sees only the **training panel**: the train dates plus ``warmup_days`` trading days
+  before them (rolling windows need history; those days carry no target). The target is the
+  ``horizon``-day forward return computed on that panel, so the last ``horizon`` train days, whose
+  returns would reach into the validation period, have no target (purged).
+* The finished pool is re-evaluated on one panel covering all splits (windows see the history before
+  a split, never after); each member is z-scored per day over the universe and combined with the
+  weights fit on train. Metrics per split skip the split's last ``horizon`` days (purge).
+* Long-short backtest: top-minus-bottom quintile, traded one day after the signal, ``cost_bps`` per
+  unit of traded notional (:mod:`factors.backtest`).
+
+Budget: ``minutes`` bounds the search (RL training or GP evolution); loading and the final scoring
+come on top (a few seconds to a minute on the S&P 500 panel).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from finllm.errors import ConfigError, DataError
+
+# Operators left out of the miners' vocabulary by default: their kernels cost 0.5-3.5 s per call on
+# the S&P 500 train panel (sort/unfold based), 5-30x a rolling mean. ``ops="all"`` puts them back.
+SLOW_OPS = ("Med", "Mad", "Skew", "Kurt", "Rank", "IdxMax", "IdxMin", "CSRank", "Slope")
+MINER_CONSTS = ("-1", "-0.5", "0.01", "0.5", "1", "2", "5")
+MINER_WINDOWS = ("5", "10", "20", "40")
+
+
+@dataclass
+class MineConfig:
+    data: str
+    train: str
+    valid: str
+    test: str
+    method: str = "rl"
+    minutes: float = 5.0
+    pool_size: int = 20
+    seed: int = 0
+    horizon: int = 20
+    cost_bps: float = 10.0
+    max_tickers: int | None = None
+    ops: str = "fast"  # "fast" (all but SLOW_OPS), "all", or a comma list of operator names
+    reward: str = "objective"  # RL reward: "objective" (pool IC after the attempt) or "gain"
+    max_mutual_ic: float = 0.9
+    max_len: int = 20
+    warmup_days: int = 126
+    max_episodes: int | None = None  # stop after this many factors (tests, repeatable runs)
+    seed_library: str | None = None  # offer factors of this library source ("all" = every source) first
+    rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
+    gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
+
+    def validate(self) -> None:
+        if self.method not in ("rl", "gp"):
+            raise ConfigError(f"--method {self.method!r}: choose rl or gp")
+        if not (self.minutes > 0 or self.max_episodes):
+            raise ConfigError("--minutes must be > 0")
+        if self.pool_size < 1:
+            raise ConfigError("--pool-size must be >= 1")
+        if self.horizon < 1:
+            raise ConfigError("--horizon must be >= 1")
+        if self.reward not in ("objective", "gain"):
+            raise ConfigError(f"reward {self.reward!r}: choose objective or gain")
+
+    def run_config(self) -> dict[str, Any]:
+        """Run.config as reports expect it (data, splits, horizon, method, seed, cost_bps, ...)."""
+        d = asdict(self)
+        d["splits"] = {"train": self.train, "valid": self.valid, "test": self.test}
+        d["start"], d["end"] = None, None
+        return d
+
+
+def miner_ops(spec: str) -> dict[str, tuple[str, ...]]:
+    from factors.ops import OPS
+
+    if spec == "fast":
+        names = [k for k in OPS if k not in SLOW_OPS]
+    elif spec == "all":
+        names = list(OPS)
+    else:
+        names = [s.strip() for s in spec.split(",") if s.strip()]
+        bad = [n for n in names if n not in OPS]
+        if bad:
+            raise ConfigError(f"--ops: unknown operator(s) {', '.join(bad)} (known: {', '.join(OPS)})")
+    return {k: OPS[k].arg_kinds for k in names}
+
+
+# ------------------------------------------------------------------------------------------------
+# the training side
+# ------------------------------------------------------------------------------------------------
+
+
+def _warm_start(dates: np.ndarray, start: np.datetime64 | None, warmup: int) -> np.datetime64 | None:
+    if start is None:
+        return None
+    i = int(np.searchsorted(dates, start, "left"))
+    return dates[max(0, i - warmup)]
+
+
+@dataclass
+class TrainSide:
+    evaluator: Any
+    pool: Any
+    scorer: Any
+    vocab: Any
+    rows: slice
+    n_days: int
+    n_stocks: int
+
+
+def build_train_side(panel: Any, splits: list[Any], cfg: MineConfig) -> TrainSide:
+    """Evaluator on the training panel, the empty pool on train days, the scorer and the vocabulary."""
+    from factors.evaluate import Evaluator
+    from factors.pool import AlphaPool
+    from factors.rl.builder import Vocab
+    from factors.rl.scorer import PoolScorer
+
+    train = splits[0]
+    p = panel.slice_dates(_warm_start(panel.dates, train.start, cfg.warmup_days), train.end)
+    first = 0 if train.start is None else int(np.searchsorted(p.dates, train.start, "left"))
+    if len(p.dates) - first < cfg.horizon + 20:
+        raise ConfigError(f"--train {train.text()}: only {len(p.dates) - first} days, need more than "
+                          f"{cfg.horizon + 20} for a {cfg.horizon}-day target")
+    ev = Evaluator(p, cache_bytes=768 << 20)
+    rows = slice(first, None)
+    y = ev.forward_return(cfg.horizon)[rows]
+    mask = ev.universe[rows]
+    if int((mask & torch.isfinite(y)).sum()) == 0:
+        raise DataError(f"{cfg.data}: no (stock, day) in --train {train.text()} has a "
+                        f"{cfg.horizon}-day forward return inside the universe")
+    pool = AlphaPool(y, mask, capacity=cfg.pool_size, max_mutual_ic=cfg.max_mutual_ic)
+    scorer = PoolScorer(ev, pool, rows, reward_mode=cfg.reward, max_len=cfg.max_len)
+    vocab = Vocab.build(ev.features, miner_ops(cfg.ops), MINER_CONSTS, MINER_WINDOWS)
+    return TrainSide(ev, pool, scorer, vocab, rows, int(y.shape[0]), int(y.shape[1]))
+
+
+# ------------------------------------------------------------------------------------------------
+# the scoring side (shared with bench/bench_mining.py)
+# ------------------------------------------------------------------------------------------------
+
+
+class SplitScorer:
+    """Scores (D, S) factors on every split of one panel that spans them all."""
+
+    def __init__(self, panel: Any, splits: list[Any], horizon: int, cost_bps: float, warmup_days: int) -> None:
+        from factors.evaluate import Evaluator
+        from factors.splits import check_covered
+
+        start = _warm_start(panel.dates, splits[0].start, warmup_days)
+        self.panel = panel.slice_dates(start, splits[-1].end)
+        self.ev = Evaluator(self.panel, cache_bytes=512 << 20)
+        self.horizon, self.cost_bps = horizon, cost_bps
+        self.target = self.ev.forward_return(horizon)
+        self.fwd1 = self.ev.forward_return(1)
+        self.mask = self.ev.universe
+        self.days = {s.name: check_covered(s, self.panel.dates, purge=horizon) for s in splits}
+        self.splits = splits
+        d = self.panel.dates.astype("datetime64[D]")
+        years = (d[-1] - d[0]).astype(int) / 365.25
+        self.periods_per_year = float(round(len(d) / years)) if years > 0.5 else 252.0  # 252 stocks, ~365 crypto
+
+    def zscore(self, x: torch.Tensor) -> torch.Tensor:
+        from factors.pool import zscore_days
+
+        return zscore_days(x, self.mask)[0]
+
+    def combine(self, members: list[tuple[list[str], float]]) -> torch.Tensor:
+        """sum_i w_i zscore(member_i), NaN outside the universe. (D, S)."""
+        c = torch.zeros(self.mask.shape)
+        for tokens, w in members:
+            c.add_(self.zscore(self.ev.evaluate(tokens)), alpha=float(w))
+        return torch.where(self.mask, c, torch.full((), float("nan")))
+
+    def report(self, x: torch.Tensor) -> dict[str, dict[str, float]]:
+        """Per split: ic, rank_ic, icir, rank_icir, long-short sharpe / annual return / turnover (with costs)."""
+        from factors.metrics import factor_report
+
+        out = {}
+        for name, days in self.days.items():
+            r = factor_report(x, self.target, self.mask, fwd_1d=self.fwd1, cost_bps=self.cost_bps,
+                              horizon=self.horizon, days=days, periods_per_year=self.periods_per_year)
+            bt = r.get("backtest", {})
+            out[name] = {k: _clean(v) for k, v in {
+                "ic": r["ic"], "rank_ic": r["rank_ic"], "icir": r["icir"], "rank_icir": r["rank_icir"],
+                "ic_t_nw": r["t_stat_nw"], "sharpe": bt.get("sharpe"), "ann_return": bt.get("ann_return"),
+                "turnover": bt.get("turnover"), "n_days": r["n_days"]}.items()}
+        return out
+
+    def member_metrics(self, tokens: list[str]) -> dict[str, dict[str, float]]:
+        """Cheap per-split IC / RankIC of one factor (series computed once over all days)."""
+        from factors.metrics import ic_series, rank_ic_series
+
+        x = self.ev.evaluate(tokens)
+        x = torch.where(self.mask, x, torch.full((), float("nan")))
+        ic, ric = ic_series(x, self.target, self.mask), rank_ic_series(x, self.target, self.mask)
+        out = {}
+        for name, days in self.days.items():
+            a, b = ic[days], ric[days]
+            out[name] = {"ic": _clean(float(a[torch.isfinite(a)].mean())),
+                         "rank_ic": _clean(float(b[torch.isfinite(b)].mean()))}
+        return out
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+# ------------------------------------------------------------------------------------------------
+
+
+def load_for_mining(cfg: MineConfig) -> tuple[Any, list[Any]]:
+    from factors.panel import load_panel
+    from factors.splits import parse_splits
+
+    splits = parse_splits(cfg.train, cfg.valid, cfg.test)
+    if len(splits) != 3:
+        raise ConfigError("give --train, --valid and --test date ranges (START:END)")
+    panel = load_panel(cfg.data, max_tickers=cfg.max_tickers)
+    return panel, splits
+
+
+def _seed_from_library(store: Any, side: TrainSide, source: str) -> int:
+    from finllm.errors import ExpressionError
+
+    n = 0
+    for f in store.factors(None if source == "all" else source):
+        try:
+            expr = side.scorer.parse(list(f.tokens))
+        except ExpressionError:
+            continue  # a factor over fields this panel lacks, or longer than max_len
+        if side.scorer.offer(expr).admitted:
+            n += 1
+    return n
+
+
+class _Progress:
+    """Rich progress bar on stderr: elapsed vs budget, factors tried, rate, pool IC and size."""
+
+    def __init__(self, enabled: bool, label: str, budget_s: float, pool: Any) -> None:
+        self.pool, self.budget_s, self.bar = pool, budget_s, None
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                                console=Console(stderr=True), transient=False)
+            self.task = self.bar.add_task(label, total=budget_s)
+            self.label = label
+            self.bar.start()
+
+    def update(self, elapsed: float, done: int, what: str) -> None:
+        if self.bar is None:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.5:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        self.bar.update(self.task, completed=min(elapsed, self.budget_s),
+                        description=f"{self.label} {what} {done} ({rate:.1f}/s)  pool IC "
+                                    f"{self.pool.objective:.4f}  size {len(self.pool.members)}/{self.pool.capacity}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def mine(cfg: MineConfig, out: str | Path, *, store: Any = None, use_store: bool = True, progress: bool = True,
+         resume: bool = True, panel: Any = None, splits: list[Any] | None = None,
+         idempotency_key: str | None = None) -> dict[str, Any]:
+    """Run one mining job; writes ``<out>/result.json`` and (unless ``use_store=False``) a store run."""
+    cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    if panel is None or splits is None:
+        panel, splits = load_for_mining(cfg)
+    t_start = time.perf_counter()
+    side = build_train_side(panel, splits, cfg)
+    if store is None and use_store:
+        from finllm.store import open_store
+
+        store = open_store()
+    run_id = None
+    key = idempotency_key or "factor_mine:" + hashlib.sha256(
+        json.dumps([str(out.resolve()), cfg.run_config()], sort_keys=True, default=str).encode()).hexdigest()[:24]
+    if store is not None:
+        run_id = store.start_run("factor_mine", cfg.run_config(), name=f"{cfg.method} seed {cfg.seed}",
+                                 idempotency_key=key)
+    try:
+        seeded = _seed_from_library(store, side, cfg.seed_library) if (store is not None and cfg.seed_library) else 0
+        bar = _Progress(progress, cfg.method.upper(), cfg.minutes * 60.0, side.pool)
+        try:
+            mining = _run_method(cfg, side, out, resume, bar)
+        finally:
+            bar.close()
+        mining["seeded_from_library"] = seeded
+        mining["train_panel"] = {"days": side.n_days, "stocks": side.n_stocks}
+        mining["scorer"] = side.scorer.stats()
+        mining["train_objective"] = side.pool.objective
+        members = side.pool.describe()
+        side.evaluator.clear_cache()
+        result = score_pool(members, panel, splits, cfg, side)
+        result["mining"] = mining
+        result["config"] = cfg.run_config()
+        result["seconds_total"] = round(time.perf_counter() - t_start, 1)
+        result["run_id"] = run_id
+        (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        if store is not None:
+            store.save_pool(run_id, [{"tokens": m["tokens"], "formula": m["formula"], "weight": m["weight"],
+                                      "metrics": m["metrics"]} for m in result["pool"]], source=f"mined_{cfg.method}")
+            store.finish_run(run_id, metrics={"pool": result["metrics"], "baselines": result["baselines"],
+                                              "mining": {k: v for k, v in mining.items() if k != "config"}},
+                             artifacts={"result_json": str(out / "result.json"), "out_dir": str(out)})
+        return result
+    except BaseException as exc:
+        if store is not None and run_id is not None:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            store.finish_run(run_id, status=status, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _run_method(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, bar: _Progress) -> dict[str, Any]:
+    budget_s = cfg.minutes * 60.0
+    if cfg.method == "rl":
+        from factors.rl.train import RLConfig, train_rl
+
+        rlcfg = RLConfig(max_len=cfg.max_len, **cfg.rl)
+        meta = {k: v for k, v in cfg.run_config().items() if k not in ("minutes", "max_episodes")}
+
+        def reload(tokens: list[str]) -> tuple[str, tuple[str, ...], str, torch.Tensor]:
+            e = side.scorer.parse(tokens)
+            return e.key, e.tokens, e.infix, side.scorer.values(e)
+
+        return train_rl(side.vocab, side.scorer, minutes=cfg.minutes, seed=cfg.seed, cfg=rlcfg, out=out,
+                        resume=resume, max_episodes=cfg.max_episodes, meta=meta, reload_member=reload,
+                        progress=lambda cb: bar.update(cb.elapsed, cb.episodes_this, "episodes"))
+    from factors.gp import GPConfig, run_gp
+
+    gpcfg = GPConfig(max_len=cfg.max_len, **cfg.gp)
+    return run_gp(side.vocab, side.scorer, minutes=cfg.minutes if cfg.minutes > 0 else 1e9, seed=cfg.seed,
+                  cfg=gpcfg, max_evals=cfg.max_episodes,
+                  progress=lambda s: bar.update(s["elapsed"], s["evals"], "factors"))
+
+
+def score_pool(members: list[dict[str, Any]], panel: Any, splits: list[Any], cfg: MineConfig,
+               side: TrainSide | None = None, scorer: SplitScorer | None = None) -> dict[str, Any]:
+    """Metrics of the combined pool and of each member on every split (+ the best single factor)."""
+    sc = scorer or SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, cfg.warmup_days)
+    pool_out = []
+    for m in members:
+        pool_out.append({**m, "metrics": sc.member_metrics(m["tokens"])})
+    metrics = sc.report(sc.combine([(m["tokens"], m["weight"]) for m in members])) if members else {}
+    baselines: dict[str, Any] = {}
+    if side is not None and side.scorer.best_single[1] is not None:
+        ic, expr = side.scorer.best_single
+        baselines["single_best"] = {"formula": expr.infix, "train_ic_raw": ic,
+                                    **sc.report(torch.sign(torch.tensor(ic)) * sc.ev.evaluate(expr))}
+    return {"pool": pool_out, "metrics": metrics, "baselines": baselines}

@@ -1,0 +1,157 @@
+"""Train the RL miner: MaskablePPO + token LSTM on :class:`AlphaEnv`, under a wall-clock budget.
+
+Hyperparameters (:class:`RLConfig`; AlphaGen's values scaled for 2 CPU cores):
+
+| name          | value | why                                                                    |
+|---------------|-------|------------------------------------------------------------------------|
+| n_envs        | 16    | vectorised envs (one process) sharing one pool; batches policy calls   |
+| n_steps       | 32    | per env -> 512 tokens (~40-100 factors) per PPO update                 |
+| batch_size    | 256   | AlphaGen: 128; larger batches are cheaper per sample on CPU            |
+| n_epochs      | 3     | AlphaGen: 10; PPO updates are ~half the CPU time on small panels       |
+| learning_rate | 3e-4  | sb3 default                                                            |
+| gamma         | 1.0   | the only reward is at <end>; every token shares it                     |
+| gae_lambda    | 0.95  | sb3 default                                                            |
+| ent_coef      | 0.01  | AlphaGen; keeps exploring new factor shapes                            |
+| d_model       | 64    | LSTM width (AlphaGen: 128)                                             |
+| n_layers      | 2     | AlphaGen                                                               |
+| max_len       | 20    | tokens per factor (AlphaGen: 20)                                       |
+
+Checkpoints (``<out>/checkpoint/``: ``model.zip`` + ``state.json`` with the pool's members, the
+elapsed time and counters) are written every ``checkpoint_s`` seconds and at the end; a run started
+again on the same ``out`` resumes from them (the budget counts the time already spent).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from factors.rl.builder import Vocab
+from factors.rl.env import AlphaEnv
+from factors.rl.policy import TokenLSTMExtractor
+from factors.rl.scorer import PoolScorer
+
+
+@dataclass
+class RLConfig:
+    n_envs: int = 16
+    n_steps: int = 32
+    batch_size: int = 256
+    n_epochs: int = 3
+    learning_rate: float = 3e-4
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    ent_coef: float = 0.01
+    clip_range: float = 0.2
+    d_model: int = 64
+    n_layers: int = 2
+    max_len: int = 20
+    checkpoint_s: float = 60.0
+
+
+class _Budget(BaseCallback):
+    """Counts episodes, stops at the budget, draws progress, writes checkpoints."""
+
+    def __init__(self, scorer: PoolScorer, budget_s: float, max_episodes: int | None, elapsed0: float,
+                 episodes0: int, ckpt: _Checkpointer | None, progress: Any) -> None:
+        super().__init__()
+        self.scorer, self.budget_s, self.max_episodes = scorer, budget_s, max_episodes
+        self.elapsed0, self.episodes = elapsed0, episodes0
+        self.ckpt, self.progress = ckpt, progress
+        self.t0 = time.perf_counter()
+        self.last_ckpt = self.t0
+        self.episodes_this = 0
+
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t0
+
+    def _on_step(self) -> bool:
+        n = int(np.sum(self.locals["dones"]))
+        self.episodes += n
+        self.episodes_this += n
+        now = time.perf_counter()
+        if self.progress is not None and n:
+            self.progress(self)
+        if self.ckpt is not None and now - self.last_ckpt >= self.ckpt.every_s:
+            self.ckpt.save(self.model, self.scorer, self.elapsed, self.episodes)
+            self.last_ckpt = now
+        if self.max_episodes is not None and self.episodes >= self.max_episodes:
+            return False
+        return self.elapsed < self.budget_s
+
+
+class _Checkpointer:
+    def __init__(self, folder: Path, every_s: float, meta: dict[str, Any]) -> None:
+        self.folder, self.every_s, self.meta = folder, every_s, meta
+
+    def save(self, model: Any, scorer: PoolScorer, elapsed: float, episodes: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "model.tmp.zip"
+        model.save(tmp)
+        state = {"meta": self.meta, "elapsed_s": elapsed, "episodes": episodes,
+                 "num_timesteps": int(model.num_timesteps), "pool": scorer.pool.state()}
+        (self.folder / "state.tmp.json").write_text(json.dumps(state))
+        tmp.replace(self.folder / "model.zip")  # both renames are atomic; state last marks completion
+        (self.folder / "state.tmp.json").replace(self.folder / "state.json")
+
+    def load_state(self) -> dict[str, Any] | None:
+        f = self.folder / "state.json"
+        if not f.exists() or not (self.folder / "model.zip").exists():
+            return None
+        state = json.loads(f.read_text())
+        return state if state.get("meta") == self.meta else None
+
+
+def make_model(vocab: Vocab, scorer: PoolScorer, cfg: RLConfig, seed: int) -> Any:
+    from sb3_contrib import MaskablePPO
+
+    env = DummyVecEnv([lambda: AlphaEnv(vocab, scorer, cfg.max_len) for _ in range(cfg.n_envs)])
+    policy_kwargs = dict(features_extractor_class=TokenLSTMExtractor,
+                         features_extractor_kwargs=dict(n_tokens=len(vocab), d_model=cfg.d_model,
+                                                        n_layers=cfg.n_layers),
+                         net_arch=dict(pi=[64], vf=[64]))
+    return MaskablePPO("MlpPolicy", env, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+                       learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
+                       ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, policy_kwargs=policy_kwargs,
+                       seed=seed, device="cpu", verbose=0)
+
+
+def train_rl(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg: RLConfig | None = None,
+             out: Path | None = None, resume: bool = True, max_episodes: int | None = None,
+             progress: Any = None, meta: dict[str, Any] | None = None,
+             reload_member: Any = None) -> dict[str, Any]:
+    """Run MaskablePPO until ``minutes`` of wall clock (or ``max_episodes``) are spent.
+
+    ``reload_member(tokens) -> (key, tokens, formula, values)`` re-evaluates a checkpointed pool
+    member (needed to resume). Returns training statistics.
+    """
+    from sb3_contrib import MaskablePPO
+
+    cfg = cfg or RLConfig()
+    torch.manual_seed(seed)
+    ckpt = _Checkpointer(out / "checkpoint", cfg.checkpoint_s, {**(meta or {}), "rl": asdict(cfg)}) \
+        if out is not None else None
+    model = make_model(vocab, scorer, cfg, seed)
+    elapsed0, episodes0, resumed = 0.0, 0, False
+    state = ckpt.load_state() if (ckpt is not None and resume) else None
+    if state is not None and reload_member is not None:
+        model = MaskablePPO.load(ckpt.folder / "model.zip", env=model.get_env(), device="cpu")
+        scorer.pool.load_members([reload_member(m["tokens"]) for m in state["pool"]["members"]])
+        elapsed0, episodes0, resumed = float(state["elapsed_s"]), int(state["episodes"]), True
+    cb = _Budget(scorer, minutes * 60.0, max_episodes, elapsed0, episodes0, ckpt, progress)
+    model.learn(total_timesteps=10**12, callback=cb, reset_num_timesteps=not resumed)
+    if ckpt is not None:
+        ckpt.save(model, scorer, cb.elapsed, cb.episodes)
+    run_s = time.perf_counter() - cb.t0
+    return {"episodes": cb.episodes, "episodes_this_session": cb.episodes_this,
+            "elapsed_s": round(cb.elapsed, 1), "episodes_per_s": round(cb.episodes_this / max(run_s, 1e-9), 2),
+            "timesteps": int(model.num_timesteps), "resumed": resumed, "config": asdict(cfg)}

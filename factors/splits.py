@@ -1,0 +1,83 @@
+"""Time splits by date ranges: ``--train 2005-01-01:2014-12-31 --valid 2015-01-01:2017-12-31 ...``.
+
+A range is ``START:END`` (inclusive ISO dates; either side may be empty: ``:2010-12-31``). Splits must be
+in time order and must not overlap. Factors are always evaluated on the whole panel (windows see the
+history before a split, never after), and metrics are computed per split on the split's days.
+
+Purging: a day's h-day forward-return target reaches h days past it, so the last h days of a split
+would score against prices inside the next split. :meth:`Split.days` drops them (``purge=h``); the
+CLI purges by the target horizon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from finllm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    start: np.datetime64 | None
+    end: np.datetime64 | None
+
+    def text(self) -> str:
+        return f"{self.start if self.start is not None else ''}:{self.end if self.end is not None else ''}"
+
+    def days(self, dates: np.ndarray, purge: int = 0) -> torch.Tensor:
+        """(D,) bool selector of the panel days in this split, minus its last ``purge`` days."""
+        d = np.asarray(dates).astype("datetime64[D]")
+        sel = np.ones(len(d), dtype=bool)
+        if self.start is not None:
+            sel &= d >= self.start
+        if self.end is not None:
+            sel &= d <= self.end
+        if purge > 0:
+            idx = np.flatnonzero(sel)
+            sel[idx[max(0, len(idx) - purge):]] = False
+        return torch.from_numpy(sel)
+
+
+def _date(text: str, what: str) -> np.datetime64 | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return np.datetime64(dt.date.fromisoformat(text), "D")
+    except ValueError:
+        raise ConfigError(f"{what}: {text!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def parse_range(name: str, text: str) -> Split:
+    """``"A:B"`` -> Split (inclusive); raises ConfigError naming the option on a bad range."""
+    if text.count(":") != 1:
+        raise ConfigError(f"--{name} {text!r}: expected START:END, e.g. 2010-01-01:2014-12-31")
+    a, b = text.split(":")
+    start, end = _date(a, f"--{name}"), _date(b, f"--{name}")
+    if start is not None and end is not None and end < start:
+        raise ConfigError(f"--{name} {text!r}: end is before start")
+    return Split(name, start, end)
+
+
+def parse_splits(train: str | None = None, valid: str | None = None, test: str | None = None) -> list[Split]:
+    """Parse the given ranges (in train, valid, test order) and check they are ordered and disjoint."""
+    out = [parse_range(n, t) for n, t in (("train", train), ("valid", valid), ("test", test)) if t]
+    for a, b in zip(out, out[1:]):
+        if a.end is None or b.start is None or b.start <= a.end:
+            raise ConfigError(f"--{a.name} {a.text()} and --{b.name} {b.text()} overlap or are out of order: "
+                              f"splits must be disjoint and in time order (give both ends)")
+    return out
+
+
+def check_covered(split: Split, dates: np.ndarray, purge: int = 0) -> torch.Tensor:
+    """``split.days`` that raises ConfigError when the split selects no day of the panel."""
+    sel = split.days(dates, purge)
+    if not bool(sel.any()):
+        raise ConfigError(f"--{split.name} {split.text()}: no panel days in this range "
+                          f"(panel covers {dates[0]} .. {dates[-1]})")
+    return sel

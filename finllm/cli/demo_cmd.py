@@ -1,0 +1,154 @@
+"""`finllm demo`: the whole platform in one command, on the shipped data.
+
+1. mines a synergistic factor pool on the S&P 500 panel (RL, a few minutes),
+2. trains the fraud detector on the Amazon graph with the LLM supervisor (embedded local LLM),
+3. scores the graph into alerts and explains the top ones,
+4. writes both HTML reports (plots + grounded LLM narrative),
+then prints where everything is and a three-line summary.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from finllm.cli.common import console, emit_json, friendly_errors
+
+REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+MARKET = "market/us_sp500_daily.parquet"
+GRAPH = "fraud/amazon_upu.mat"
+
+# (full, quick) settings. Quick is for smoke tests and a first look: a slice of tickers and years.
+MINE = {
+    False: {"train": "2003-01-01:2014-12-31", "valid": "2015-01-01:2016-12-31", "test": "2017-01-01:2021-04-21",
+            "max_tickers": None, "pool_size": 10},
+    True: {"train": "2016-01-01:2018-12-31", "valid": "2019-01-01:2019-12-31", "test": "2020-01-01:2021-04-21",
+           "max_tickers": 30, "pool_size": 5},
+}
+FRAUD = {False: {"seeds": 3, "epochs": 200, "llm_budget": 60, "explain_top": 5},
+         True: {"seeds": 1, "epochs": 20, "llm_budget": 6, "explain_top": 2}}
+
+
+def _data_file(rel: str) -> Path:
+    """The shipped file: ./data/<rel> when run from a clone's root, else the package's repository."""
+    local = Path("data") / rel
+    return local if local.is_file() else REPO_DATA / rel
+
+
+def _stage(i: int, n: int, text: str) -> None:
+    console.rule(f"[bold]{i}/{n}[/] {text}", align="left")
+
+
+def publish(run_id: str, store: Any, out: Path, narrative: bool) -> dict[str, Any]:
+    """Narrative (if wanted and missing) + HTML report of one run; a failed narrative never fails it."""
+    from finllm.reports.html import build_report
+
+    run = store.get_run(run_id)
+    text, missing, status = run.summary, "no summary stored for this run", "stored"
+    if not narrative:
+        text, missing, status = None, "narrative not requested (--no-narrative)", "skipped"
+    elif not run.summary:
+        from finllm.reports.summary import summarize_run
+
+        with console.status("LLM: writing the narrative from the run's facts ..."):
+            res = summarize_run(run_id, store)
+        text, status = (res.text, "generated") if res.ok else (None, "failed")
+        if not res.ok:
+            missing = res.failure or "the LLM gave no narrative"
+    with console.status("rendering report ..."):
+        path = build_report(run_id, store, out, narrative=text, narrative_missing=missing)
+    return {"run_id": run_id, "path": str(path.resolve()), "narrative": status}
+
+
+def _fmt(v: Any, nd: int = 4) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    @friendly_errors
+    def demo(
+        minutes: float = typer.Option(3.0, "--minutes", min=0.05,
+                                      help="Search budget of the factor mining step (the whole demo takes a few "
+                                           "minutes more: loading, fraud training with the LLM, reports)."),
+        out: Path = typer.Option(Path("finllm_demo"), "--out", help="Folder for the reports, alerts and run files."),
+        quick: bool = typer.Option(False, "--quick", help="A small slice (30 tickers, 5 years; 1 seed, 20 epochs, "
+                                                          "a handful of LLM calls): about a minute or two."),
+        method: str = typer.Option("rl", "--method", help="Miner: rl (MaskablePPO over postfix tokens) or gp."),
+        narrative: bool = typer.Option(True, "--narrative/--no-narrative",
+                                       help="LLM narratives in the reports (numbers checked against the facts)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of mining and training."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON document (paths and figures) on stdout."),
+    ) -> None:
+        """Run the platform end to end on the shipped data and write two reports.
+
+        Mines a factor pool on the S&P 500 panel, trains the LLM-supervised GNN fraud detector on the Amazon
+        graph (the local SmolLM2 model unless FINLLM_LLM_BASE_URL points elsewhere), scores the graph into
+        explained alerts, writes an HTML report for each run and prints where they are. Everything is
+        stored in the finllm database (FINLLM_DATABASE_URL, default sqlite in FINLLM_HOME=./.finllm).
+        """
+        from factors.mine import MineConfig, mine
+        from finllm.store import open_store
+        from fraud.jobs import explain_job, score_job, train_job
+
+        t0 = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        store = open_store()
+        market, graph = _data_file(MARKET), _data_file(GRAPH)
+        m, f = MINE[quick], FRAUD[quick]
+        tag = "quick" if quick else "full"
+
+        _stage(1, 4, f"mining a factor pool ({method.upper()}, {minutes:g} min) on {market.name}")
+        cfg = MineConfig(data=str(market), train=m["train"], valid=m["valid"], test=m["test"], method=method,
+                         minutes=minutes, pool_size=m["pool_size"], seed=seed, max_tickers=m["max_tickers"])
+        mined = mine(cfg, out / "mine", store=store, progress=True, resume=False,
+                     idempotency_key=f"demo/{tag}/mine/{method}/{seed}")
+        mine_s = time.perf_counter() - t0
+
+        _stage(2, 4, f"training the fraud detector with the LLM supervisor on {graph.name}")
+        trained = train_job(str(graph), seeds=f["seeds"], epochs=f["epochs"], llm_budget=f["llm_budget"],
+                            idempotency_key=f"demo/{tag}/train/{seed}", progress=True, store=store)
+
+        _stage(3, 4, "scoring the graph into alerts and explaining the top ones")
+        with console.status("scoring every node ..."):
+            scored = score_job(str(graph), batch="demo", model_id=trained["model_id"], store=store)
+        with console.status(f"LLM: explaining the top {f['explain_top']} alerts ..."):
+            explained = explain_job(trained["model_id"], batch="demo", data=str(graph), top=f["explain_top"],
+                                    store=store)
+
+        _stage(4, 4, "writing the reports")
+        reports = {"factors": publish(mined["run_id"], store, out / "factor_report.html", narrative),
+                   "fraud": publish(trained["run_id"], store, out / "fraud_report.html", narrative)}
+
+        test = mined["metrics"].get("test", {})
+        base = (mined.get("baselines") or {}).get("single_best", {}).get("test", {})
+        ft = trained.get("test", {})
+        fb = trained.get("baseline_test", {})
+        lines = [
+            f"factors: {len(mined['pool'])}-factor {method.upper()} pool, test IC {_fmt(test.get('ic'))} / RankIC "
+            f"{_fmt(test.get('rank_ic'))} (best single factor: IC {_fmt(base.get('ic'))}), "
+            f"long-short Sharpe {_fmt(test.get('sharpe'), 2)} after costs",
+            f"fraud: {trained['model']} + LLM supervisor, test AUROC {_fmt(ft.get('auroc'))} / AUPRC "
+            f"{_fmt(ft.get('auprc'))} (without supervisor: AUROC {_fmt(fb.get('auroc'))} / AUPRC "
+            f"{_fmt(fb.get('auprc'))}); {scored['above_threshold']} alerts above threshold, "
+            f"{explained['explained']} explained",
+            f"reports: {reports['factors']['path']} and {reports['fraud']['path']} "
+            f"({time.perf_counter() - t0:.0f} s in all)",
+        ]
+        result = {"mine_run_id": mined["run_id"], "train_run_id": trained["run_id"], "model_id": trained["model_id"],
+                  "reports": reports, "alerts": scored, "explained": explained, "summary": lines,
+                  "seconds": {"mining": round(mine_s, 1), "total": round(time.perf_counter() - t0, 1)},
+                  "database": store.url}
+        if as_json:
+            emit_json(result)
+            return
+        console.rule("[bold]done")
+        typer.echo(f"factor report: {reports['factors']['path']}")
+        typer.echo(f"fraud report:  {reports['fraud']['path']}")
+        typer.echo(f"database:      {store.url}")
+        typer.echo("")
+        for line in lines:
+            typer.echo(line)

@@ -1,0 +1,138 @@
+"""`finllm factors eval "EXPR" --data PATH`: score one factor expression per time split."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from finllm.cli.common import console, emit_json, friendly_errors
+
+DEFAULT_DATA = "data/market/us_sp500_daily.parquet"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)
+
+
+def _precheck(text: str) -> None:
+    """Fail fast on syntax / operator errors before loading data (features are checked after)."""
+    from factors.expr import parse
+    from factors.ops import OPS
+
+    ops = {k.lower() for k in OPS}
+    names = {n for n in re.findall(r"\$?([A-Za-z_][A-Za-z0-9_]*)", text) if n.lower() not in ops}
+    parse(text, features=sorted(names) or None)
+
+
+def _periods_per_year(dates) -> float:
+    import numpy as np
+
+    d = np.asarray(dates).astype("datetime64[D]")
+    if len(d) < 2:
+        return 252.0
+    years = (d[-1] - d[0]).astype(int) / 365.25
+    return float(round(len(d) / years)) if years > 0.5 else 252.0
+
+
+@friendly_errors
+def eval_cmd(
+    expr: str = typer.Argument(..., help='Factor in infix, e.g. "Div(Sub($close, Mean($close, 20)), Std($close, 20))" '
+                                         "(the $ is optional; + - * / work too)."),
+    data: Path = typer.Option(Path(DEFAULT_DATA), "--data", help="Market data: parquet/CSV file, folder, or Qlib dump."),
+    start: str = typer.Option(None, "--start", help="Load data from this date (YYYY-MM-DD)."),
+    end: str = typer.Option(None, "--end", help="Load data up to this date (YYYY-MM-DD)."),
+    max_tickers: int = typer.Option(None, "--max-tickers", help="Keep the N tickers with most valid days."),
+    train: str = typer.Option(None, "--train", help="Train range START:END (inclusive dates)."),
+    valid: str = typer.Option(None, "--valid", help="Validation range START:END."),
+    test: str = typer.Option(None, "--test", help="Test range START:END."),
+    horizon: int = typer.Option(20, "--horizon", min=1, max=252,
+                                help="Forward-return horizon in days for the default target."),
+    target: str = typer.Option(None, "--target",
+                               help='Target expression (may use Ref(x, -h)); default "Sub(Div(Ref($close, -H), $close), 1)".'),
+    cost_bps: float = typer.Option(10.0, "--cost-bps", min=0, help="Transaction cost per unit traded, in bps."),
+    quantiles: int = typer.Option(5, "--quantiles", min=2, max=20, help="Quantile buckets (5 = quintiles)."),
+    delay: int = typer.Option(1, "--delay", min=0, help="Days between the signal and the trade in the backtest."),
+    decay: str = typer.Option("1,5,10,20,60", "--decay", help="Horizons for the RankIC decay curve."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Evaluate one factor: IC, RankIC, ICIR, t-stats, quintile returns, turnover, IC decay and a long-short
+    backtest with costs, per split (whole panel when no split is given). Exit code 2 on a bad expression."""
+    _precheck(expr)
+    from factors.evaluate import Evaluator, target_expr
+    from factors.metrics import factor_report, ic_decay
+    from factors.panel import load_panel
+    from factors.splits import Split, check_covered, parse_splits
+    from finllm.errors import ConfigError
+
+    splits = parse_splits(train, valid, test) or [Split("all", None, None)]
+    try:
+        hs = sorted({int(h) for h in decay.split(",") if h.strip()})
+    except ValueError:
+        raise ConfigError(f"--decay {decay!r}: expected comma-separated integers, e.g. 1,5,20") from None
+    if any(h < 1 or h > 252 for h in hs):
+        raise ConfigError(f"--decay {decay!r}: horizons must be in 1..252")
+    panel = load_panel(data, start=start, end=end, max_tickers=max_tickers, progress=not as_json)
+    ev = Evaluator(panel)
+    e = ev.parse(expr)
+    with console.status("evaluating"):
+        x = ev.evaluate(e)
+        tgt_text = target or target_expr(horizon)
+        y = ev.target(tgt_text)
+        fwd1 = ev.forward_return(1)
+        fwd = {h: ev.forward_return(h) for h in hs}
+    mask = ev.universe
+    ppy = _periods_per_year(panel.dates)
+    out: dict[str, Any] = {"expr": e.infix, "tokens": list(e.tokens), "key": e.key, "data": str(data),
+                           "target": ev.parse(tgt_text, allow_future=True).infix, "horizon": horizon,
+                           "cost_bps": cost_bps, "delay": delay, "periods_per_year": ppy,
+                           "panel": {"days": len(panel.dates), "tickers": len(panel.tickers),
+                                     "start": str(panel.dates[0]), "end": str(panel.dates[-1])},
+                           "splits": {}}
+    for sp in splits:
+        days = check_covered(sp, panel.dates, purge=horizon)
+        rep = factor_report(x, y, mask, fwd_1d=fwd1, cost_bps=cost_bps, quantiles=quantiles, horizon=horizon,
+                            delay=delay, periods_per_year=ppy, days=days)
+        rep["range"] = sp.text()
+        sel = days.numpy()
+        rep["first_day"], rep["last_day"] = str(panel.dates[sel][0]), str(panel.dates[sel][-1])
+        rep["rank_ic_decay"] = {str(h): v for h, v in ic_decay(x[days], {h: t[days] for h, t in fwd.items()},
+                                                                 mask[days]).items()}
+        out["splits"][sp.name] = rep
+    if as_json:
+        emit_json(out)
+        return
+    _print(out)
+
+
+def _print(out: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def f(v: Any, pct: bool = False) -> str:
+        if v is None or (isinstance(v, float) and v != v):
+            return "nan"
+        return f"{v:.2%}" if pct else f"{v:.4f}"
+
+    names = list(out["splits"])
+    t = Table(title=f"{out['expr']}  (target {out['target']}, cost {out['cost_bps']} bps, delay {out['delay']})")
+    t.add_column("metric")
+    for n in names:
+        t.add_column(f"{n}\n{out['splits'][n]['first_day']}..{out['splits'][n]['last_day']}", justify="right")
+    rows = [("IC", "ic", False), ("IC std", "ic_std", False), ("ICIR", "icir", False), ("t-stat (NW)", "t_stat_nw", False),
+            ("RankIC", "rank_ic", False), ("RankICIR", "rank_icir", False), ("RankIC t (NW)", "rank_t_stat_nw", False),
+            ("coverage", "coverage", True), ("top turnover", "top_turnover", True)]
+    for label, k, pct in rows:
+        t.add_row(label, *[f(out["splits"][n][k], pct) for n in names])
+    q = len(out["splits"][names[0]]["quantile_returns"])
+    for i in range(q):
+        t.add_row(f"Q{i + 1} fwd return", *[f(out["splits"][n]["quantile_returns"][i], True) for n in names])
+    for label, k, pct in [("L/S ann. return", "ann_return", True), ("L/S cum. return", "cum_return", True),
+                          ("L/S Sharpe", "sharpe", False), ("L/S max drawdown", "max_drawdown", True),
+                          ("L/S turnover/day", "turnover", False)]:
+        t.add_row(label, *[f(out["splits"][n]["backtest"][k], pct) for n in names])
+    for h in out["splits"][names[0]]["rank_ic_decay"]:
+        t.add_row(f"RankIC h={h}", *[f(out["splits"][n]["rank_ic_decay"][h]) for n in names])
+    Console().print(t)

@@ -1,0 +1,74 @@
+"""`finllm factors mine`: mine a synergistic factor pool with RL (MaskablePPO) or the GP baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from finllm.cli.common import console, emit_json, friendly_errors
+
+DEFAULT_DATA = "data/market/us_sp500_daily.parquet"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mine")(mine_cmd)
+
+
+@friendly_errors
+def mine_cmd(
+    data: Path = typer.Option(Path(DEFAULT_DATA), "--data",
+                              help="Market data: parquet/CSV file or folder, or a Qlib dump (an in_universe column "
+                                   "limits the cross-sections)."),
+    method: str = typer.Option("rl", "--method", help="rl (MaskablePPO + LSTM over postfix tokens) or gp (baseline)."),
+    minutes: float = typer.Option(5.0, "--minutes", min=0.0, help="Wall-clock budget of the search."),
+    pool_size: int = typer.Option(20, "--pool-size", min=1, max=200, help="Pool capacity K (10/20/50 are usual)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (policy, environment, GP)."),
+    train: str = typer.Option("2003-01-01:2014-12-31", "--train", help="Train range START:END (inclusive)."),
+    valid: str = typer.Option("2015-01-01:2016-12-31", "--valid", help="Validation range START:END."),
+    test: str = typer.Option("2017-01-01:2021-04-21", "--test", help="Test range START:END."),
+    out: Path = typer.Option(Path("runs/mine"), "--out", help="Folder for result.json and checkpoints "
+                                                               "(a killed RL run resumes from here)."),
+    horizon: int = typer.Option(20, "--horizon", min=1, max=252, help="Target: the H-day forward return."),
+    cost_bps: float = typer.Option(10.0, "--cost-bps", min=0, help="Backtest cost per unit traded, in bps."),
+    max_tickers: int = typer.Option(None, "--max-tickers", help="Keep the N tickers with most valid days."),
+    ops: str = typer.Option("fast", "--ops", help='Operators: "fast" (all but the slow sort-based ones), "all", '
+                                                  "or a comma list."),
+    reward: str = typer.Option("objective", "--reward", help="RL reward: objective (pool IC after the attempt) or gain."),
+    max_factors: int = typer.Option(None, "--max-factors", help="Also stop after this many factors (repeatable runs)."),
+    seed_library: str = typer.Option(None, "--seed-library",
+                                     help='Offer the library\'s factors of this source to the pool first ("all" = any).'),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint in --out."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not write the run to the database."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),
+) -> None:
+    """Mine a pool of formulaic alphas on the train split, fit its weights on train and report IC, RankIC,
+    ICIR and a long-short backtest with costs on train/valid/test. The pool is saved to the factor library."""
+    from factors.mine import MineConfig, mine
+
+    cfg = MineConfig(data=str(data), train=train, valid=valid, test=test, method=method, minutes=minutes,
+                     pool_size=pool_size, seed=seed, horizon=horizon, cost_bps=cost_bps, max_tickers=max_tickers,
+                     ops=ops, reward=reward, max_episodes=max_factors, seed_library=seed_library)
+    cfg.validate()
+    res = mine(cfg, out, use_store=not no_store, progress=not as_json, resume=not fresh)
+    if as_json:
+        emit_json(res)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{method.upper()} pool ({len(res['pool'])} factors), seed {seed}")
+    for col in ("split", "IC", "RankIC", "ICIR", "RankICIR", "Sharpe (net)", "turnover"):
+        t.add_column(col)
+    for split, m in res["metrics"].items():
+        t.add_row(split, *[_f(m.get(k)) for k in ("ic", "rank_ic", "icir", "rank_icir", "sharpe", "turnover")])
+    console.print(t)
+    mining = res["mining"]
+    rate = mining.get("episodes_per_s", mining.get("evals_per_s"))
+    console.print(f"factors tried: {mining.get('episodes', mining.get('evaluations'))} ({rate}/s); "
+                  f"run {res['run_id']}; result {out / 'result.json'}")
+    for m in res["pool"]:
+        console.print(f"  {m['weight']:+.3f}  {m['formula']}")
+
+
+def _f(v: object) -> str:
+    return "-" if v is None else f"{v:.4f}"

@@ -1,0 +1,82 @@
+"""Save and load trained detectors: weights on disk under ``$FINLLM_HOME/models``, the record (threshold,
+feature normalisation, config, metrics, path) in the store's ``fraud_models`` table."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finllm.config import load_settings
+from finllm.errors import DataError
+from fraud.baselines import TreeModel
+from fraud.models import build_model
+
+
+@dataclass
+class LoadedModel:
+    """A detector ready to score: ``model`` (GNN module or TreeModel) plus its stored record fields."""
+
+    id: str
+    name: str
+    model: Any
+    threshold: float
+    normalization: dict
+    config: dict
+    metrics: dict
+    dataset: str
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:  # NaN is not valid JSON
+        return None
+    if hasattr(obj, "item") and callable(obj.item):
+        return obj.item()
+    return obj
+
+
+def save_model(result, store, *, dataset: str, run_id: str | None = None, models_dir: str | Path | None = None,
+               extra_metrics: dict | None = None) -> str:
+    """Write ``result`` (a TrainResult) to disk and record it in ``store``; returns the model id."""
+    cfg = result.config
+    folder = Path(models_dir) if models_dir else Path(load_settings().home) / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{cfg['model']}_{uuid.uuid4().hex[:12]}"
+    if isinstance(result.model, TreeModel):
+        path = folder / f"{stem}.lgb.txt"
+        result.model.save(str(path))
+    else:
+        path = folder / f"{stem}.pt"
+        torch.save({"state_dict": result.model.state_dict(), "config": cfg}, path)
+    metrics = {**result.metrics, **(extra_metrics or {})}
+    return store.save_fraud_model(run_id=run_id, name=cfg["model"], dataset=str(dataset),
+                                  threshold=float(result.threshold), normalization=_jsonable(result.normalization),
+                                  config=_jsonable(cfg), metrics=_jsonable(metrics), path=str(path))
+
+
+def load_model(model_id: str, store) -> LoadedModel:
+    """Load model ``model_id`` from ``store`` (DataError if unknown or its file is gone)."""
+    rec = store.get_fraud_model(model_id)
+    if rec is None:
+        raise DataError(f"no fraud model with id {model_id!r} in the store")
+    path = Path(rec.path)
+    if not path.is_file():
+        raise DataError(f"fraud model {model_id}: weights file {path} is missing")
+    cfg = dict(rec.config)
+    if rec.name == "xgbgraph":
+        model: Any = TreeModel.load(str(path), int(cfg.get("hparams", {}).get("hops", 2)))
+    else:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(rec.name, int(cfg["in_dim"]), int(cfg["num_relations"]), **cfg["hparams"])
+        model.load_state_dict(blob["state_dict"])
+        model.eval()
+    return LoadedModel(id=rec.id, name=rec.name, model=model, threshold=float(rec.threshold),
+                       normalization=dict(rec.normalization), config=cfg, metrics=dict(rec.metrics),
+                       dataset=rec.dataset)

@@ -1,0 +1,95 @@
+"""Batch scoring: a saved detector scores every node of a (new) graph; alerts go to the store and CSV.
+
+The graph is loaded and validated like training data, features are normalised with the statistics
+saved at training time, and the model runs full-graph inference (sparse products; ~1M nodes/s on a CPU
+for the GNNs here). Rank 1 = most suspicious.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from finllm.config import load_settings
+from finllm.errors import DataError
+from fraud.artifacts import LoadedModel, load_model
+from fraud.baselines import TreeModel
+from fraud.models import GraphOps
+from fraud.train import apply_normalization
+
+
+def predict(loaded: LoadedModel, ds, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Fraud probabilities (N,) of every node of ``ds`` (a GraphDataset) under ``loaded``."""
+    n_rel = int(loaded.config.get("num_relations", 1))
+    if loaded.name == "rgnn" and n_rel > 1 and len(ds.relations) != n_rel:
+        raise DataError(f"{ds.name}: has relations {ds.relations}, model {loaded.id} was trained on "
+                        f"{loaded.config.get('relations')}")
+    x = apply_normalization(ds.data.x, loaded.normalization, source=ds.name)
+    g = GraphOps(ds.data.edge_index, ds.num_nodes, edge_type=getattr(ds.data, "edge_type", None),
+                 edge_weight=edge_weight, num_relations=len(ds.relations))
+    if isinstance(loaded.model, TreeModel):
+        return torch.from_numpy(loaded.model.predict_proba(x, g)).float()
+    with torch.no_grad():
+        return torch.sigmoid(loaded.model(x, g))
+
+
+def rank_rows(node_ids: list[str], probs: torch.Tensor, threshold: float) -> pd.DataFrame:
+    """DataFrame (node, score, rank, above_threshold), sorted by rank (1 = highest score)."""
+    p = probs.numpy().astype(float)
+    order = np.argsort(-p, kind="mergesort")
+    rank = np.empty(len(p), dtype=np.int64)
+    rank[order] = np.arange(1, len(p) + 1)
+    df = pd.DataFrame({"node": np.asarray(node_ids, dtype=object), "score": p, "rank": rank,
+                       "above_threshold": p >= threshold})
+    return df.iloc[order].reset_index(drop=True)
+
+
+def score_graph(model_id: str, path: str | Path, store, batch: str = "", *, csv_path: str | Path | None = None,
+                top: int = 1000, write: bool = True, **load_opts) -> pd.DataFrame:
+    """Score the graph at ``path`` with model ``model_id``.
+
+    Returns every node's row (node, score, rank, above_threshold). With ``write``: the CSV (default
+    ``$FINLLM_HOME/alerts/<model>_<batch>.csv``) gets every node; the store's alerts for
+    (model, batch) are replaced by the nodes above the threshold plus the ``top`` highest-ranked ones.
+    The ``fraud_score`` run records counts, throughput and, where the graph has labels, the metrics.
+    """
+    from fraud.datasets import load_graph
+    from fraud.evaluate import evaluate
+
+    loaded = load_model(model_id, store)
+    ds = load_graph(path, **load_opts)
+    t0 = time.perf_counter()
+    probs = predict(loaded, ds)
+    secs = time.perf_counter() - t0
+    df = rank_rows(ds.node_ids, probs, loaded.threshold)
+    df.attrs.update(model_id=model_id, batch=batch, seconds=secs, nodes_per_s=ds.num_nodes / max(secs, 1e-9))
+    if not write:
+        return df
+    run_id = store.start_run("fraud_score", {"model_id": model_id, "data": str(path), "batch": batch, "top": top},
+                             name=f"score {Path(path).name}")
+    try:
+        csv_path = Path(csv_path) if csv_path else Path(load_settings().home) / "alerts" / f"{model_id}_{batch or 'default'}.csv"
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(csv_path, index=False)
+        keep = df[(df["above_threshold"]) | (df["rank"] <= top)]
+        rows = [{"node": str(r.node), "score": float(r.score), "rank": int(r.rank),
+                 "above_threshold": bool(r.above_threshold), "explanation": None}
+                for r in keep.itertuples(index=False)]
+        store.save_alerts(model_id, batch, rows, run_id=run_id)
+        metrics = {"nodes": ds.num_nodes, "above_threshold": int(df["above_threshold"].sum()),
+                   "alerts_saved": len(rows), "seconds": round(secs, 4),
+                   "nodes_per_s": round(ds.num_nodes / max(secs, 1e-9), 1), "report": ds.report}
+        y = ds.data.y
+        lab = torch.nonzero(y >= 0).flatten()
+        if len(lab) and len(set(y[lab].tolist())) == 2:
+            metrics["labelled_eval"] = evaluate(probs, y, lab, loaded.threshold)
+        store.finish_run(run_id, metrics=metrics, artifacts={"alerts_csv": str(csv_path)})
+    except BaseException as exc:
+        store.finish_run(run_id, status="failed", error=str(exc))
+        raise
+    df.attrs.update(run_id=run_id, csv=str(csv_path), alerts_saved=len(rows), metrics=metrics)
+    return df

@@ -1,0 +1,337 @@
+"""Training under the GADBench protocol: class-weighted loss, early stopping on validation AUPRC,
+decision threshold chosen on validation macro-F1, metrics on validation and test.
+
+Hooks for the LLM supervisor (all optional, all honoured for every model):
+
+* ``node_weight`` (N,): per-node multiplier of the loss of labelled training nodes;
+* ``soft_targets`` (N,) in [0,1], NaN = none: an extra BCE term on those nodes, weighted ``soft_weight``
+  (typically LLM verdicts on unlabelled nodes);
+* ``edge_weight`` (E,) in [0,1]: message weight per edge (0 = the edge is ignored).
+
+Features go through a signed log1p and a z-score fitted on all nodes' features (no labels involved);
+the statistics are returned in ``TrainResult.normalization`` so scoring reuses them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from finllm.errors import ConfigError, DataError
+from fraud.baselines import TreeModel, aggregate_features, fit_xgbgraph
+from fraud.evaluate import auprc, choose_threshold, evaluate
+from fraud.models import GNN_MODELS, GraphOps, build_model, canonical_name
+from fraud.splits import Split, check_split, make_split
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "sage": {"lr": 0.01, "weight_decay": 0.0, "hparams": {"hidden": 64, "layers": 2, "dropout": 0.1}},
+    "gat": {"lr": 0.01, "weight_decay": 0.0, "hparams": {"hidden": 32, "layers": 2, "heads": 4, "dropout": 0.1}},
+    "bwgnn": {"lr": 0.01, "weight_decay": 0.0, "hparams": {"hidden": 64, "order": 2}},
+    "rgnn": {"lr": 0.01, "weight_decay": 0.0, "hparams": {"hidden": 64, "layers": 2, "dropout": 0.1}},
+    "xgbgraph": {"hparams": {"hops": 2, "n_estimators": 1000, "learning_rate": 0.05, "num_leaves": 31}},
+}
+
+
+# ---- feature normalisation ---------------------------------------------------------------------
+def fit_normalization(x: torch.Tensor) -> dict:
+    """Signed-log1p + z-score statistics of ``x`` (N,F) as a JSON-able dict."""
+    t = torch.sign(x) * torch.log1p(x.abs())
+    mean, std = t.mean(0), t.std(0, unbiased=False)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return {"transform": "signed_log1p_zscore", "mean": mean.tolist(), "std": std.tolist()}
+
+
+def apply_normalization(x: torch.Tensor, norm: dict, *, source: str = "graph") -> torch.Tensor:
+    mean, std = torch.tensor(norm["mean"]), torch.tensor(norm["std"])
+    if x.size(1) != mean.numel():
+        raise DataError(f"{source}: has {x.size(1)} features, the model was trained on {mean.numel()}")
+    t = torch.sign(x) * torch.log1p(x.abs())
+    return ((t - mean) / std).float()
+
+
+# ---- result ------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    """``probs`` (N,) fraud probability of every node; ``embeddings`` (N,H); metrics {"val","test",...}."""
+
+    model: Any
+    probs: torch.Tensor
+    embeddings: torch.Tensor
+    threshold: float
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    normalization: dict = field(default_factory=dict)
+
+
+def _check_hooks(n: int, e: int, node_weight, soft_targets, edge_weight) -> None:
+    if node_weight is not None:
+        if node_weight.numel() != n or not torch.isfinite(node_weight).all() or (node_weight < 0).any():
+            raise ConfigError(f"node_weight must be ({n},), finite and >= 0")
+    if soft_targets is not None:
+        st = soft_targets[torch.isfinite(soft_targets)]
+        if soft_targets.numel() != n or (st < 0).any() or (st > 1).any():
+            raise ConfigError(f"soft_targets must be ({n},) with values in [0,1] or NaN")
+    if edge_weight is not None:
+        if edge_weight.numel() != e or not torch.isfinite(edge_weight).all() or (edge_weight < 0).any() \
+                or (edge_weight > 1).any():
+            raise ConfigError(f"edge_weight must be ({e},) with values in [0,1]")
+
+
+def _progress(enabled: bool, total: int, label: str):
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+
+def train_model(ds, model_name: str, split: Split | None, seed: int, *, epochs: int = 200, patience: int = 50,
+                lr: float | None = None, weight_decay: float | None = None, hparams: dict | None = None,
+                node_weight: torch.Tensor | None = None, soft_targets: torch.Tensor | None = None,
+                soft_weight: float = 0.0, edge_weight: torch.Tensor | None = None, progress: bool = False,
+                minibatch: bool = False, batch_size: int = 2048, fanout: tuple[int, ...] = (15, 10),
+                setting: str = "full") -> TrainResult:
+    """Train ``model_name`` on ``ds`` (GraphDataset) with ``split`` (made from ``setting`` if None)."""
+    name = canonical_name(model_name)
+    split = split if split is not None else make_split(ds, setting, seed)
+    check_split(split, ds.data.y, ds.name)
+    data = ds.data
+    n, e = int(data.num_nodes), int(data.edge_index.size(1))
+    _check_hooks(n, e, node_weight, soft_targets, edge_weight)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    defaults = DEFAULTS[name]
+    hp = {**defaults["hparams"], **(hparams or {})}
+    norm = fit_normalization(data.x)
+    x = apply_normalization(data.x, norm, source=ds.name)
+    etype = getattr(data, "edge_type", None)
+    g = GraphOps(data.edge_index, n, edge_type=etype, edge_weight=edge_weight, num_relations=len(ds.relations))
+    y = data.y
+    tr, va, te = split.train, split.val, split.test
+    ytr = y[tr].float()
+    pos_weight = float((ytr == 0).sum() / (ytr == 1).sum())
+    w_tr = torch.where(ytr == 1, pos_weight, 1.0)
+    if node_weight is not None:
+        w_tr = w_tr * node_weight[tr].float()
+    soft_idx = torch.empty(0, dtype=torch.long)
+    if soft_targets is not None and soft_weight > 0:
+        soft_idx = torch.nonzero(torch.isfinite(soft_targets)).flatten()
+    config = {"model": name, "dataset": ds.name, "seed": seed, "setting": split.setting,
+              "split_source": split.source, "split_sizes": split.sizes(), "hparams": hp, "epochs": epochs,
+              "patience": patience, "pos_weight": pos_weight, "in_dim": int(data.x.size(1)),
+              "num_relations": len(ds.relations), "relations": list(ds.relations),
+              "feature_names": ds.feature_names, "soft_weight": soft_weight,
+              "uses_node_weight": node_weight is not None, "uses_edge_weight": edge_weight is not None,
+              "soft_nodes": int(len(soft_idx)), "minibatch": minibatch}
+    t0 = time.perf_counter()
+    if name == "xgbgraph":
+        hops = int(hp.get("hops", 2))
+        feats_t = aggregate_features(x, g, hops)
+        feats = feats_t.numpy()
+        soft_y = soft_targets[soft_idx].numpy() if len(soft_idx) else None
+        booster, history = fit_xgbgraph(
+            feats, y.numpy(), tr.numpy(), va.numpy(), seed=seed, sample_weight=w_tr.numpy(),
+            soft_idx=soft_idx.numpy(), soft_y=soft_y, soft_w=soft_weight,
+            n_estimators=int(hp["n_estimators"]), learning_rate=float(hp["learning_rate"]),
+            num_leaves=int(hp["num_leaves"]), patience=patience)
+        model = TreeModel(booster, hops)
+        probs = torch.from_numpy(booster.predict(feats, num_iteration=booster.best_iteration)).float()
+        emb = feats_t
+        config["best_epoch"] = int(booster.best_iteration)
+    else:
+        lr = defaults["lr"] if lr is None else lr
+        weight_decay = defaults["weight_decay"] if weight_decay is None else weight_decay
+        config.update(lr=lr, weight_decay=weight_decay)
+        model = build_model(name, x.size(1), len(ds.relations), **hp)
+        if minibatch:
+            fit = _fit_minibatch
+            config.update(batch_size=batch_size, fanout=list(fanout))
+        else:
+            fit = _fit_full
+        model, history, best_epoch = fit(
+            model, x, g, y, tr, va, w_tr, soft_idx, soft_targets, soft_weight, epochs=epochs, patience=patience,
+            lr=lr, weight_decay=weight_decay, progress=progress, label=f"{name} seed {seed}",
+            data=data, edge_weight=edge_weight, batch_size=batch_size, fanout=fanout)
+        model.eval()
+        with torch.no_grad():
+            emb = model.embed(x, g)
+            probs = torch.sigmoid(model.head(emb).squeeze(-1))
+        config["best_epoch"] = best_epoch
+    train_time = time.perf_counter() - t0
+    if not torch.isfinite(probs).all():
+        raise DataError(f"{ds.name}: {name} produced non-finite scores (training diverged)")
+    thr = choose_threshold(probs[va], y[va])
+    metrics = {"val": evaluate(probs, y, va, thr), "test": evaluate(probs, y, te, thr),
+               "threshold": thr, "train_time_s": round(train_time, 3), "best_epoch": config["best_epoch"]}
+    return TrainResult(model=model, probs=probs, embeddings=emb.detach(), threshold=thr, metrics=metrics,
+                       history=history, config=config, normalization=norm)
+
+
+def _loss(logits_tr, ytr, w_tr, logits_soft, soft_y, soft_weight) -> torch.Tensor:
+    loss = (F.binary_cross_entropy_with_logits(logits_tr, ytr, reduction="none") * w_tr).sum() / w_tr.sum()
+    if logits_soft is not None and logits_soft.numel():
+        loss = loss + soft_weight * F.binary_cross_entropy_with_logits(logits_soft, soft_y)
+    return loss
+
+
+def _fit_full(model, x, g, y, tr, va, w_tr, soft_idx, soft_targets, soft_weight, *, epochs, patience, lr,
+              weight_decay, progress, label, **_):
+    """Full-batch training; returns (best model, history, best epoch)."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    ytr, yva = y[tr].float(), y[va]
+    soft_y = soft_targets[soft_idx].float() if len(soft_idx) else None
+    best, best_state, best_epoch, history = -math.inf, None, 0, []
+    with _progress(progress, epochs, label) as bar:
+        task = bar.add_task("train", total=epochs, info="") if bar else None
+        for epoch in range(1, epochs + 1):
+            model.train()
+            opt.zero_grad()
+            logits = model(x, g)
+            loss = _loss(logits[tr], ytr, w_tr, logits[soft_idx] if soft_y is not None else None, soft_y,
+                         soft_weight)
+            loss.backward()
+            opt.step()
+            model.eval()
+            with torch.no_grad():
+                val_ap = auprc(model(x, g)[va], yva) if torch.isfinite(loss) else -math.inf
+            history.append({"epoch": epoch, "loss": float(loss.detach()), "val_auprc": val_ap})
+            if val_ap > best:
+                best, best_epoch, best_state = val_ap, epoch, copy.deepcopy(model.state_dict())
+            if bar:
+                bar.update(task, advance=1, info=f"loss {float(loss.detach()):.4f} val AUPRC {val_ap:.4f} (best {best:.4f})")
+            if epoch - best_epoch >= patience or not torch.isfinite(loss):
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model, history, best_epoch
+
+
+def minibatch_available() -> bool:
+    """NeighborLoader needs pyg-lib or torch-sparse (optional extra ``finllm[sparse]``)."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("pyg_lib", "torch_sparse"))
+
+
+def _fit_minibatch(model, x, g, y, tr, va, w_tr, soft_idx, soft_targets, soft_weight, *, epochs, patience, lr,
+                   weight_decay, progress, label, data, edge_weight, batch_size, fanout, **_):
+    """Mini-batch training with PyG's NeighborLoader over the training (and soft-target) nodes.
+
+    Each batch's sampled subgraph gets its own GraphOps (edge weights carried along); validation runs
+    full-batch (sparse products keep that cheap). Needs pyg-lib or torch-sparse.
+    """
+    if not minibatch_available():
+        raise ConfigError("mini-batch training needs pyg-lib or torch-sparse "
+                          "(pip install 'finllm[sparse]'); use full-batch training")
+    from torch_geometric.data import Data
+    from torch_geometric.loader import NeighborLoader
+
+    n = x.size(0)
+    node_w = torch.zeros(n)
+    node_w[tr] = w_tr
+    target = torch.full((n,), float("nan"))
+    target[tr] = y[tr].float()
+    soft_w = torch.zeros(n)
+    if len(soft_idx):
+        keep = torch.isnan(target[soft_idx])
+        target[soft_idx[keep]] = soft_targets[soft_idx[keep]].float()
+        soft_w[soft_idx[keep]] = soft_weight
+    ew = edge_weight if edge_weight is not None else torch.ones(data.edge_index.size(1))
+    sub = Data(x=x, edge_index=data.edge_index, edge_weight=ew, target=target, node_w=node_w, soft_w=soft_w,
+               num_nodes=n)
+    et = getattr(data, "edge_type", None)
+    if et is not None:
+        sub.edge_type = et
+    seeds = torch.cat([tr, soft_idx[torch.isin(soft_idx, tr, invert=True)]]) if len(soft_idx) else tr
+    loader = NeighborLoader(sub, num_neighbors=list(fanout), batch_size=batch_size, input_nodes=seeds,
+                            shuffle=True)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    best, best_state, best_epoch, history = -math.inf, None, 0, []
+    with _progress(progress, epochs, label) as bar:
+        task = bar.add_task("train", total=epochs, info="") if bar else None
+        for epoch in range(1, epochs + 1):
+            model.train()
+            total = 0.0
+            for b in loader:
+                opt.zero_grad()
+                bg = GraphOps(b.edge_index, b.num_nodes, edge_type=getattr(b, "edge_type", None),
+                              edge_weight=b.edge_weight, num_relations=g.num_relations)
+                logits = model(b.x, bg)[: b.batch_size]
+                t, hw, sw = b.target[: b.batch_size], b.node_w[: b.batch_size], b.soft_w[: b.batch_size]
+                hard = hw > 0
+                loss = (F.binary_cross_entropy_with_logits(logits[hard], t[hard], reduction="none")
+                        * hw[hard]).sum() / hw[hard].sum().clamp_min(1e-12)
+                soft = sw > 0
+                if soft.any():
+                    loss = loss + soft_weight * F.binary_cross_entropy_with_logits(logits[soft], t[soft])
+                loss.backward()
+                opt.step()
+                total += float(loss)
+            model.eval()
+            with torch.no_grad():
+                val_ap = auprc(model(x, g)[va], y[va])
+            history.append({"epoch": epoch, "loss": total, "val_auprc": val_ap})
+            if val_ap > best:
+                best, best_epoch, best_state = val_ap, epoch, copy.deepcopy(model.state_dict())
+            if bar:
+                bar.update(task, advance=1, info=f"val AUPRC {val_ap:.4f} (best {best:.4f})")
+            if epoch - best_epoch >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model, history, best_epoch
+
+
+# ---- several seeds -----------------------------------------------------------------------------
+METRIC_KEYS = ("auroc", "auprc", "rec@k", "macro_f1")
+
+
+def summarize(per_seed: list[dict]) -> dict:
+    """{"test": {metric: {"mean","std"}}, "val": ..., "train_time_s": {...}} over seeds (std: ddof=0)."""
+    out: dict[str, Any] = {}
+    for part in ("val", "test"):
+        out[part] = {}
+        for k in METRIC_KEYS:
+            v = np.array([m[part][k] for m in per_seed], dtype=float)
+            out[part][k] = {"mean": float(v.mean()), "std": float(v.std())}
+    t = np.array([m["train_time_s"] for m in per_seed], dtype=float)
+    out["train_time_s"] = {"mean": float(t.mean()), "std": float(t.std())}
+    return out
+
+
+def run_seeds(ds, model_name: str, setting: str, seeds: int | list[int] = 5, *, progress: bool = False,
+              keep: str = "best_val", **train_opts: Any) -> tuple[dict, TrainResult]:
+    """Train over ``seeds`` (count or list); returns (summary dict, the kept TrainResult).
+
+    ``keep="best_val"`` keeps the run with the highest validation AUPRC (never chosen on test).
+    """
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ConfigError("need at least one seed")
+    per_seed, kept = [], None
+    for s in seed_list:
+        split = make_split(ds, setting, s)
+        res = train_model(ds, model_name, split, s, progress=progress, **train_opts)
+        per_seed.append({"seed": s, **res.metrics})
+        if kept is None or res.metrics["val"]["auprc"] > kept.metrics["val"]["auprc"]:
+            kept = res
+    summary = {"dataset": ds.name, "model": canonical_name(model_name), "setting": setting,
+               "seeds": seed_list, "per_seed": per_seed, **summarize(per_seed),
+               "kept_seed": kept.config["seed"]}
+    return summary, kept
+
+
+__all__ = ["TrainResult", "train_model", "run_seeds", "summarize", "fit_normalization", "apply_normalization",
+           "minibatch_available", "GNN_MODELS"]

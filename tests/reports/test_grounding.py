@@ -1,0 +1,70 @@
+"""Number-checking of LLM narratives against a run's facts (finllm.reports.grounding)."""
+
+from __future__ import annotations
+
+import pytest
+
+from finllm.reports.facts import clean, comparisons, round_sig
+from finllm.reports.grounding import check_numbers, find_numbers
+
+FACTS = {
+    "run": {"id": "abc123", "kind": "factor_mine", "started_at": "2024-03-01T10:00:00"},
+    "config": {"splits": {"train": "2010-01-04:2015-12-31", "test": "2017-01-03:2019-12-31"}, "horizon": 20},
+    "pool_size": 7,
+    "pool": [{"rank": 1, "formula": "Mean($close, 20)", "weight": -0.4312}],
+    "pool_metrics": {"test": {"ic": 0.04213, "rank_ic": -0.0301}},
+    "comparisons": [{"baseline": "gp", "split": "test", "metric": "ic", "ours": 0.04213,
+                     "baseline_value": 0.031, "difference": 0.01113}],
+}
+
+
+def test_supported_numbers_survive_at_any_shown_precision():
+    text = ("The pool of 7 factors reached a test IC of 0.042 (4.2%), 0.011 above the gp baseline. "
+            "Its RankIC was -0.03 over a 20-day horizon, tested from 2017-01-03.")
+    rep = check_numbers(text, FACTS)
+    assert rep.ok, rep.unsupported
+    assert rep.text == text
+    assert set(rep.supported) >= {"7", "0.042", "4.2%", "0.011", "-0.03", "20", "2017-01-03"}
+
+
+def test_unsupported_number_sentence_is_removed():
+    text = "The pool reached a test IC of 0.042. It beat the baseline by 35%. The weight of factor 1 is -0.4312."
+    rep = check_numbers(text, FACTS)
+    assert rep.unsupported == ["35%"]
+    assert rep.removed_sentences == ["It beat the baseline by 35%."]
+    assert rep.text == "The pool reached a test IC of 0.042. The weight of factor 1 is -0.4312."
+    assert check_numbers(rep.text, FACTS).ok  # the cleaned text re-checks clean
+
+
+def test_flag_policy_marks_each_unsupported_number():
+    rep = check_numbers("Test IC was 0.042 and valid IC was 0.066.", FACTS, policy="flag")
+    assert rep.unsupported == ["0.066"]
+    assert rep.text == "Test IC was 0.042 and valid IC was [unverified: 0.066]."
+
+
+@pytest.mark.parametrize("claim", ["0.05", "0.0422", "4.3%", "8 factors", "2018-01-02"])
+def test_wrong_precision_or_value_is_not_supported(claim):
+    # 0.05 is not 0.04213 at 2 decimals (0.04); 0.0422 overstates the 4th decimal; a date not in the facts.
+    rep = check_numbers(f"The value was {claim}.", FACTS)
+    assert not rep.ok and rep.text == ""
+
+
+def test_identifiers_and_formula_numbers_are_not_claims():
+    nums = [c.text for c in find_numbers("Recall@100 and f1 of `$close` with x2 rose 3.5% and 1,234 times")]
+    assert nums == ["3.5%", "1,234"]
+
+
+def test_numbers_in_fact_strings_count_as_supported():
+    rep = check_numbers("The first factor, Mean($close, 20), uses a 20 day window starting 2010-01-04.", FACTS)
+    assert rep.ok, rep.unsupported
+
+
+def test_clean_rounds_to_four_significant_digits_and_drops_nan():
+    assert round_sig(0.0421349) == 0.04213 and round_sig(123456.0) == 123500.0
+    assert clean({"a": float("nan"), "b": [0.123456], "c": 3}) == {"a": None, "b": [0.1235], "c": 3}
+
+
+def test_comparisons_give_the_llm_supported_differences():
+    rows = comparisons({"test": {"ic": 0.05}}, {"gp": {"test": {"ic": 0.03, "rank_ic": 0.02}}})
+    assert rows == [{"baseline": "gp", "split": "test", "metric": "ic", "ours": 0.05,
+                     "baseline_value": 0.03, "difference": pytest.approx(0.02)}]
