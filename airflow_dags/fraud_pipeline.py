@@ -29,6 +29,8 @@ PARAMS = {
                   description="Graph file (.mat / .npz / CSV edge list) with fraud labels."),
     "date": Param(None, type=["null", "string"], description="Business date (YYYY-MM-DD); default: logical date."),
     "model": Param("bwgnn", type="string", description="GNN family to train (see `finllm fraud train --help`)."),
+    "setting": Param("full", enum=["full", "semi"],
+                     description="Labels used: full (the file's split / 40-20-40) or semi (20 fraud + 80 normal)."),
     "seeds": Param(3, type="integer", minimum=1, description="Training seeds (the best on validation is kept)."),
     "epochs": Param(200, type="integer", minimum=1),
     "llm_budget": Param(200, type="integer", minimum=0, description="LLM supervisor calls per training run."),
@@ -74,7 +76,7 @@ def fraud_pipeline():
 
         ctx = get_current_context()
         p = ctx["params"]
-        return train_job(p["data"], model=p["model"], seeds=p["seeds"], epochs=p["epochs"],
+        return train_job(p["data"], model=p["model"], setting=p["setting"], seeds=p["seeds"], epochs=p["epochs"],
                          llm_budget=p["llm_budget"], idempotency_key=run_key(ctx, "train"))
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)

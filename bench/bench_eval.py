@@ -3,6 +3,7 @@ same Alpha158-style expressions, on the full shipped US panel, in one run.
 
     python bench/bench_eval.py                      # full US panel (~5400 days x 504 stocks)
     python bench/bench_eval.py --max-tickers 100    # quicker
+    python bench/bench_eval.py --threads 1          # one torch thread (fair on a busy shared CPU)
 
 Each engine runs in its own subprocess (so peak memory is per engine): the pandas baseline
 (tests/factors/pandas_ref.py: ``groupby('ticker').rolling(w)`` builtins, per-ticker rolling corr,
@@ -72,8 +73,11 @@ def _stats(arr) -> tuple[int, float]:
     return int(fin.sum()), float(a[fin].mean()) if fin.any() else math.nan
 
 
-def run_engine(engine: str, data: str, max_tickers: int | None) -> dict:
+def run_engine(engine: str, data: str, max_tickers: int | None, threads: int | None) -> dict:
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     from factors.evaluate import Evaluator
     from factors.expr import parse
@@ -118,6 +122,8 @@ def _child(engine: str, args) -> dict:
     cmd = [sys.executable, __file__, "--engine", engine, "--data", args.data]
     if args.max_tickers:
         cmd += ["--max-tickers", str(args.max_tickers)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if res.returncode != 0:
         sys.stderr.write(res.stderr)
@@ -129,12 +135,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(REPO / "data/market/us_sp500_daily.parquet"))
     ap.add_argument("--max-tickers", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
     ap.add_argument("--engine", choices=["pandas", "finllm", "finllm_nocache"], default=None,
                     help=argparse.SUPPRESS)
     ap.add_argument("--json-out", default=None, help="Also write the raw results here.")
     args = ap.parse_args()
     if args.engine:
-        print(json.dumps(run_engine(args.engine, args.data, args.max_tickers)))
+        print(json.dumps(run_engine(args.engine, args.data, args.max_tickers, args.threads)))
         return
     res = {e: _child(e, args) for e in ["finllm", "finllm_nocache", "pandas"]}
     fl, nc, pd_ = res["finllm"], res["finllm_nocache"], res["pandas"]

@@ -110,7 +110,8 @@ def main() -> None:
     print(f"{'variant':<22}{'wall s':>9}{'req/s':>9}{'valid':>7}{'calls':>7}{'cached':>8}")
     for name, r in [("sequential (baseline)", seq), ("concurrent", conc), ("cache cold (baseline)", cold),
                     ("cache warm", hot)]:
-        print(f"{name:<22}{r['wall_s']:>9.2f}{r['req_per_s']:>9.2f}{r['valid']:>7}{r['calls']:>7}{r['cached']:>8}")
+        print(f"{name:<22}{r['wall_s']:>9.2f}{r['req_per_s']:>9.2f}{r['valid']:>7}{r['calls']:>7}"
+              f"{r['cached']:>8}")
     print(f"throughput ratio concurrent/sequential: {res['ratio_concurrent_vs_sequential']:.2f}x")
     print(f"throughput ratio warm-cache/cold-cache: {res['ratio_warm_vs_cold']:.1f}x")
 

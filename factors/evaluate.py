@@ -11,8 +11,9 @@ Semantics (see :mod:`factors.ops` for each operator's NaN rule):
   (:meth:`Evaluator.target`); every kernel at day t reads only days <= t (tested for every operator).
 
 The subexpression cache maps a subtree's canonical postfix hash to its (D, S) tensor; it is shared by
-every expression evaluated with the same :class:`Evaluator`, evicts least recently used entries, and
-never holds more than ``cache_bytes``.
+every expression evaluated with the same :class:`Evaluator` and never holds more than ``cache_bytes``.
+It also keeps each windowed input's running sums (:class:`factors.ops.RunningSums`) so that
+``Mean(x, 5)`` and ``Std(x, 20)`` share them; those are evicted first, then results least recently used.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor
 
 from factors.expr import Expr, Node, from_postfix, parse, to_expr
-from factors.ops import OPS
+from factors.ops import OPS, RunningSums
 
 NAN = float("nan")
 
@@ -47,7 +48,9 @@ class Evaluator:
         for i, f in enumerate(self.features):
             self._feat[f] = self._clean(vals[:, :, i].contiguous())
         self.cache_bytes = int(cache_bytes)
-        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+        self._cache: OrderedDict[str, Any] = OrderedDict()  # Tensor or RunningSums
+        self._sizes: dict[str, int] = {}
+        self._pending: list[tuple[str, RunningSums]] = []
         self._bytes = 0
         self.hits = 0
         self.misses = 0
@@ -92,6 +95,7 @@ class Evaluator:
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._sizes.clear()
         self._bytes = 0
 
     # -- internals --------------------------------------------------------------------------------
@@ -103,20 +107,41 @@ class Evaluator:
 
     def _get(self, key: str) -> Tensor | None:
         t = self._cache.get(key)
+        if t is not None and not isinstance(t, Tensor):
+            return None
         if t is not None:
             self._cache.move_to_end(key)
             self.hits += 1
         return t
 
-    def _put(self, key: str, t: Tensor) -> None:
-        size = t.element_size() * t.nelement()
+    def _put(self, key: str, t: Any) -> None:
+        size = t.nbytes if isinstance(t, RunningSums) else t.element_size() * t.nelement()
         if size > self.cache_bytes:
             return
         while self._bytes + size > self.cache_bytes and self._cache:
-            _, old = self._cache.popitem(last=False)
-            self._bytes -= old.element_size() * old.nelement()
+            # Running sums go first (cheap to rebuild relative to their size), then the least recently
+            # used result; a pure LRU would thrash when a sweep of expressions cycles through the cache.
+            old = next((k for k, v in self._cache.items() if isinstance(v, RunningSums)), None)
+            if old is None:
+                old = next(iter(self._cache))
+            del self._cache[old]
+            self._bytes -= self._sizes.pop(old)
         self._cache[key] = t
+        self._sizes[key] = size
         self._bytes += size
+
+    def _running_sums(self, node: Node, x: Tensor) -> RunningSums:
+        """The cached running sums of a subexpression (shared by all its window lengths)."""
+        key = node.key + "#sums"
+        pre = self._cache.get(key)
+        if pre is None:
+            pre = RunningSums(x)
+        else:
+            self._cache.move_to_end(key)
+            self._bytes -= self._sizes.pop(key)
+            del self._cache[key]
+        self._pending.append((key, pre))
+        return pre
 
     def _eval(self, node: Node) -> Tensor:
         if node.kind == "feature":
@@ -133,12 +158,19 @@ class Evaluator:
             out = spec.fn(*args)
         elif cat in ("ts", "ts_pair"):
             *xs, wnode = node.children
-            out = spec.fn(*[self._eval(c) for c in xs], int(wnode.value))
+            args = [self._eval(c) for c in xs]
+            if spec.prefix:
+                out = spec.fn(*args, int(wnode.value), pre=self._running_sums(xs[0], args[0]))
+            else:
+                out = spec.fn(*args, int(wnode.value))
         elif cat == "cs":
             out = spec.fn(self._eval(node.children[0]), self.universe)
         else:
             out = spec.fn(self._eval(node.children[0]))
         out = self._clean(out)
+        for k, pre in self._pending:  # running sums used by this node: cache with their final size
+            self._put(k, pre)
+        self._pending.clear()
         self._put(key, out)
         return out
 

@@ -416,7 +416,8 @@ def validate_frame(df: pl.DataFrame, path: Path, ref: RowRef, report: Validation
     if has_vwap:
         vwap = pl.when(col("vwap").is_finite() & (col("vwap") > 0)).then(col("vwap"))
     else:  # typical price, computed in float64 and rounded once
-        vwap = (col("high").cast(pl.Float64) + col("low") + col("close")) / 3
+        high_w, low_w = pl.max_horizontal("high", hi_oc), pl.min_horizontal("low", lo_oc)  # after widening
+        vwap = (high_w.cast(pl.Float64) + low_w + col("close")) / 3
     fields = list(BASE_FIELDS) + extras
     out = (df.lazy()
            .select("date", "_t",

@@ -59,6 +59,7 @@ class MineConfig:
     warmup_days: int = 126
     max_episodes: int | None = None  # stop after this many factors (tests, repeatable runs)
     seed_library: str | None = None  # offer factors of this library source ("all" = every source) first
+    threads: int = 1  # torch threads: small LSTM batches slow down badly with more threads on a busy CPU
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
 
@@ -290,6 +291,16 @@ def mine(cfg: MineConfig, out: str | Path, *, store: Any = None, use_store: bool
     cfg.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(max(1, cfg.threads))
+    try:
+        return _mine(cfg, out, store, use_store, progress, resume, panel, splits, idempotency_key)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _mine(cfg: MineConfig, out: Path, store: Any, use_store: bool, progress: bool, resume: bool, panel: Any,
+          splits: list[Any] | None, idempotency_key: str | None) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     if panel is None or splits is None:
         panel, splits = load_for_mining(cfg)
@@ -350,7 +361,7 @@ def _run_method(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, bar: 
             e = side.scorer.parse(tokens)
             return e.key, e.tokens, e.infix, side.scorer.values(e)
 
-        return train_rl(side.vocab, side.scorer, minutes=cfg.minutes, seed=cfg.seed, cfg=rlcfg, out=out,
+        return train_rl(side.vocab, side.scorer, minutes=cfg.minutes if cfg.minutes > 0 else 1e9, seed=cfg.seed, cfg=rlcfg, out=out,
                         resume=resume, max_episodes=cfg.max_episodes, meta=meta, reload_member=reload,
                         progress=lambda cb: bar.update(cb.elapsed, cb.episodes_this, "episodes"))
     from factors.gp import GPConfig, run_gp

@@ -15,7 +15,8 @@ Kernel signatures by category (all tensors are (D, S) float32, D = days, S = sto
 
 * ``unary``   ``fn(x) -> Tensor``
 * ``binary``  ``fn(a, b) -> Tensor`` (``a``/``b`` a tensor or a float; never both floats)
-* ``ts``      ``fn(x, w) -> Tensor`` (``w`` an int; only ``Ref`` accepts ``w < 0``, for targets)
+* ``ts``      ``fn(x, w) -> Tensor`` (``w`` an int; only ``Ref`` accepts ``w < 0``, for targets); with
+  ``spec.prefix`` also ``fn(x, w, pre=RunningSums(x))`` so windows of one input share running sums
 * ``ts_pair`` ``fn(x, y, w) -> Tensor``
 * ``cs``      ``fn(x, universe) -> Tensor`` (``universe`` (D, S) bool: the names ranked each day)
 
@@ -63,6 +64,7 @@ class OpSpec:
     fn: Callable
     min_window: int = 1  # smallest window allowed (also the minimum number of observations)
     doc: str = ""
+    prefix: bool = False  # ts kernel accepts ``pre=RunningSums`` (shared running sums of its input)
 
     @property
     def arity(self) -> int:
@@ -78,14 +80,16 @@ CATEGORIES = ("unary", "binary", "ts", "ts_pair", "cs")
 ARG_KINDS = ("expr", "window", "const", "expr_or_const")
 
 
-def op(name: str, arg_kinds: tuple[str, ...], category: str, min_window: int = 1) -> Callable:
+def op(name: str, arg_kinds: tuple[str, ...], category: str, min_window: int = 1,
+       prefix: bool = False) -> Callable:
     """Register ``fn`` as operator ``name`` (the one place an operator is defined)."""
     assert category in CATEGORIES and all(k in ARG_KINDS for k in arg_kinds)
 
     def deco(fn: Callable) -> Callable:
         if name in OPS:
             raise ValueError(f"operator {name} registered twice")
-        OPS[name] = OpSpec(name, tuple(arg_kinds), category, fn, min_window, (fn.__doc__ or "").strip())
+        OPS[name] = OpSpec(name, tuple(arg_kinds), category, fn, min_window, (fn.__doc__ or "").strip(),
+                           prefix)
         return fn
 
     return deco
@@ -115,26 +119,35 @@ _BLOCK = 32
 
 
 def _cumsum(x: Tensor) -> Tensor:
-    """Cumulative sum along dim 0, blocked: a (B x B) lower-triangular matmul inside blocks of B days
-    plus a short cumsum of block totals. Same values as ``torch.cumsum`` to rounding, several times
-    faster on CPU (torch's scan over dim 0 is not vectorised)."""
+    """Cumulative sum along dim 0, blocked: a log-step (Hillis-Steele) scan inside blocks of B days
+    plus a short cumsum of the block totals. Several times faster on CPU than ``torch.cumsum`` over
+    dim 0, and strictly causal to the last bit: each output is a sum of past values only (a
+    triangular-matmul scan is not: MKL's rounding of row t depended on later rows of its block)."""
     d, s = x.shape
-    if d <= _BLOCK or x.dtype not in (torch.float32, torch.float64):
+    if d <= _BLOCK:
         return torch.cumsum(x, 0)
     nb = -(-d // _BLOCK)
-    xp = torch.nn.functional.pad(x, (0, 0, 0, nb * _BLOCK - d)) if nb * _BLOCK != d else x
-    tri = torch.tril(torch.ones(_BLOCK, _BLOCK, dtype=x.dtype))
-    within = torch.matmul(tri, xp.reshape(nb, _BLOCK, s))
-    tot = within[:, -1, :]
-    within += (torch.cumsum(tot, 0) - tot).unsqueeze(1)
-    return within.reshape(nb * _BLOCK, s)[:d]
+    cur = torch.nn.functional.pad(x, (0, 0, 0, nb * _BLOCK - d)).reshape(nb, _BLOCK, s)
+    nxt = torch.empty_like(cur)
+    k = 1
+    while k < _BLOCK:
+        nxt[:, :k] = cur[:, :k]
+        torch.add(cur[:, k:], cur[:, :-k], out=nxt[:, k:])
+        cur, nxt = nxt, cur
+        k *= 2
+    tot = cur[:, -1, :]
+    cur[1:] += torch.cumsum(tot, 0)[:-1].unsqueeze(1)
+    return cur.reshape(nb * _BLOCK, s)[:d]
 
 
-def _wsum(c: Tensor, w: int) -> Tensor:
-    """Window sums from a cumulative sum ``c`` along dim 0: ``out[t] = c[t] - c[t-w]``."""
-    out = c.clone()
-    if w < c.shape[0]:
-        out[w:] -= c[:-w]
+def _wsum(c: Tensor, w: int, sign: float = -1.0) -> Tensor:
+    """Window sums from a cumulative sum ``c`` along dim 0: ``out[t] = c[t] - c[t-w]``
+    (``sign=+1``: ``c[t] + c[t-w]``)."""
+    if w >= c.shape[0]:
+        return c.clone()
+    out = torch.empty_like(c)
+    out[:w] = c[:w]
+    torch.add(c[w:], c[:-w], alpha=sign, out=out[w:])
     return out
 
 
@@ -146,34 +159,55 @@ def _offset(x: Tensor) -> Tensor:
     return torch.where(torch.isfinite(c), c, torch.zeros_like(c))
 
 
-class _Moments:
-    """Windowed count and power sums of the present values of ``x`` (float64, offset by the stock's
-    first finite value so that the running sums stay small relative to the window's spread)."""
+class RunningSums:
+    """Cumulative sums of one input (D, S) shared by every window length: present-value counts
+    (float32, exact), and float64 sums of ``x - offset`` and its square (offset = the stock's first
+    finite value: a past value, so leak-free, and it keeps the sums small relative to the spread).
+    The evaluator caches one per subexpression, so ``Mean(x, 5)``, ``Std(x, 20)``, ... share them."""
 
-    def __init__(self, x: Tensor, w: int, mask: Tensor | None = None, n: Tensor | None = None):
+    def __init__(self, x: Tensor, mask: Tensor | None = None):
         m = torch.isfinite(x) if mask is None else mask
         x64 = x.double()
         self.off = _offset(x64)
         self.xc = torch.where(m, x64 - self.off, torch.zeros((), dtype=torch.float64))
-        self.n = _wsum(_cumsum(m.to(torch.float32)), w).double() if n is None else n
-        self.s1 = _wsum(_cumsum(self.xc), w)
-        self.w = w
+        self.cn = _cumsum(m.to(torch.float32))
+        self.c1 = _cumsum(self.xc)
         self._c2: Tensor | None = None
+
+    @property
+    def c2(self) -> Tensor:
+        if self._c2 is None:
+            self._c2 = _cumsum(self.xc * self.xc)
+            self.xc = None  # type: ignore[assignment]  # not needed once c2 exists; halves the cached size
+        return self._c2
+
+    @property
+    def nbytes(self) -> int:
+        ts = [t for t in (self.off, self.xc, self.cn, self.c1, self._c2) if t is not None]
+        return sum(t.element_size() * t.nelement() for t in ts)
+
+
+class _Moments:
+    """Window count, sum and central sum of squares from :class:`RunningSums`."""
+
+    def __init__(self, x: Tensor, w: int, mask: Tensor | None = None, n: Tensor | None = None,
+                 pre: RunningSums | None = None):
+        self.pre = pre if pre is not None else RunningSums(x, mask)
+        self.off, self.xc = self.pre.off, self.pre.xc
+        self.n = _wsum(self.pre.cn, w).double() if n is None else n
+        self.s1 = _wsum(self.pre.c1, w)
+        self.w = w
 
     def mean(self) -> Tensor:
         return self.s1 / self.n + self.off
 
-    def power_sum(self, k: int) -> tuple[Tensor, Tensor]:
-        """(window sum of xc**k, cumulative sum of xc**k)."""
-        c = _cumsum(self.xc ** k if k != 2 else self.xc * self.xc)
-        return _wsum(c, self.w), c
-
     def m2(self) -> Tensor:
         """Central sum of squares; exactly zero when below the float64 rounding of the running sums."""
-        s2, c2 = self.power_sum(2)
+        c2 = self.pre.c2
+        s2 = _wsum(c2, self.w)
         m2 = s2 - self.s1 * self.s1 / self.n
-        bound = 64 * torch.finfo(torch.float64).eps * (c2 + _shift(c2, self.w).nan_to_num(0.0))
-        self._s2 = s2
+        bound = _wsum(c2, self.w, sign=1.0)  # c2[t] + c2[t-w]
+        bound *= 64 * torch.finfo(torch.float64).eps
         return torch.where(m2 <= bound, torch.zeros_like(m2), m2)
 
     def var(self, ddof: int = 1) -> Tensor:
@@ -190,12 +224,20 @@ def _out(x: Tensor) -> Tensor:
 
 def _rolling_fmax(x: Tensor, w: int, fn: Callable) -> Tensor:
     """Sliding max/min skipping NaN in O(D*S*log w): doubling windows, then two overlapping halves."""
+    def step(cur: Tensor, k: int) -> Tensor:
+        if k >= cur.shape[0]:
+            return cur
+        out = torch.empty_like(cur)
+        out[:k] = cur[:k]
+        fn(cur[k:], cur[:-k], out=out[k:])
+        return out
+
     cur, size = x, 1
     while size * 2 <= w:
-        cur = fn(cur, _shift(cur, size))
+        cur = step(cur, size)
         size *= 2
     if size < w:
-        cur = fn(cur, _shift(cur, w - size))
+        cur = step(cur, w - size)
     return cur
 
 
@@ -317,31 +359,31 @@ def _delta(x: Tensor, w: int) -> Tensor:
     return x - _shift(x, w)
 
 
-@op("Mean", ("expr", "window"), "ts")
-def _mean(x: Tensor, w: int) -> Tensor:
+@op("Mean", ("expr", "window"), "ts", prefix=True)
+def _mean(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
     """Rolling mean of the present values."""
-    m = _Moments(x, w)
+    m = _Moments(x, w, pre=pre)
     return _out(_minp(m.mean(), m.n, OPS["Mean"].min_periods(w)))
 
 
-@op("Sum", ("expr", "window"), "ts")
-def _sum(x: Tensor, w: int) -> Tensor:
+@op("Sum", ("expr", "window"), "ts", prefix=True)
+def _sum(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
     """Rolling sum of the present values."""
-    m = _Moments(x, w)
+    m = _Moments(x, w, pre=pre)
     return _out(_minp(m.s1 + m.off * m.n, m.n, OPS["Sum"].min_periods(w)))
 
 
-@op("Std", ("expr", "window"), "ts", min_window=2)
-def _std(x: Tensor, w: int) -> Tensor:
+@op("Std", ("expr", "window"), "ts", prefix=True, min_window=2)
+def _std(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
     """Rolling standard deviation (ddof=1)."""
-    m = _Moments(x, w)
+    m = _Moments(x, w, pre=pre)
     return _out(_minp(torch.sqrt(m.var()), m.n, OPS["Std"].min_periods(w)))
 
 
-@op("Var", ("expr", "window"), "ts", min_window=2)
-def _var(x: Tensor, w: int) -> Tensor:
+@op("Var", ("expr", "window"), "ts", prefix=True, min_window=2)
+def _var(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
     """Rolling variance (ddof=1)."""
-    m = _Moments(x, w)
+    m = _Moments(x, w, pre=pre)
     return _out(_minp(m.var(), m.n, OPS["Var"].min_periods(w)))
 
 
@@ -426,15 +468,21 @@ def _ema(x: Tensor, w: int) -> Tensor:
 
 
 def _central_moments(win: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """n and central sums m2, m3, m4 of the present values of each window, two-pass in float64
-    (running power sums would cancel catastrophically for the 3rd and 4th moments)."""
-    win = win.double()
+    """n and central sums m2, m3, m4 of the present values of each window (D, s, w), two-pass (running
+    power sums would cancel catastrophically for the 3rd and 4th moments). The mean is summed in
+    float64; deviations are formed in float32 as ``(x - mean32) - (mean - mean32)``, exact to an ulp of
+    the deviation, and their powers are accumulated in float64."""
     ok = ~torch.isnan(win)
     n = ok.sum(-1).double()
-    mean = _nan_fill(win, 0.0).sum(-1) / n
-    dev = _nan_fill(win - mean.unsqueeze(-1), 0.0)
+    mean = _nan_fill(win, 0.0).sum(-1, dtype=torch.float64) / n
+    m32 = mean.to(torch.float32)
+    delta = (mean - m32.double()).to(torch.float32)
+    dev = win - m32.unsqueeze(-1)
+    dev -= delta.unsqueeze(-1)
+    dev = _nan_fill(dev, 0.0)
     d2 = dev * dev
-    return n, d2.sum(-1), (d2 * dev).sum(-1), (d2 * d2).sum(-1)
+    return (n, d2.sum(-1, dtype=torch.float64), (d2 * dev).sum(-1, dtype=torch.float64),
+            (d2 * d2).sum(-1, dtype=torch.float64))
 
 
 @op("Skew", ("expr", "window"), "ts", min_window=3)
@@ -472,12 +520,13 @@ def _rank(x: Tensor, w: int) -> Tensor:
     need = OPS["Rank"].min_periods(w)
 
     def k(win: Tensor) -> Tensor:
-        last = win[..., -1:]
-        less = (win < last).sum(-1)
-        eq = (win == last).sum(-1)
-        n = (~torch.isnan(win)).sum(-1)
-        r = (less + (eq + 1) / 2) / n
-        r = torch.where(torch.isnan(last.squeeze(-1)), torch.full_like(r, NAN), r)
+        # rank = less + (equal + 1) / 2 = (n + less - greater + 1) / 2, and less - greater is the sum of
+        # sign(today - value); torch.sign maps NaN (missing values) to 0, so they drop out.
+        last = win[..., -1]
+        balance = torch.sign(last.unsqueeze(-1) - win).sum(-1, dtype=torch.float32)
+        n = (~torch.isnan(win)).sum(-1).to(torch.float32)
+        r = (n + balance + 1) / 2 / n
+        r = torch.where(torch.isnan(last), torch.full_like(r, NAN), r)
         return _out(_minp(r, n, need))
 
     return _unfold_apply(x, w, k)

@@ -150,8 +150,7 @@ def read_qlib_frame(root: str | Path, *, instruments: str = "all", start=None, e
     vals = np.concatenate(cols_v)
     data = {
         "date": pl.Series("date", cal[didx]).cast(pl.Date),
-        "ticker": pl.Series("ticker", np.array(symbols, dtype=object)[np.concatenate(cols_t)].tolist(),
-                            dtype=pl.String),
+        "ticker": pl.Series("ticker", symbols, dtype=pl.String).gather(np.concatenate(cols_t)),
     }
     for j, f in enumerate(fields):
         data[f] = pl.Series(f, vals[:, j])

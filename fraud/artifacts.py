@@ -80,3 +80,29 @@ def load_model(model_id: str, store) -> LoadedModel:
     return LoadedModel(id=rec.id, name=rec.name, model=model, threshold=float(rec.threshold),
                        normalization=dict(rec.normalization), config=cfg, metrics=dict(rec.metrics),
                        dataset=rec.dataset)
+
+
+def save_predictions(result, split, y: torch.Tensor, path: str | Path, baselines: dict | None = None) -> str:
+    """Write the report's predictions file: ``y`` (N,) int (-1 unlabelled), ``score`` (N,) float,
+    ``split`` (N,) int8 (0 train, 1 valid, 2 test, -1 none) and ``score__<name>`` per baseline."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = np.full(len(y), -1, dtype=np.int8)
+    for code, idx in enumerate((split.train, split.val, split.test)):
+        part[idx.numpy()] = code
+    extra = {f"score__{k}": np.asarray(v, dtype=np.float32) for k, v in (baselines or {}).items()}
+    np.savez(path, y=y.numpy().astype(np.int64), score=result.probs.numpy().astype(np.float32), split=part, **extra)
+    return str(path)
+
+
+def run_metrics(summary: dict, kept) -> dict:
+    """``Run.metrics`` of a fraud_train run in the report's schema: per-seed lists under "test"/"valid"."""
+    names = {"auroc": "auroc", "auprc": "auprc", "rec@k": "recall_at_k", "macro_f1": "f1"}
+    out: dict = {"threshold": float(kept.threshold), "kept_seed": summary.get("kept_seed")}
+    for part, key in (("test", "test"), ("val", "valid")):
+        out[key] = {new: [float(m[part][old]) for m in summary["per_seed"]] for old, new in names.items()}
+    out["summary"] = {k: summary[k] for k in ("val", "test", "train_time_s") if k in summary}
+    out["per_seed"] = summary["per_seed"]
+    return _jsonable(out)

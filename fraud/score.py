@@ -49,13 +49,15 @@ def rank_rows(node_ids: list[str], probs: torch.Tensor, threshold: float) -> pd.
 
 
 def score_graph(model_id: str, path: str | Path, store, batch: str = "", *, csv_path: str | Path | None = None,
-                top: int = 1000, write: bool = True, **load_opts) -> pd.DataFrame:
+                top: int = 1000, write: bool = True, idempotency_key: str | None = None,
+                **load_opts) -> pd.DataFrame:
     """Score the graph at ``path`` with model ``model_id``.
 
     Returns every node's row (node, score, rank, above_threshold). With ``write``: the CSV (default
     ``$FINLLM_HOME/alerts/<model>_<batch>.csv``) gets every node; the store's alerts for
     (model, batch) are replaced by the nodes above the threshold plus the ``top`` highest-ranked ones.
-    The ``fraud_score`` run records counts, throughput and, where the graph has labels, the metrics.
+    The ``fraud_score`` run records counts, throughput and, where the graph has labels, the metrics;
+    ``idempotency_key`` (e.g. ``fraud_pipeline/score/<day>``) makes a re-run replace that run.
     """
     from fraud.datasets import load_graph
     from fraud.evaluate import evaluate
@@ -70,7 +72,7 @@ def score_graph(model_id: str, path: str | Path, store, batch: str = "", *, csv_
     if not write:
         return df
     run_id = store.start_run("fraud_score", {"model_id": model_id, "data": str(path), "batch": batch, "top": top},
-                             name=f"score {Path(path).name}")
+                             name=f"score {Path(path).name}", idempotency_key=idempotency_key)
     try:
         csv_path = Path(csv_path) if csv_path else Path(load_settings().home) / "alerts" / f"{model_id}_{batch or 'default'}.csv"
         csv_path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,11 +85,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the platform end to end on the shipped data and write two reports.
 
-        Mines a factor pool on the S&P 500 panel, trains the LLM-supervised GNN fraud detector on the Amazon
-        graph (the local SmolLM2 model unless FINLLM_LLM_BASE_URL points elsewhere), scores the graph into
-        explained alerts, writes an HTML report for each run and prints where they are. Everything is
-        stored in the finllm database (FINLLM_DATABASE_URL, default sqlite in FINLLM_HOME=./.finllm).
-        """
+        Mines a factor pool on the S&P 500 panel, trains the GNN fraud detector on the Amazon graph with the LLM supervisor in the loop (the local SmolLM2 model unless FINLLM_LLM_BASE_URL points elsewhere), scores the graph into explained alerts, writes an HTML report for each run and prints where they are.
+
+        Everything is stored in the finllm database (FINLLM_DATABASE_URL; default sqlite in FINLLM_HOME, ./.finllm).
+        """  # noqa: E501
+        from finllm.errors import ConfigError
+
+        if method not in ("rl", "gp"):
+            raise ConfigError(f"--method {method!r}: choose rl or gp")
         from factors.mine import MineConfig, mine
         from finllm.store import open_store
         from fraud.jobs import explain_job, score_job, train_job

@@ -80,7 +80,8 @@ def _print(res) -> None:
         table.add_row(f"{c.stage} {c.round}", c.expr.infix if c.expr is not None else c.formula,
                       f(t.get("ic")), f(t.get("rank_ic")), f(v.get("ic")), f(v.get("rank_ic")), f(v.get("turnover")),
                       c.error or c.note or "")
-    console.print(table)
+    if any(c.scores for c in res.candidates):
+        console.print(table)
     for c in res.saved:
         test = c.scores.get("test", {})
         console.print(f"[green]saved[/] {c.factor_id}: {c.expr.infix}  test RankIC {f(test.get('rank_ic'))}\n"

@@ -43,10 +43,11 @@ def register(app: typer.Typer) -> None:
 
         from finllm.errors import ConfigError
         from finllm.store import open_store
-        from fraud.artifacts import save_model
+        from finllm.config import load_settings
+        from fraud.artifacts import run_metrics, save_model, save_predictions
         from fraud.datasets import load_graph
         from fraud.models import canonical_name
-        from fraud.splits import SETTINGS
+        from fraud.splits import SETTINGS, make_split
         from fraud.train import run_seeds
 
         if setting not in SETTINGS:
@@ -57,8 +58,8 @@ def register(app: typer.Typer) -> None:
         opts = {"nodes": nodes} if nodes else {}
         ds = load_graph(data, **opts)
         store = open_store()
-        cfg = {"data": str(data), "model": name, "setting": setting, "seeds": seeds, "epochs": epochs,
-               "patience": patience, "minibatch": minibatch}
+        cfg = {"data": str(data), "dataset": ds.name, "model": name, "setting": setting,
+               "seeds": list(range(seeds)), "epochs": epochs, "patience": patience, "minibatch": minibatch}
         run_id = store.start_run("fraud_train", cfg, name=f"{name} {setting} {ds.name}")
         try:
             summary, kept = run_seeds(ds, name, setting, seeds, progress=not as_json, epochs=epochs,
@@ -70,8 +71,10 @@ def register(app: typer.Typer) -> None:
                                       extra_metrics={"seeds_summary": {"test": summary["test"], "val": summary["val"]}})
             summary["model_id"] = model_id
             summary["run_id"] = run_id
-            store.finish_run(run_id, metrics={k: summary[k] for k in ("val", "test", "train_time_s", "per_seed")},
-                             artifacts={"model_id": model_id} if model_id else {})
+            pred = save_predictions(kept, make_split(ds, setting, summary["kept_seed"]), ds.data.y,
+                                    Path(load_settings().home) / "runs" / run_id / "predictions.npz")
+            arts = {"predictions": pred, **({"model_id": model_id} if model_id else {})}
+            store.finish_run(run_id, metrics=run_metrics(summary, kept), artifacts=arts)
         except BaseException as exc:
             store.finish_run(run_id, status="failed", error=str(exc))
             raise

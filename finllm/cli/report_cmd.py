@@ -28,34 +28,15 @@ def register(app: typer.Typer) -> None:
 
         The file embeds every image, so it opens offline and can be mailed as is. Numbers in the narrative are checked against the run's facts; unsupported ones are removed and noted.
         """  # noqa: E501
-        from finllm.errors import DataError
-        from finllm.reports.html import build_report
+        from finllm.reports.html import publish
         from finllm.store import open_store
 
         store = open_store(database)
-        run = store.get_run(run_id)
-        if run is None:
-            raise DataError(f"run {run_id!r}: no such run in {store.url} (list runs with their commands' --json)")
-        status, text, missing = "stored", run.summary, "no summary stored for this run"
-        if not narrative:
-            status, text, missing = "skipped", None, "narrative not requested (--no-narrative)"
-        elif refresh or not run.summary:
-            from finllm.reports.summary import summarize_run
-
-            with console.status("LLM: writing the narrative from the run's facts ..."):
-                res = summarize_run(run_id, store)
-            if res.ok:
-                status, text = "generated", res.text
-            else:
-                status, text, missing = "failed", None, res.failure or "the LLM gave no narrative"
-                console.print(f"[yellow]narrative not available:[/] {missing}")
-        with console.status("rendering report ..."):
-            path = build_report(run_id, store, out, narrative=text, narrative_missing=missing)
-        result = {"run_id": run_id, "kind": run.kind, "path": str(path.resolve()), "bytes": path.stat().st_size,
-                  "narrative": status}
-        if status == "failed":
-            result["narrative_error"] = missing
+        with console.status("writing the report (the LLM narrative first, if the run has none) ..."):
+            result = publish(run_id, store, out, narrative=narrative, refresh=refresh)
+        if result["narrative"] == "failed":
+            console.print(f"[yellow]narrative not available:[/] {result['narrative_error']}")
         if as_json:
             emit_json(result)
         else:
-            typer.echo(f"wrote {path} ({result['bytes']:,} bytes; narrative {status})")
+            typer.echo(f"wrote {result['path']} ({result['bytes']:,} bytes; narrative {result['narrative']})")

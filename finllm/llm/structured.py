@@ -42,10 +42,20 @@ def response_format(mode: str, model: type[BaseModel]) -> dict | None:
     return None
 
 
+def _untitled(node: Any, in_properties: bool = False) -> Any:
+    """The schema without pydantic's auto ``title`` keys (prompt tokens are slow on small CPUs)."""
+    if isinstance(node, dict):
+        return {k: _untitled(v, k in ("properties", "$defs")) for k, v in node.items()
+                if in_properties or not (k == "title" and isinstance(v, str))}
+    if isinstance(node, list):
+        return [_untitled(v) for v in node]
+    return node
+
+
 def schema_hint(model: type[BaseModel]) -> str:
-    """A line for the system prompt: the JSON schema the answer must satisfy."""
+    """A line for the system prompt: the JSON schema the answer must satisfy (titles dropped)."""
     return ("Reply with a single JSON object and nothing else. It must satisfy this JSON schema: "
-            + json.dumps(schema_of(model), separators=(",", ":")))
+            + json.dumps(_untitled(schema_of(model)), separators=(",", ":")))
 
 
 def extract_json(text: str) -> str:

@@ -49,6 +49,7 @@ from finllm.errors import DataError
 from finllm.store import FraudModel, Run, Store
 
 SPLITS = ("train", "valid", "test")
+SPLIT_ALIASES = {"train": "train", "val": "valid", "valid": "valid", "validation": "valid", "test": "test"}
 FACTOR_KINDS = ("factor_mine",)
 FRAUD_KINDS = ("fraud_train",)
 TOP_ALERTS = 10
@@ -91,13 +92,26 @@ def _scalars(d: dict | None, depth: int = 0) -> dict[str, Any]:
 
 
 def split_metrics(metrics: dict | None) -> dict[str, dict[str, Any]]:
-    """``{split: {metric: value}}`` from a metrics dict keyed by split name (unknown keys ignored)."""
-    out = {}
-    for split in SPLITS:
-        block = (metrics or {}).get(split)
-        if isinstance(block, dict):
-            out[split] = {k: v for k, v in block.items() if isinstance(v, (int, float, list)) and not isinstance(v, bool)}
-    return out
+    """``{split: {metric: value}}`` from a metrics dict keyed by split name (``val`` read as ``valid``;
+    unknown keys ignored). A per-seed summary ``{"mean", "std"}`` becomes ``metric`` and ``metric_std``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, block in (metrics or {}).items():
+        split = SPLIT_ALIASES.get(key)
+        if split is None or not isinstance(block, dict):
+            continue
+        row = out.setdefault(split, {})
+        for k, v in block.items():
+            if isinstance(v, bool):
+                continue
+            if isinstance(v, (int, float)):
+                row[k] = v
+            elif isinstance(v, dict) and isinstance(v.get("mean"), (int, float)):
+                row[k] = v["mean"]
+                if isinstance(v.get("std"), (int, float)):
+                    row[f"{k}_std"] = v["std"]
+            elif isinstance(v, list) and v and all(isinstance(e, (int, float)) for e in v):
+                row[k] = v
+    return {s: out[s] for s in SPLITS if s in out}
 
 
 def comparisons(ours: dict[str, dict], baselines: dict[str, dict[str, dict]]) -> list[dict[str, Any]]:
@@ -172,7 +186,7 @@ def fraud_facts(run: Run, store: Store) -> dict[str, Any]:
     if isinstance(metrics.get("threshold"), (int, float)):
         facts["threshold"] = metrics["threshold"]
     facts["other_metrics"] = _scalars({k: v for k, v in metrics.items()
-                                       if k not in (*SPLITS, "baselines", "threshold")})
+                                       if k not in (*SPLIT_ALIASES, "baselines", "threshold")})
     model = fraud_model_for_run(store, run.id)
     if model is not None:
         facts["model"] = {"id": model.id, "name": model.name, "dataset": model.dataset, "threshold": model.threshold}

@@ -26,9 +26,10 @@ from finllm.reports.facts import SPLITS, build_facts, load_predictions
 from finllm.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
+REPORT_KINDS = ("factor_mine", "fraud_train")
 FACTOR_METRICS = ("ic", "rank_ic", "icir", "rank_icir")
 FACTOR_HEADLINE = ("ic", "rank_ic", "icir", "sharpe", "ann_return", "turnover")
-FRAUD_METRICS_ORDER = ("auroc", "auprc", "recall_at_k", "f1", "precision", "recall")
+FRAUD_METRICS_ORDER = ("auroc", "auprc", "rec@k", "recall_at_k", "macro_f1", "f1", "precision", "recall")
 
 
 def _fmt(v: Any) -> str:
@@ -145,7 +146,8 @@ def fraud_sections(facts: dict[str, Any], run: Any) -> tuple[list[dict], list[st
     named = {facts.get("model", {}).get("name") or run.config.get("model") or "model": facts["metrics"],
              **facts["baselines"]}
     metrics_table = _split_table(named, FRAUD_METRICS_ORDER)
-    headline = _split_table({next(iter(named)): facts["metrics"]}, FRAUD_METRICS_ORDER[:4], only=True)
+    headline = _split_table({next(iter(named)): facts["metrics"]}, ("auroc", "auprc", "rec@k", "recall_at_k", "macro_f1"),
+                            only=True)
     sections: list[dict[str, Any]] = [{"title": "Metrics vs baselines", "table": metrics_table,
                                        "intro": "Measured on fixed splits; the decision threshold "
                                                 + (f"({_fmt(facts['threshold'])}) " if "threshold" in facts else "")
@@ -220,4 +222,34 @@ def build_report(run_id: str, store: Store, out_path: str | Path, *, narrative: 
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
+    return out
+
+
+def publish(run_id: str, store: Store, out_path: str | Path, *, narrative: bool = True, refresh: bool = False,
+            gateway: Any = None) -> dict[str, Any]:
+    """Narrative (written and stored if wanted and missing, or if ``refresh``) + the HTML report.
+
+    A failed narrative never fails the report: the report says why it is missing. Returns
+    {run_id, kind, path, bytes, narrative: stored|generated|failed|skipped[, narrative_error]}."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise DataError(f"run {run_id!r}: no such run in {store.url}")
+    if run.kind not in REPORT_KINDS:
+        raise DataError(f"run {run_id!r} is of kind {run.kind!r}: reports exist for {' and '.join(REPORT_KINDS)} runs")
+    status, text, missing = "stored", run.summary, "no summary stored for this run"
+    if not narrative:
+        status, text, missing = "skipped", None, "narrative not requested (--no-narrative)"
+    elif refresh or not run.summary:
+        from finllm.reports.summary import summarize_run
+
+        res = summarize_run(run_id, store, gateway)
+        if res.ok:
+            status, text = "generated", res.text
+        else:
+            status, text, missing = "failed", None, res.failure or "the LLM gave no narrative"
+    path = build_report(run_id, store, out_path, narrative=text, narrative_missing=missing)
+    out = {"run_id": run_id, "kind": run.kind, "path": str(path.resolve()), "bytes": path.stat().st_size,
+           "narrative": status}
+    if status == "failed":
+        out["narrative_error"] = missing
     return out

@@ -9,19 +9,20 @@ stored and the failure is returned: a report then shows "no narrative" and why, 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from finllm.reports.facts import build_facts
+from finllm.reports.facts import build_facts, round_sig
 from finllm.reports.grounding import GroundingReport, check_numbers
 from finllm.store import Store
 
 TEMPLATE = "run_summary"
 AUDIENCE = {"factor_mine": "portfolio managers and quantitative analysts",
             "fraud_train": "risk officers and fraud analysts"}
-PROMPT_POOL, PROMPT_ALERTS, PROMPT_COMPARISONS = 5, 3, 12
+PROMPT_POOL, PROMPT_ALERTS, PROMPT_COMPARISONS = 3, 3, 4
 MAX_CHARS = 1500
 
 
@@ -52,23 +53,56 @@ class SummaryResult:
                 "grounding": self.grounding.to_dict() if self.grounding else None}
 
 
+PROMPT_CONFIG = ("data", "dataset", "model", "method", "setting", "horizon", "cost_bps", "seed", "seeds",
+                 "splits", "pool_size", "llm_budget")
+PROMPT_METRICS = ("ic", "rank_ic", "sharpe", "ann_return",
+                  "auroc", "auprc", "rec@k", "recall_at_k", "macro_f1")
+PROMPT_SIG = 3  # significant digits in the prompt: a rounded fact is still a supported number
+
+
+def _metric_subset(per_split: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {sp: {k: v for k, v in blk.items() if k in PROMPT_METRICS or k.removesuffix("_std") in PROMPT_METRICS[4:]}
+            for sp, blk in per_split.items()}
+
+
 def prompt_facts(facts: dict[str, Any]) -> dict[str, Any]:
-    """A smaller copy of the facts for the prompt (small local models have a 2k-token context):
-    top pool members, top alerts with short explanations, the main comparisons. Numbers are only
-    ever dropped, never changed, so checking against the full facts stays sound."""
+    """A smaller copy of the facts for the prompt (small local models have a 2k-token context): key
+    settings, headline metrics, top pool members, top alerts with short explanations, the main
+    comparisons. Numbers are only ever dropped, never changed, so checking against the full facts
+    stays sound."""
     out = dict(facts)
+    out["run"] = {k: v for k, v in facts["run"].items() if k in ("kind", "name", "status", "error")}
+    out["config"] = {k: v for k, v in facts.get("config", {}).items() if k in PROMPT_CONFIG and v is not None}
+    for key in ("pool_metrics", "metrics"):
+        if key in out:
+            out[key] = _metric_subset(out[key])
+    if "baselines" in out:
+        out["baselines"] = {n: {sp: blk for sp, blk in _metric_subset(b).items() if sp in ("valid", "test")}
+                            for n, b in out["baselines"].items()}
     if "pool" in out:
-        out["pool"] = [{k: v for k, v in m.items() if k != "source"} for m in out["pool"][:PROMPT_POOL]]
+        out["pool"] = [{"rank": m["rank"], "formula": m["formula"], "weight": m["weight"],
+                        "metrics": {sp: {k: v for k, v in blk.items() if k in ("ic", "rank_ic")}
+                                    for sp, blk in m.get("metrics", {}).items() if sp == "test"}}
+                       for m in out["pool"][:PROMPT_POOL]]
     if "alerts" in out:
         alerts = dict(out["alerts"])
         alerts["top"] = [{**a, "explanation": (a.get("explanation") or "")[:160]}
                          for a in alerts.get("top", [])[:PROMPT_ALERTS]]
         out["alerts"] = alerts
     if "comparisons" in out:
-        test_first = sorted(out["comparisons"], key=lambda c: c.get("split") != "test")
-        out["comparisons"] = test_first[:PROMPT_COMPARISONS]
+        rows = [c for c in out["comparisons"] if c["metric"] in PROMPT_METRICS and c["split"] in ("valid", "test")]
+        rows.sort(key=lambda c: c.get("split") != "test")
+        out["comparisons"] = rows[:PROMPT_COMPARISONS]
     out.pop("other_metrics", None)
-    return out
+    return _round_tree(out, PROMPT_SIG)
+
+
+def _round_tree(x: Any, sig: int) -> Any:
+    if isinstance(x, dict):
+        return {k: _round_tree(v, sig) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_round_tree(v, sig) for v in x]
+    return round_sig(x, sig) if isinstance(x, float) else x
 
 
 def grounded_summary(facts: dict[str, Any], gateway: Any, *, policy: Literal["remove", "flag"] = "remove",
@@ -76,7 +110,7 @@ def grounded_summary(facts: dict[str, Any], gateway: Any, *, policy: Literal["re
     """(checked narrative, grounding report, failure message) for a facts dict."""
     kind = facts.get("run", {}).get("kind", "run")
     res = gateway.structured(TEMPLATE, {"kind": kind, "audience": AUDIENCE.get(kind, "analysts"),
-                                        "facts": prompt_facts(facts)},
+                                        "facts": json.dumps(prompt_facts(facts), separators=(",", ":"))},
                              RunSummary, temperature=0.0, max_tokens=max_tokens)
     if not res:
         return None, None, f"LLM failed ({res.kind}): {res.message}"

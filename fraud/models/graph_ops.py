@@ -51,9 +51,7 @@ class GraphOps:
             dinv = deg.pow(-0.5)
             dinv[torch.isinf(dinv)] = 0.0
             val = dinv[dst] * w * dinv[src]
-        a = torch.sparse_coo_tensor(torch.stack([dst, src]), val, (n, n)).coalesce()
-        at = torch.sparse_coo_tensor(torch.stack([src, dst]), val, (n, n)).coalesce()
-        return SparseOp(a.to_sparse_csr(), at.to_sparse_csr())
+        return SparseOp(_csr(dst, src, val, n), _csr(src, dst, val, n))
 
     def mean_adj(self, relation: int | None = None) -> "SparseOp":
         """Row-normalised weighted adjacency (N,N) CSR: ``A @ h`` = weighted mean over in-neighbours."""
@@ -75,6 +73,16 @@ class GraphOps:
             keep = self.edge_weight > 0
             self._cache["edges"] = (self.edge_index[:, keep], self.edge_weight[keep].log())
         return self._cache["edges"]
+
+
+def _csr(row: torch.Tensor, col: torch.Tensor, val: torch.Tensor, n: int) -> torch.Tensor:
+    """(N,N) CSR matrix from COO triples (duplicates kept: spmm sums them, as coalescing would)."""
+    order = torch.argsort(row * n + col)
+    crow = torch.zeros(n + 1, dtype=torch.long)
+    crow[1:] = torch.cumsum(torch.bincount(row, minlength=n), 0)
+    with warnings.catch_warnings():  # torch flags CSR as "beta" on every construction
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col[order], val[order], (n, n))
 
 
 class SparseOp:

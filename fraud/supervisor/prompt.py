@@ -52,7 +52,7 @@ class PromptContext:
     """Everything prompts are built from, precomputed once per graph (numpy, CPU).
 
     x (N,F) raw features; pct (N,F) population percentiles 0..100; adj: symmetric CSR adjacency
-    whose data holds 1 + relation id; known (N,) training labels or -1; probs (N,) GNN scores;
+    whose data is a bitmask of the relations linking the pair; known (N,) training labels or -1; probs (N,) GNN scores;
     emb (N,H) unit-norm retrieval vectors; zfeat (N,F) centred percentiles for similarity.
     """
 
@@ -107,12 +107,13 @@ def build_context(x: torch.Tensor, edge_index: torch.Tensor, known: torch.Tensor
         relations = list(relations or [f"r{i}" for i in range(int(rel.max(initial=0)) + 1)])
     src = np.concatenate([ei[0], ei[1]])
     dst = np.concatenate([ei[1], ei[0]])
+    rr = np.concatenate([rel, rel])
     keep = src != dst
-    # One entry per (node, neighbour): duplicates collapse (maximum keeps a valid relation id).
-    adj = sp.coo_matrix(((np.concatenate([rel, rel]) + 1)[keep], (src[keep], dst[keep])), shape=(n, n))
-    adj = adj.tocsr()
-    adj.sum_duplicates()
-    adj.data = np.minimum(adj.data, len(relations))  # summed duplicates -> clamp to a valid id
+    src, dst, rr = src[keep], dst[keep], rr[keep]
+    # One entry per (node, neighbour); data = bitmask of the relations linking them (bit r = relation r).
+    bits = np.left_shift(np.int64(1), np.minimum(rr, 62))
+    pairs = np.unique(np.stack([src, dst, bits]), axis=1)
+    adj = sp.coo_matrix((pairs[2], (pairs[0], pairs[1])), shape=(n, n)).tocsr()  # sums distinct bits = OR
     kn = known.detach().cpu().numpy().astype(np.int64)
     zfeat = _unit((pct - 50.0) / 50.0)
     emb = _unit(embeddings.detach().float().cpu().numpy()) if embeddings is not None else zfeat
@@ -174,9 +175,13 @@ def _short_features(ctx: PromptContext, node: int, k: int = 2) -> str:
 
 
 def neighbors(ctx: PromptContext, node: int) -> tuple[np.ndarray, np.ndarray]:
-    """1-hop neighbour ids (sorted) and their relation ids."""
+    """1-hop neighbour ids (sorted) and their relation bitmasks."""
     row = slice(ctx.adj.indptr[node], ctx.adj.indptr[node + 1])
-    return ctx.adj.indices[row], ctx.adj.data[row].astype(np.int64) - 1
+    return ctx.adj.indices[row], ctx.adj.data[row].astype(np.int64)
+
+
+def _rel_names(ctx: PromptContext, mask: int) -> str:
+    return "+".join(r for i, r in enumerate(ctx.relations) if (int(mask) >> i) & 1) or "link"
 
 
 def _two_hop(ctx: PromptContext, node: int, nb: np.ndarray, cap: int = 2000) -> np.ndarray:
@@ -218,7 +223,7 @@ def _render(ctx: PromptContext, node: int, n_feat: int, n_nb: int, n_ex: int, di
              "Features (most unusual first, percentile among all accounts):"]
     lines += _feature_lines(ctx, node, n_feat)
     lines.append("Neighbourhood:")
-    per_rel = np.bincount(rel, minlength=len(ctx.relations)) if nb.size else np.zeros(len(ctx.relations), int)
+    per_rel = [int(((rel >> i) & 1).sum()) for i in range(len(ctx.relations))]
     rel_txt = ", ".join(f"{ctx.relations[i]}: {int(c)}" for i, c in enumerate(per_rel) if c)
     lines.append(f"- 1-hop: {nb.size} accounts" + (f" ({rel_txt})" if rel_txt else ""))
     kn1 = ctx.known[nb] if nb.size else np.zeros(0, int)
@@ -256,7 +261,7 @@ def _render(ctx: PromptContext, node: int, n_feat: int, n_nb: int, n_ex: int, di
                     j = int(nb[i])
                     shown.append(j)
                     shown_labels[j] = int(ctx.known[j])
-                    lines.append(f"- n{j} [{ctx.relations[rel[i]]}]: similarity {sims[i]:.2f}, GNN score "
+                    lines.append(f"- n{j} [{_rel_names(ctx, rel[i])}]: similarity {sims[i]:.2f}, GNN score "
                                  f"{ctx.probs[j]:.3f}, label {_lab(ctx.known[j])}")
     examples = _retrieve(ctx, node, n_ex)
     if examples:

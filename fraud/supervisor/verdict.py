@@ -96,8 +96,10 @@ class FraudVerdict(BaseModel):
         return self
 
 
-def clean_neighbors(verdict: FraudVerdict, shown: Iterable[int]) -> tuple[list[int], int]:
-    """Keep only suspicious neighbour ids that the prompt showed; returns (kept ids, dropped count)."""
+def clean_neighbors(named: FraudVerdict | Iterable[int], shown: Iterable[int]) -> tuple[list[int], int]:
+    """Keep only suspicious neighbour ids that the prompt showed (a verdict or a list of ids);
+    returns (kept ids without duplicates, dropped count)."""
+    ids = list(named.suspicious_neighbors if isinstance(named, FraudVerdict) else named)
     allowed = set(int(i) for i in shown)
-    kept = list(dict.fromkeys(i for i in verdict.suspicious_neighbors if i in allowed))
-    return kept, len(verdict.suspicious_neighbors) - len(kept)
+    kept = list(dict.fromkeys(i for i in ids if i in allowed))
+    return kept, len(ids) - len(kept)

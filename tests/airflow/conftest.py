@@ -32,7 +32,7 @@ FRIDAY, SUNDAY, MONDAY = "2021-04-16", "2021-04-18", "2021-04-19"
 FACTOR_CONF = {"max_tickers": 20, "lookback_days": 200, "horizon": 5, "ic_window": 10,
                "mine_minutes": 0.5, "mine_max_factors": 30, "mine_years": 3, "pool_size": 3,
                "mine_method": "gp", "narrative": False}
-FRAUD_CONF = {"seeds": 1, "epochs": 5, "llm_budget": 4, "explain_top": 2}
+FRAUD_CONF = {"setting": "semi", "seeds": 1, "epochs": 5, "llm_budget": 4, "explain_top": 1}
 
 
 def plan_steps() -> list[dict]:

@@ -63,6 +63,9 @@ def test_crypto_dirty_file_is_repaired_and_reported():
     v = p.valid
     hi, lo, op, cl = (p.field(f)[v] for f in ("high", "low", "open", "close"))
     assert bool((hi >= torch.maximum(op, cl)).all()) and bool((lo <= torch.minimum(op, cl)).all())
+    # vwap is the typical price of the *repaired* high/low (float64, rounded once)
+    typical = ((p.field("high").double() + p.field("low").double() + p.field("close").double()) / 3).float()
+    assert torch.equal(torch.nan_to_num(p.field("vwap"), -1.0), torch.nan_to_num(typical, -1.0))
     # missing volume keeps the row valid, with NaN volume
     vol = p.field("volume")
     assert int((v & torch.isnan(vol)).sum()) == 4835

@@ -95,3 +95,18 @@ def test_works_on_crypto_with_extra_field(crypto_panel):
     assert "$market_cap" in ev.features
     y = ev.evaluate("Corr(Log($market_cap), Log(Add($volume, 1)), 20)")
     assert torch.isfinite(y).sum() > 1000 and not torch.isinf(y).any()
+
+
+def test_shared_running_sums_give_identical_values(us_panel):
+    """Windows of one input share cached running sums; results equal a cache-less evaluator's bit for bit."""
+    from factors.ops import RunningSums
+
+    cached, plain = Evaluator(us_panel), Evaluator(us_panel, cache_bytes=0)
+    texts = ["Mean($close, 5)", "Std($close, 20)", "Var($close, 3)", "Sum($close, 10)", "Mean($close, 20)",
+             "Corr($close, $volume, 10)", "Std(Delta($close, 1), 10)", "Mean(Delta($close, 1), 5)"]
+    for t in texts:
+        a, b = cached.evaluate(t), plain.evaluate(t)
+        assert torch.equal(a.nan_to_num(0), b.nan_to_num(0)) and torch.equal(torch.isnan(a), torch.isnan(b)), t
+    sums = [k for k, v in cached._cache.items() if isinstance(v, RunningSums)]
+    assert len(sums) == 2  # one for $close, one for Delta($close, 1)
+    assert plain.cache_info()["bytes"] == 0

@@ -153,3 +153,15 @@ def test_template_failure_is_typed_not_raised(tmp_path):
     res = gw.structured("check", {}, Verdict)
     assert not res and res.kind == "template" and res.attempts == 0
     assert gw.usage()["failures"] == 1 and gw.usage()["calls"] == 0
+
+
+def test_schema_hint_drops_auto_titles_but_keeps_a_field_named_title():
+    from finllm.llm.structured import schema_hint
+
+    class Doc(BaseModel):
+        title: str
+        tags: list[Verdict] = []
+
+    hint = schema_hint(Doc)
+    assert '"title":{"type":"string"}' in hint and '"title":"Doc"' not in hint and '"title":"Verdict"' not in hint
+    assert '"Verdict":{' in hint  # $defs names are kept

@@ -30,6 +30,16 @@ def test_fraud_facts_are_built_from_the_store(store, fraud_run):
     json.dumps(facts)  # JSON-safe
 
 
+def test_per_seed_metric_layout_is_read(store):
+    """fraud.jobs writes {"val": {"auroc": {"mean", "std"}}, "test": {...}}: read as valid/test means + _std."""
+    rid = store.start_run("fraud_train", {"model": "sage"})
+    store.finish_run(rid, metrics={"val": {"auroc": {"mean": 0.81, "std": 0.02}}, "test": {"rec@k": {"mean": 0.4}},
+                                   "per_seed": [{"seed": 0}], "train_time_s": 3.5, "threshold": 0.3})
+    facts = build_facts(rid, store)
+    assert facts["metrics"] == {"valid": {"auroc": 0.81, "auroc_std": 0.02}, "test": {"rec@k": 0.4}}
+    assert facts["other_metrics"] == {"train_time_s": 3.5} and facts["threshold"] == 0.3
+
+
 def test_invented_number_is_removed_before_storing(scripted_llm, tmp_path, store, fraud_run):
     # Scripted server: a real model cannot be made to invent one exact wrong number on demand.
     narrative = ("The detector reached a test AUROC of 0.9123 and an AUPRC of 0.5512. "
@@ -43,7 +53,7 @@ def test_invented_number_is_removed_before_storing(scripted_llm, tmp_path, store
     assert store.get_run(fraud_run).summary == res.text
     # the prompt carried the facts inside an untrusted block
     user = scripted_llm.requests[0]["messages"][1]["content"]
-    assert "<<<UNTRUSTED run facts" in user and "0.9123" in user
+    assert "<<<UNTRUSTED run facts" in user and "\"auroc\":0.912," in user  # rounded to 3 digits
 
 
 def test_all_numbers_wrong_means_no_summary_stored(scripted_llm, tmp_path, store, fraud_run):

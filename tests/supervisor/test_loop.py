@@ -1,0 +1,146 @@
+"""The supervised training loop: signal construction, failure handling, and one real end-to-end run.
+
+* ``build_signals`` is tested with hand-made verdict records (pure arithmetic, no LLM involved).
+* Endpoint down: a real gateway pointed at a closed port (real connection errors).
+* Garbage: the scripted server (fault injection only) answers with text that is not JSON.
+* End to end: the real embedded SmolLM2-135M server (``local_llm``) on the real Bitcoin OTC graph.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+
+import pytest
+import torch
+
+from finllm.config import Settings
+from finllm.errors import ConfigError
+from fraud.supervisor.loop import build_signals, parse_uses, train_supervised
+from tests.conftest import DATA
+
+FAST = {"epochs": 4, "patience": 4}
+
+
+@pytest.fixture(scope="module")
+def bitcoin():
+    from fraud.datasets import load_graph
+
+    return load_graph(DATA / "fraud" / "soc-sign-bitcoinotc.csv")
+
+
+@pytest.fixture(scope="module")
+def bitcoin_split(bitcoin):
+    from fraud.splits import make_split
+
+    return make_split(bitcoin, "semi", 0)
+
+
+@pytest.fixture(scope="module")
+def round1(bitcoin, bitcoin_split):
+    from fraud.train import train_model
+
+    return train_model(bitcoin, "sage", bitcoin_split, 0, **FAST)
+
+
+def test_parse_uses():
+    assert parse_uses("pseudo, noise") == {"pseudo", "noise"}
+    assert parse_uses(None) == {"pseudo", "noise", "edges"} == parse_uses("all")
+    with pytest.raises(ConfigError, match="camouflage"):
+        parse_uses("pseudo,camouflage")
+
+
+def _rec(q, label, named=(), agreement=1.0):
+    return {"q": q, "label": label, "agreement": agreement, "named": list(named)}
+
+
+def test_build_signals_uses_and_trust(bitcoin, bitcoin_split):
+    ds, sp = bitcoin, bitcoin_split
+    n = ds.num_nodes
+    probs = torch.full((n,), 0.2)
+    tr0, tr1 = int(sp.train[0]), int(sp.train[1])
+    y = ds.data.y
+    # tr0: GNN and LLM both dispute the given label -> down-weighted; tr1: only the LLM disputes it -> kept
+    probs[tr0] = 0.9 if int(y[tr0]) == 0 else 0.01
+    probs[tr1] = 0.9 if int(y[tr1]) == 1 else 0.01
+    flip = {0: "fraud", 1: "normal"}
+    src, dst = ds.data.edge_index
+    q_node = int(src[0])
+    nb = int(dst[0])
+    verdicts = {tr0: _rec(0.5, flip[int(y[tr0])]), tr1: _rec(0.5, flip[int(y[tr1])]),
+                q_node: _rec(0.9, "fraud", named=[nb], agreement=0.5)}
+    roles = {tr0: "noise", tr1: "noise", q_node: "query"}
+    sig = build_signals(ds, sp, probs, 0.5, verdicts, roles, uses={"pseudo", "noise", "edges"}, w_node=0.6,
+                        w_edge=0.4, given_y=y)
+    st = sig["soft_targets"]
+    assert sig["soft_weight"] == 0.6 and int(torch.isfinite(st).sum()) == 1
+    assert math.isclose(float(st[q_node]), 0.2 + 0.5 * (0.9 - 0.2), rel_tol=1e-6)  # shrunk by agreement
+    nw = sig["node_weight"]
+    assert math.isclose(float(nw[tr0]), 0.4, rel_tol=1e-6) and float(nw[tr1]) == 1.0
+    assert math.isclose(float(nw.sum()), n - 0.6, rel_tol=1e-6)
+    ew = sig["edge_weight"]
+    both = ((src == q_node) & (dst == nb)) | ((src == nb) & (dst == q_node))
+    assert int(both.sum()) >= 2 and torch.allclose(ew[both], torch.tensor(1 - 0.4 * 0.5))
+    assert float(ew[~both].min()) == 1.0
+    # zero trust -> no signal at all, whatever the verdicts say
+    none = build_signals(ds, sp, probs, 0.5, verdicts, roles, uses={"pseudo", "noise", "edges"}, w_node=0.0,
+                         w_edge=0.0, given_y=y)
+    assert none["soft_targets"] is None and none["node_weight"] is None and none["edge_weight"] is None
+    only = build_signals(ds, sp, probs, 0.5, verdicts, roles, uses={"noise"}, w_node=0.6, w_edge=0.4, given_y=y)
+    assert only["soft_targets"] is None and only["edge_weight"] is None and only["node_weight"] is not None
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+def test_endpoint_down_trains_without_supervision(bitcoin, bitcoin_split, round1, tmp_path):
+    from finllm.llm import Gateway
+
+    gw = Gateway(Settings(home=tmp_path, llm_base_url=f"http://127.0.0.1:{_closed_port()}/v1", llm_timeout_s=2),
+                 max_retries=0)
+    res, rep = train_supervised(bitcoin, "sage", bitcoin_split, 0, budget=6, uses="all", gateway=gw,
+                                round1=round1, **FAST)
+    assert res is round1 and rep["status"] == "endpoint_failed" and not rep["supervised"]
+    assert "connection" in rep["reason"] and rep["llm"]["verdicts"] == 0
+    assert res.config["supervisor"]["status"] == "endpoint_failed"  # the saved model's record says so
+    res2, rep2 = train_supervised(bitcoin, "sage", bitcoin_split, 0, budget=6, uses="all", gateway=None,
+                                  round1=round1, **FAST)
+    assert res2 is round1 and rep2["status"] == "endpoint_failed"
+
+
+def test_garbage_replies_train_without_supervision(bitcoin, bitcoin_split, round1, scripted_llm, tmp_path):
+    """Fault injection: the (scripted) endpoint answers every request with prose, never JSON."""
+    from finllm.llm import Gateway
+
+    scripted_llm.script({"content": "I think this account is probably fine, hard to say."})
+    gw = Gateway(Settings(home=tmp_path, llm_base_url=scripted_llm.url, llm_timeout_s=5), max_retries=0)
+    res, rep = train_supervised(bitcoin, "sage", bitcoin_split, 0, budget=6, uses="all", gateway=gw,
+                                round1=round1, **FAST)
+    assert res is round1 and rep["status"] == "endpoint_failed"
+    assert rep["llm"]["failures"].get("invalid", 0) == rep["plan"]["calibration"] + rep["plan"]["noise"] + \
+        rep["plan"]["queries"]
+
+
+@pytest.mark.llm
+def test_end_to_end_with_the_real_local_model(bitcoin, bitcoin_split, round1, local_llm, tmp_path, sqlite_url):
+    """Round 1 -> prompts -> real SmolLM2-135M verdicts (schema-valid) -> calibration -> decision.
+
+    With 4 calibration verdicts trust cannot be established (needs 8), so round 1 must be kept unchanged:
+    a weak or unmeasured model cannot move the detector."""
+    from finllm.llm import get_gateway
+    from finllm.store import open_store
+
+    store = open_store(sqlite_url)
+    gw = get_gateway(store=store, settings=Settings(home=tmp_path, llm_base_url=local_llm, llm_timeout_s=120,
+                                                          llm_concurrency=1))
+    res, rep = train_supervised(bitcoin, "sage", bitcoin_split, 0, budget=4, uses="all", gateway=gw,
+                                round1=round1, token_budget=150, **FAST)
+    assert rep["plan"]["calibration"] == 4 and rep["plan"]["prompt_tokens_max"] <= 150
+    assert rep["llm"]["verdicts"] >= 1, rep["llm"]  # the real model produced schema-valid verdicts
+    assert rep["trust"]["node"]["weight"] == 0.0
+    assert rep["status"] in ("no_signal", "endpoint_failed") and res is round1
+    assert gw.usage()["calls"] >= rep["llm"]["verdicts"]
+    store.dispose()
