@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patience", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     ap.add_argument("--out", default=str(REPO / "bench/results/fraud_headline.json"))
+    ap.add_argument("--resume", action="store_true", help="keep rows already in --out (same seeds/epochs)")
     args = ap.parse_args(argv)
 
     import torch
@@ -53,13 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    if args.resume and out.is_file():
+        prev = json.loads(out.read_text())
+        same = all(prev["args"].get(k) == getattr(args, k) for k in ("seeds", "epochs", "patience"))
+        rows = prev["rows"] if same else []
+    done = {(r["dataset"], r["setting"], r["model"]) for r in rows}
     t_all = time.perf_counter()
     for dname in args.datasets.split(","):
         ds = load_graph(DATASETS[dname])
         print(f"# {dname}: {ds.summary()}", file=sys.stderr, flush=True)
         for setting in args.settings.split(","):
             for model in args.models.split(","):
-                if model == "rgnn" and len(ds.relations) == 1:
+                if (model == "rgnn" and len(ds.relations) == 1) or (dname, setting, model) in done:
                     continue
                 t0 = time.perf_counter()
                 summary, _ = run_seeds(ds, model, setting, args.seeds, epochs=args.epochs, patience=args.patience)

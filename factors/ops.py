@@ -21,7 +21,8 @@ Kernel signatures by category (all tensors are (D, S) float32, D = days, S = sto
 * ``cs``      ``fn(x, universe) -> Tensor`` (``universe`` (D, S) bool: the names ranked each day)
 
 NaN semantics (the evaluator also maps every +-inf to NaN after each operator, so division by zero,
-``Log(0)`` or a float32 overflow give NaN, never inf):
+``Log(0)`` or a float32 overflow give NaN, never inf; kernels may therefore assume inputs hold NaN but
+no +-inf):
 
 * Element-wise operators propagate NaN (``Greater``/``Less`` too: NaN if either side is NaN).
 * A rolling window at day t covers days ``t-w+1 .. t`` of the panel (calendar of the panel, not of the
@@ -41,16 +42,19 @@ never a future value) so that O(D*S) cumulative-sum kernels stay exact to float3
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 MAX_WINDOW = 252  # one trading year; also bounds the memory of the sort-based kernels
-_CHUNK_ELEMS = 1 << 24  # elements per chunk for (D, s, w) unfold kernels (64 MiB in float32)
+_STOCK_CHUNK = 16  # stocks per chunk for per-stock kernels: keeps float64 temporaries in cache
+_CHUNK_ELEMS = 1 << 18  # elements per chunk for (D, s, w) unfold kernels (64 MiB in float32)
 NAN = float("nan")
 
 
@@ -151,9 +155,9 @@ def _wsum(c: Tensor, w: int, sign: float = -1.0) -> Tensor:
     return out
 
 
-def _offset(x: Tensor) -> Tensor:
+def _offset(x: Tensor, fin: Tensor | None = None) -> Tensor:
     """Per-stock first finite value (1, S) (0 if none): a past value, so subtracting it is leak-free."""
-    fin = torch.isfinite(x)
+    fin = torch.isfinite(x) if fin is None else fin
     first = fin.to(torch.uint8).argmax(dim=0, keepdim=True)
     c = x.gather(0, first)
     return torch.where(torch.isfinite(c), c, torch.zeros_like(c))
@@ -163,28 +167,73 @@ class RunningSums:
     """Cumulative sums of one input (D, S) shared by every window length: present-value counts
     (float32, exact), and float64 sums of ``x - offset`` and its square (offset = the stock's first
     finite value: a past value, so leak-free, and it keeps the sums small relative to the spread).
-    The evaluator caches one per subexpression, so ``Mean(x, 5)``, ``Std(x, 20)``, ... share them."""
+    The evaluator caches one per subexpression, so ``Mean(x, 5)``, ``Std(x, 20)``, ... share them.
+    Built in chunks of stocks (cache-sized temporaries); :meth:`cols` gives a view of some stocks."""
 
-    def __init__(self, x: Tensor, mask: Tensor | None = None):
-        m = torch.isfinite(x) if mask is None else mask
-        x64 = x.double()
-        self.off = _offset(x64)
-        self.xc = torch.where(m, x64 - self.off, torch.zeros((), dtype=torch.float64))
-        self.cn = _cumsum(m.to(torch.float32))
-        self.c1 = _cumsum(self.xc)
+    def __init__(self, x: Tensor | None, mask: Tensor | None = None):
         self._c2: Tensor | None = None
+        if x is None:
+            return
+        d, s = x.shape
+        self.off = torch.empty((1, s), dtype=torch.float64)
+        self.xc = torch.empty((d, s), dtype=torch.float64)
+        self.cn = torch.empty((d, s), dtype=torch.float32)
+        self.c1 = torch.empty((d, s), dtype=torch.float64)
+        for j in range(0, s, _STOCK_CHUNK):
+            sl = slice(j, j + _STOCK_CHUNK)
+            xj = x[:, sl]
+            m = ~torch.isnan(xj) if mask is None else mask[:, sl]  # inputs hold no +-inf (see module doc)
+            x64 = xj.double()
+            off = _offset(x64, m)
+            self.off[:, sl] = off
+            xc = torch.where(m, x64 - off, torch.zeros((), dtype=torch.float64))
+            self.xc[:, sl] = xc
+            self.cn[:, sl] = _cumsum(m.to(torch.float32))
+            self.c1[:, sl] = _cumsum(xc)
 
     @property
     def c2(self) -> Tensor:
         if self._c2 is None:
-            self._c2 = _cumsum(self.xc * self.xc)
+            c2 = torch.empty_like(self.c1)
+            for j in range(0, c2.shape[1], _STOCK_CHUNK):
+                xc = self.xc[:, j:j + _STOCK_CHUNK]
+                c2[:, j:j + _STOCK_CHUNK] = _cumsum(xc * xc)
+            self._c2 = c2
             self.xc = None  # type: ignore[assignment]  # not needed once c2 exists; halves the cached size
         return self._c2
+
+    def cols(self, sl: slice) -> RunningSums:
+        """A view of the stocks in ``sl`` (no copy)."""
+        v = RunningSums(None)
+        v.off, v.cn, v.c1 = self.off[:, sl], self.cn[:, sl], self.c1[:, sl]
+        v.xc = None if self.xc is None else self.xc[:, sl]  # type: ignore[assignment]
+        v._c2 = None if self._c2 is None else self._c2[:, sl]
+        return v
 
     @property
     def nbytes(self) -> int:
         ts = [t for t in (self.off, self.xc, self.cn, self.c1, self._c2) if t is not None]
         return sum(t.element_size() * t.nelement() for t in ts)
+
+
+def _sums_chunks(needs_c2: bool = False) -> Callable:
+    """Run a RunningSums kernel ``fn(x, w, pre)`` on chunks of stocks (cache-sized temporaries)."""
+    def deco(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
+            if pre is None:
+                pre = RunningSums(x)
+            if needs_c2:
+                pre.c2  # noqa: B018  # build it once, chunk-wise, before taking views
+            out = torch.empty(x.shape, dtype=torch.float32)
+            for j in range(0, x.shape[1], _STOCK_CHUNK):
+                sl = slice(j, j + _STOCK_CHUNK)
+                out[:, sl] = fn(x[:, sl], w, pre=pre.cols(sl))
+            return out
+
+        return run
+
+    return deco
 
 
 class _Moments:
@@ -247,16 +296,35 @@ def _count(x: Tensor, w: int) -> Tensor:
 
 
 def _unfold_apply(x: Tensor, w: int, fn: Callable[[Tensor], Tensor]) -> Tensor:
-    """Apply ``fn`` to windows (D, s, w) (oldest first, NaN-padded before the panel start) in stock
-    chunks so memory stays bounded; ``fn`` returns (D, s)."""
+    """Apply ``fn`` to windows (s, D, w) (oldest first, NaN-padded before the panel start) and return
+    (D, S). Works stock-major (each stock's days contiguous, so the window axis has stride 1) and in
+    stock chunks so memory stays bounded; ``fn`` returns (s, D)."""
     d, s = x.shape
-    pad = torch.cat([torch.full((w - 1, s), NAN, dtype=x.dtype), x], 0) if w > 1 else x
+    xt = x.T.contiguous()
+    pad = torch.cat([torch.full((s, w - 1), NAN, dtype=x.dtype), xt], 1) if w > 1 else xt
     step = max(1, _CHUNK_ELEMS // max(1, d * w))
     parts = []
     for j in range(0, s, step):
-        win = pad[:, j:j + step].unfold(0, w, 1)  # (D, s, w)
-        parts.append(fn(win))
-    return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+        parts.append(fn(pad[j:j + step].unfold(1, w, 1)))  # (s, D, w)
+    out = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
+    return out.T.contiguous()
+
+
+def _stock_chunks(fn: Callable) -> Callable:
+    """Run a per-stock kernel ``fn(*xs, w)`` on chunks of stocks so its float64 temporaries stay in
+    cache (1.3-2x faster than whole-panel passes); results are identical (stocks are independent)."""
+    @functools.wraps(fn)
+    def run(*args: Any) -> Tensor:
+        *xs, w = args
+        s = xs[0].shape[1]
+        if s <= _STOCK_CHUNK:
+            return fn(*xs, w)
+        out = torch.empty(xs[0].shape, dtype=torch.float32)
+        for j in range(0, s, _STOCK_CHUNK):
+            out[:, j:j + _STOCK_CHUNK] = fn(*[x[:, j:j + _STOCK_CHUNK] for x in xs], w)
+        return out
+
+    return run
 
 
 def _nan_fill(win: Tensor, value: float) -> Tensor:
@@ -360,6 +428,7 @@ def _delta(x: Tensor, w: int) -> Tensor:
 
 
 @op("Mean", ("expr", "window"), "ts", prefix=True)
+@_sums_chunks(needs_c2=False)
 def _mean(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
     """Rolling mean of the present values."""
     m = _Moments(x, w, pre=pre)
@@ -367,6 +436,7 @@ def _mean(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
 
 
 @op("Sum", ("expr", "window"), "ts", prefix=True)
+@_sums_chunks(needs_c2=False)
 def _sum(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
     """Rolling sum of the present values."""
     m = _Moments(x, w, pre=pre)
@@ -374,6 +444,7 @@ def _sum(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
 
 
 @op("Std", ("expr", "window"), "ts", prefix=True, min_window=2)
+@_sums_chunks(needs_c2=True)
 def _std(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
     """Rolling standard deviation (ddof=1)."""
     m = _Moments(x, w, pre=pre)
@@ -381,6 +452,7 @@ def _std(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
 
 
 @op("Var", ("expr", "window"), "ts", prefix=True, min_window=2)
+@_sums_chunks(needs_c2=True)
 def _var(x: Tensor, w: int, pre: RunningSums | None = None) -> Tensor:
     """Rolling variance (ddof=1)."""
     m = _Moments(x, w, pre=pre)
@@ -430,6 +502,7 @@ def _mad(x: Tensor, w: int) -> Tensor:
 
 
 @op("WMA", ("expr", "window"), "ts")
+@_stock_chunks
 def _wma(x: Tensor, w: int) -> Tensor:
     """Linearly weighted mean: weight 1 on the oldest day of the window .. w on today; the weights
     of the present values are renormalised."""
@@ -450,6 +523,7 @@ def _wma(x: Tensor, w: int) -> Tensor:
 
 
 @op("EMA", ("expr", "window"), "ts")
+@_stock_chunks
 def _ema(x: Tensor, w: int) -> Tensor:
     """Exponentially weighted mean over the window: weight a**k on the value k days ago,
     a = 1 - 2 / (w + 1) (Qlib's span convention); the weights of the present values are renormalised."""
@@ -468,21 +542,15 @@ def _ema(x: Tensor, w: int) -> Tensor:
 
 
 def _central_moments(win: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """n and central sums m2, m3, m4 of the present values of each window (D, s, w), two-pass (running
-    power sums would cancel catastrophically for the 3rd and 4th moments). The mean is summed in
-    float64; deviations are formed in float32 as ``(x - mean32) - (mean - mean32)``, exact to an ulp of
-    the deviation, and their powers are accumulated in float64."""
+    """n and central sums m2, m3, m4 of the present values of each window, two-pass in float64
+    (running power sums would cancel catastrophically for the 3rd and 4th moments)."""
+    win = win.double()
     ok = ~torch.isnan(win)
     n = ok.sum(-1).double()
-    mean = _nan_fill(win, 0.0).sum(-1, dtype=torch.float64) / n
-    m32 = mean.to(torch.float32)
-    delta = (mean - m32.double()).to(torch.float32)
-    dev = win - m32.unsqueeze(-1)
-    dev -= delta.unsqueeze(-1)
-    dev = _nan_fill(dev, 0.0)
+    mean = _nan_fill(win, 0.0).sum(-1) / n
+    dev = _nan_fill(win - mean.unsqueeze(-1), 0.0)
     d2 = dev * dev
-    return (n, d2.sum(-1, dtype=torch.float64), (d2 * dev).sum(-1, dtype=torch.float64),
-            (d2 * d2).sum(-1, dtype=torch.float64))
+    return n, d2.sum(-1), (d2 * dev).sum(-1), (d2 * d2).sum(-1)
 
 
 @op("Skew", ("expr", "window"), "ts", min_window=3)
@@ -557,6 +625,7 @@ def _idxmin(x: Tensor, w: int) -> Tensor:
 
 
 @op("Slope", ("expr", "window"), "ts", min_window=2)
+@_stock_chunks
 def _slope(x: Tensor, w: int) -> Tensor:
     """Least-squares slope of x on the day index over the window's present values (per day)."""
     m = torch.isfinite(x)
@@ -584,12 +653,14 @@ def _cov_like(x: Tensor, y: Tensor, w: int, name: str, corr: bool = False, slope
 
 
 @op("Corr", ("expr", "expr", "window"), "ts_pair", min_window=2)
+@_stock_chunks
 def _corr(x: Tensor, y: Tensor, w: int) -> Tensor:
     """Rolling Pearson correlation over days where both are present; NaN if either is constant."""
     return _cov_like(x, y, w, "Corr", corr=True)
 
 
 @op("Cov", ("expr", "expr", "window"), "ts_pair", min_window=2)
+@_stock_chunks
 def _cov(x: Tensor, y: Tensor, w: int) -> Tensor:
     """Rolling covariance (ddof=1) over days where both are present."""
     return _cov_like(x, y, w, "Cov")

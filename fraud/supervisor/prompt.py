@@ -213,7 +213,7 @@ def _retrieve(ctx: PromptContext, node: int, k: int) -> list[int]:
 
 
 def _render(ctx: PromptContext, node: int, n_feat: int, n_nb: int, n_ex: int, diff: bool,
-            hops: int) -> tuple[str, list[int], dict[int, int], list[int]]:
+            hops: int, ring: np.ndarray) -> tuple[str, list[int], dict[int, int], list[int]]:
     nb, rel = neighbors(ctx, node)
     pool = ctx.example_pool[ctx.example_pool != node]  # the target's own label never counts
     base = float((ctx.known[pool] == 1).mean()) if pool.size else float("nan")
@@ -230,7 +230,6 @@ def _render(ctx: PromptContext, node: int, n_feat: int, n_nb: int, n_ex: int, di
     lines.append(f"- known training labels among 1-hop: {int((kn1 == 1).sum())} fraud, "
                  f"{int((kn1 == 0).sum())} normal, {int((kn1 < 0).sum())} unknown")
     if hops >= 2:
-        ring = _two_hop(ctx, node, nb)
         kn2 = ctx.known[ring] if ring.size else np.zeros(0, int)
         lines.append(f"- 2-hop: {ring.size} more accounts; known training labels: {int((kn2 == 1).sum())} "
                      f"fraud, {int((kn2 == 0).sum())} normal")
@@ -280,8 +279,9 @@ def describe_node(ctx: PromptContext, node: int, *, token_budget: int = 600, max
         raise IndexError(f"node {node} out of range 0..{ctx.x.shape[0] - 1}")
     n_feat, n_nb, n_ex, diff = min(max_features, ctx.x.shape[1]), max_neighbors, max_examples, True
     pruned = False
+    ring = _two_hop(ctx, node, neighbors(ctx, node)[0]) if hops >= 2 else np.zeros(0, dtype=np.int64)
     while True:
-        text, shown, labels, ex = _render(ctx, node, n_feat, n_nb, n_ex, diff, hops)
+        text, shown, labels, ex = _render(ctx, node, n_feat, n_nb, n_ex, diff, hops, ring)
         tokens = count_tokens(text)
         if tokens <= token_budget:
             return NodePrompt(node, text, tokens, shown, labels, ex, pruned)

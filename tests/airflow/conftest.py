@@ -32,7 +32,7 @@ FRIDAY, SUNDAY, MONDAY = "2021-04-16", "2021-04-18", "2021-04-19"
 FACTOR_CONF = {"max_tickers": 20, "lookback_days": 200, "horizon": 5, "ic_window": 10,
                "mine_minutes": 0.5, "mine_max_factors": 30, "mine_years": 3, "pool_size": 3,
                "mine_method": "gp", "narrative": False}
-FRAUD_CONF = {"setting": "semi", "seeds": 1, "epochs": 5, "llm_budget": 4, "explain_top": 1}
+FRAUD_CONF = {"setting": "semi", "seeds": 1, "epochs": 5, "llm_budget": 2, "explain_top": 1}
 
 
 def plan_steps() -> list[dict]:
@@ -99,12 +99,15 @@ def airflow_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
     seeded = _seed_store(env["FINLLM_DATABASE_URL"])
     plan, out = home / "plan.json", home / "result.json"
     plan.write_text(json.dumps({"dags_folder": str(DAGS), "steps": plan_steps()}))
-    proc = subprocess.run([sys.executable, str(DRIVER), str(plan), str(out)], env=env, cwd=home,
-                          capture_output=True, text=True, timeout=600)
-    log = (proc.stdout + proc.stderr)[-6000:]
-    assert out.exists(), f"driver wrote nothing (exit {proc.returncode}):\n{log}"
+    log_path = home / "driver.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.run([sys.executable, str(DRIVER), str(plan), str(out)], env=env, cwd=home,
+                              stdout=log_file, stderr=subprocess.STDOUT, text=True, timeout=600)
+    full_log = log_path.read_text(errors="replace")
+    assert out.exists(), f"driver wrote nothing (exit {proc.returncode}):\n{full_log[-6000:]}"
     result = json.loads(out.read_text())
-    result.update(home=str(home), env=env, seeded=seeded, log=log, returncode=proc.returncode)
+    result.update(home=str(home), env=env, seeded=seeded, log=full_log[-6000:], full_log=full_log,
+                  returncode=proc.returncode)
     return result
 
 

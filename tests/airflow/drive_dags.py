@@ -77,9 +77,10 @@ def main(plan_path: str, out_path: str) -> None:
             dr = dag.test(logical_date=when, run_conf=step.get("conf") or {})
             rec["state"] = str(dr.state)
             tis = dr.get_task_instances()
-            rec["tasks"] = {}
-            for ti in tis:  # mapped tasks: every instance's state, in map-index order
+            rec["tasks"], rec["task_seconds"] = {}, {}
+            for ti in sorted(tis, key=lambda t: (t.task_id, t.map_index)):  # mapped: every instance, in order
                 rec["tasks"].setdefault(ti.task_id, []).append(str(ti.state))
+                rec["task_seconds"].setdefault(ti.task_id, []).append(round(ti.duration or 0.0, 2))
         except Exception:  # noqa: BLE001 - reported to the test, which fails with it
             rec["state"] = "driver-error"
             rec["error"] = traceback.format_exc()[-4000:]

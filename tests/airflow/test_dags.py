@@ -70,7 +70,7 @@ def test_factor_pipeline_fails_clearly_on_missing_data(airflow_run: dict, steps:
     assert bad["state"] == "failed"
     assert bad["tasks"]["validate_market_data"] == ["failed"]
     assert bad["tasks"]["evaluate_library"] == ["upstream_failed"]
-    assert "no_such_market.parquet" in airflow_run["log"]
+    assert "no_such_market.parquet: no such file" in airflow_run["full_log"]
 
 
 def test_fraud_pipeline_trains_scores_and_explains(airflow_run: dict, steps: dict) -> None:
@@ -84,6 +84,11 @@ def test_fraud_pipeline_trains_scores_and_explains(airflow_run: dict, steps: dic
     alerts = store["alerts"]
     assert alerts and {r[1] for r in alerts} == {SUNDAY}
     assert store["alerts_explained"] >= 1
+    sup = store["run_metrics"][train[0][0]]["supervisor"]
+    assert sup and sup[0]["status"] in ("applied", "no_signal", "endpoint_failed"), sup
+    if "FINLLM_LLM_BASE_URL" in airflow_run["env"]:  # the real local LLM was asked during training
+        usage = sup[0]["llm"]["usage"]
+        assert usage["calls"] + usage["cached"] >= 1, sup
 
 
 def test_fraud_pipeline_rerun_same_day_leaves_same_rows(airflow_run: dict, steps: dict) -> None:

@@ -14,17 +14,13 @@ PATH = DATA / "fraud" / "soc-sign-bitcoinotc.csv"
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """A small SAGE model trained for a few epochs on Bitcoin OTC, saved in a fresh store."""
+def saved(tmp_path_factory, bitcoin, round1):
+    """The session's small SAGE model on Bitcoin OTC, saved in a fresh store."""
     from finllm.store import open_store
     from fraud.artifacts import load_model, save_model
-    from fraud.datasets import load_graph
-    from fraud.splits import make_split
-    from fraud.train import train_model
 
     home = tmp_path_factory.mktemp("explain_home")
-    ds = load_graph(PATH)
-    res = train_model(ds, "sage", make_split(ds, "semi", 0), 0, epochs=3, patience=3)
+    ds, res = bitcoin, round1
     url = f"sqlite:///{home / 'finllm.db'}"
     store = open_store(url)
     mid = save_model(res, store, dataset=str(PATH), models_dir=home / "models")
@@ -36,7 +32,7 @@ def test_neighbour_occlusion_matches_a_rescore_without_that_link(saved):
 
     ds, loaded, _, res = saved
     node = int(torch.argmax(res.probs))
-    e = explain_node(loaded, ds, node, top=3, max_neighbors=8)
+    e = explain_node(loaded, ds, node, top=3, max_neighbors=3)
     assert e["flagged"] == (e["score"] >= loaded.threshold) and e["rank"] == 1
     assert len(e["features"]) == 3 and e["features"][0]["method"] == "gradient_x_input"
     assert abs(e["features"][0]["attribution"]) >= abs(e["features"][-1]["attribution"])
@@ -56,7 +52,7 @@ def test_explain_cli_json(saved, monkeypatch):
     monkeypatch.setenv("FINLLM_DATABASE_URL", url)
     node_id = ds.node_ids[int(torch.argmax(res.probs))]
     out = CliRunner().invoke(app, ["fraud", "explain", "--model", loaded.id, "--node", node_id, "--no-llm",
-                                   "--json", "--top", "2", "--max-neighbors", "4"])
+                                   "--json", "--top", "2", "--max-neighbors", "2"])
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     assert doc["node"] == node_id and len(doc["features"]) == 2 and "llm" not in doc and doc["summary"]

@@ -17,30 +17,8 @@ import torch
 from finllm.config import Settings
 from finllm.errors import ConfigError
 from fraud.supervisor.loop import build_signals, parse_uses, train_supervised
-from tests.conftest import DATA
 
-FAST = {"epochs": 4, "patience": 4}
-
-
-@pytest.fixture(scope="module")
-def bitcoin():
-    from fraud.datasets import load_graph
-
-    return load_graph(DATA / "fraud" / "soc-sign-bitcoinotc.csv")
-
-
-@pytest.fixture(scope="module")
-def bitcoin_split(bitcoin):
-    from fraud.splits import make_split
-
-    return make_split(bitcoin, "semi", 0)
-
-
-@pytest.fixture(scope="module")
-def round1(bitcoin, bitcoin_split):
-    from fraud.train import train_model
-
-    return train_model(bitcoin, "sage", bitcoin_split, 0, **FAST)
+FAST = {"epochs": 3, "patience": 3}
 
 
 def test_parse_uses():
@@ -128,7 +106,7 @@ def test_garbage_replies_train_without_supervision(bitcoin, bitcoin_split, round
 def test_end_to_end_with_the_real_local_model(bitcoin, bitcoin_split, round1, local_llm, tmp_path, sqlite_url):
     """Round 1 -> prompts -> real SmolLM2-135M verdicts (schema-valid) -> calibration -> decision.
 
-    With 4 calibration verdicts trust cannot be established (needs 8), so round 1 must be kept unchanged:
+    With 3 calibration verdicts trust cannot be established (needs 8), so round 1 must be kept unchanged:
     a weak or unmeasured model cannot move the detector."""
     from finllm.llm import get_gateway
     from finllm.store import open_store
@@ -136,9 +114,9 @@ def test_end_to_end_with_the_real_local_model(bitcoin, bitcoin_split, round1, lo
     store = open_store(sqlite_url)
     gw = get_gateway(store=store, settings=Settings(home=tmp_path, llm_base_url=local_llm, llm_timeout_s=120,
                                                           llm_concurrency=1))
-    res, rep = train_supervised(bitcoin, "sage", bitcoin_split, 0, budget=4, uses="all", gateway=gw,
+    res, rep = train_supervised(bitcoin, "sage", bitcoin_split, 0, budget=3, uses="all", gateway=gw,
                                 round1=round1, token_budget=150, **FAST)
-    assert rep["plan"]["calibration"] == 4 and rep["plan"]["prompt_tokens_max"] <= 150
+    assert rep["plan"]["calibration"] == 3 and rep["plan"]["prompt_tokens_max"] <= 150
     assert rep["llm"]["verdicts"] >= 1, rep["llm"]  # the real model produced schema-valid verdicts
     assert rep["trust"]["node"]["weight"] == 0.0
     assert rep["status"] in ("no_signal", "endpoint_failed") and res is round1
