@@ -24,9 +24,12 @@ def register(app: typer.Typer) -> None:
         max_neighbors: int = typer.Option(30, "--max-neighbors", min=1, help="Neighbours tested by occlusion."),
         as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON on stdout."),
     ) -> None:
-        """Explain a node's fraud score: the features that push it (gradient x input, or occlusion for
-        xgbgraph), the neighbours whose links change it most (occlusion: each link removed in turn),
-        and optionally the LLM supervisor's verdict and rationale on the node's subgraph."""
+        """Explain why a saved detector scores a node as it does.
+
+        Lists the features that push the score (gradient x input; occlusion for xgbgraph), the
+        neighbours whose links change it most (occlusion: each link removed in turn) and, with --llm,
+        the LLM's verdict and rationale on the node's subgraph (the same prompt the supervisor uses).
+        """
         from finllm.errors import DataError
         from finllm.store import open_store
         from fraud.artifacts import load_model

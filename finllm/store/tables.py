@@ -122,7 +122,10 @@ class LLMCall(Base):
     model: Mapped[str] = mapped_column(String(200))
     cache_key: Mapped[str] = mapped_column(String(64))
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(32))  # ok | invalid | error | budget | timeout
+    # ok, or the LLMFailure kind: timeout | connection | http | invalid | budget | template | server | internal
+    status: Mapped[str] = mapped_column(String(32))
+    # HTTP requests actually sent (0 for cache hits and budget refusals); per-run budgets resume from
+    # SUM(attempts) of the run's non-cached rows.
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)

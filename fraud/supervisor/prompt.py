@@ -112,8 +112,12 @@ def build_context(x: torch.Tensor, edge_index: torch.Tensor, known: torch.Tensor
     src, dst, rr = src[keep], dst[keep], rr[keep]
     # One entry per (node, neighbour); data = bitmask of the relations linking them (bit r = relation r).
     bits = np.left_shift(np.int64(1), np.minimum(rr, 62))
-    pairs = np.unique(np.stack([src, dst, bits]), axis=1)
-    adj = sp.coo_matrix((pairs[2], (pairs[0], pairs[1])), shape=(n, n)).tocsr()  # sums distinct bits = OR
+    key = src.astype(np.int64) * n + dst
+    order = np.argsort(key, kind="stable")
+    key, bits = key[order], bits[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.zeros(0, dtype=np.int64)
+    mask = np.bitwise_or.reduceat(bits, starts) if key.size else bits
+    adj = sp.csr_matrix((mask, (key[starts] // n, key[starts] % n)), shape=(n, n))
     kn = known.detach().cpu().numpy().astype(np.int64)
     zfeat = _unit((pct - 50.0) / 50.0)
     emb = _unit(embeddings.detach().float().cpu().numpy()) if embeddings is not None else zfeat
@@ -138,7 +142,7 @@ def _level(p: float) -> str:
 
 def _ord(p: float) -> str:
     """Percentile as an ordinal: 1st, 2nd, 3rd, 11th, 71st ..."""
-    k = int(np.clip(round(p), 0, 100))
+    k = min(max(int(round(float(p))), 0), 100)
     suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
     return f"{k}{suffix}"
 
@@ -164,7 +168,7 @@ def _feature_lines(ctx: PromptContext, node: int, k: int) -> list[str]:
     for j in order:
         p = float(ctx.pct[node, j])
         val = f" = {_fmt(float(ctx.x[node, j]))}" if ctx.feature_names else ""
-        out.append(f"- {_fname(ctx, j)}{val}: {_ord(p)} percentile ({_level(p)})")
+        out.append(f"- {_fname(ctx, j)}{val}: {_ord(p)} percentile ({_level(round(p))})")
     return out
 
 
