@@ -63,33 +63,18 @@ def reports_dir(params: dict[str, Any]) -> str:
 
 
 def publish_report(run_id: str, out_dir: str, *, narrative: bool = True) -> dict[str, Any]:
-    """Write ``<out_dir>/<run_id>.html`` for a factor_mine / fraud_train run and record its path on the
-    run (``artifacts.report``). With ``narrative``, an LLM summary is written first if the run has none;
-    a failed narrative never fails the report (the report says why it is missing)."""
-    from finllm.reports.html import build_report
+    """Write ``<out_dir>/<run_id>.html`` for a factor_mine / fraud_train run (narrative first if the run
+    has none; a failed narrative never fails the report) and record its path on the run."""
+    from finllm.reports.html import publish
     from finllm.store import open_store
-
-    store = open_store()
-    run = store.get_run(run_id)
-    if run is None:
-        raise ValueError(f"run {run_id!r}: not in {store.url}")
-    text, missing, status = run.summary, "no summary stored for this run", "stored"
-    if not narrative:
-        text, missing, status = None, "narrative not requested", "skipped"
-    elif not run.summary:
-        from finllm.reports.summary import summarize_run
-
-        res = summarize_run(run_id, store)
-        text, status = (res.text, "generated") if res.ok else (None, "failed")
-        if not res.ok:
-            missing = res.failure or "the LLM gave no narrative"
-    path = build_report(run_id, store, Path(out_dir) / f"{run_id}.html", narrative=text, narrative_missing=missing)
     from finllm.store.tables import Run
 
+    store = open_store()
+    info = publish(run_id, store, Path(out_dir) / f"{run_id}.html", narrative=narrative)
     with store.session() as s:  # record the path without touching the run's status or times
         row = s.get(Run, run_id)
-        row.artifacts = {**(row.artifacts or {}), "report": str(path)}
-    return {"run_id": run_id, "kind": run.kind, "report": str(path), "narrative": status}
+        row.artifacts = {**(row.artifacts or {}), "report": info["path"]}
+    return {"run_id": run_id, "kind": info["kind"], "report": info["path"], "narrative": info["narrative"]}
 
 
 # Heavy tasks (mining, GNN training, LLM steps) go to their own queue and pool on a real deployment:

@@ -350,7 +350,6 @@ def _mine(cfg: MineConfig, out: Path, store: Any, use_store: bool, progress: boo
 
 
 def _run_method(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, bar: _Progress) -> dict[str, Any]:
-    budget_s = cfg.minutes * 60.0
     if cfg.method == "rl":
         from factors.rl.train import RLConfig, train_rl
 

@@ -70,7 +70,6 @@ def score_job(data: str, *, batch: str, model_id: str | None = None, idempotency
               top: int = 1000, store: Any = None) -> dict[str, Any]:
     """Score every node of the graph with ``model_id`` (default: the newest model for this graph); the
     alerts of (model, ``batch``) are replaced. Returns counts and the model id."""
-    import inspect
 
     from fraud.score import score_graph
 
@@ -79,10 +78,7 @@ def score_job(data: str, *, batch: str, model_id: str | None = None, idempotency
     if model_id is None:
         raise DataError(f"{data}: no trained model for this graph in {store.url}; train one first "
                         "(`finllm fraud train --data ...` or the fraud_pipeline's train_detector)")
-    opts: dict[str, Any] = {}
-    if idempotency_key and "idempotency_key" in inspect.signature(score_graph).parameters:
-        opts["idempotency_key"] = idempotency_key  # see .helpers/REQUESTS.md (helper D)
-    df = score_graph(model_id, data, store, batch, top=top, **opts)
+    df = score_graph(model_id, data, store, batch, top=top, idempotency_key=idempotency_key)
     return {"model_id": model_id, "batch": batch, "run_id": df.attrs.get("run_id"), "nodes": int(len(df)),
             "above_threshold": int(df["above_threshold"].sum()), "alerts_saved": df.attrs.get("alerts_saved")}
 

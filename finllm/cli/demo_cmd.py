@@ -29,7 +29,7 @@ MINE = {
            "max_tickers": 30, "pool_size": 5},
 }
 FRAUD = {False: {"setting": "semi", "seeds": 3, "epochs": 200, "llm_budget": 60, "explain_top": 5},
-         True: {"setting": "semi", "seeds": 1, "epochs": 10, "llm_budget": 4, "explain_top": 1}}
+         True: {"setting": "semi", "seeds": 1, "epochs": 10, "llm_budget": 2, "explain_top": 1}}
 
 
 def _data_file(rel: str) -> Path:
@@ -44,23 +44,10 @@ def _stage(i: int, n: int, text: str) -> None:
 
 def publish(run_id: str, store: Any, out: Path, narrative: bool) -> dict[str, Any]:
     """Narrative (if wanted and missing) + HTML report of one run; a failed narrative never fails it."""
-    from finllm.reports.html import build_report
+    from finllm.reports.html import publish as publish_report
 
-    run = store.get_run(run_id)
-    text, missing, status = run.summary, "no summary stored for this run", "stored"
-    if not narrative:
-        text, missing, status = None, "narrative not requested (--no-narrative)", "skipped"
-    elif not run.summary:
-        from finllm.reports.summary import summarize_run
-
-        with console.status("LLM: writing the narrative from the run's facts ..."):
-            res = summarize_run(run_id, store)
-        text, status = (res.text, "generated") if res.ok else (None, "failed")
-        if not res.ok:
-            missing = res.failure or "the LLM gave no narrative"
-    with console.status("rendering report ..."):
-        path = build_report(run_id, store, out, narrative=text, narrative_missing=missing)
-    return {"run_id": run_id, "path": str(path.resolve()), "narrative": status}
+    with console.status("writing the report (and the LLM narrative from the run's facts) ..."):
+        return publish_report(run_id, store, out, narrative=narrative)
 
 
 def _fmt(v: Any, nd: int = 4) -> str:
@@ -76,7 +63,7 @@ def register(app: typer.Typer) -> None:
                                            "minutes more: loading, fraud training with the LLM, reports)."),
         out: Path = typer.Option(Path("finllm_demo"), "--out", help="Folder for the reports, alerts and run files."),
         quick: bool = typer.Option(False, "--quick", help="A small slice (30 tickers, 5 years; 1 seed, 20 epochs, "
-                                                          "a handful of LLM calls): about a minute or two."),
+                                                          "two LLM supervisor calls): about two minutes."),
         method: str = typer.Option("rl", "--method", help="Miner: rl (MaskablePPO over postfix tokens) or gp."),
         narrative: bool = typer.Option(True, "--narrative/--no-narrative",
                                        help="LLM narratives in the reports (numbers checked against the facts)."),

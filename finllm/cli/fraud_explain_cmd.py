@@ -61,10 +61,10 @@ def register(app: typer.Typer) -> None:
         flag = "FLAGGED" if e["flagged"] else "not flagged"
         typer.echo(f"node {e['node']} (index {index}) - {flag}: score {e['score']:.4f}, threshold "
                    f"{e['threshold']:.4f}, rank {e['rank']} of {e['nodes']}")
-        typer.echo("features driving the score (+ raises, - lowers):")
+        typer.echo("features driving the score (+ raises, - lowers; relative to the population mean):")
         for f in e["features"]:
             typer.echo(f"  {f['feature']:<32} value {f['value']:<12.4g} {f['attribution']:+.4f} ({f['method']})")
-        typer.echo("neighbours whose link changes the score most (occlusion):")
+        typer.echo("neighbours whose link changes the score most (occlusion, change in logit):")
         for n in e["neighbors"] or []:
             lab = {1: "fraud", 0: "normal"}.get(n["label"], "unlabelled")
             typer.echo(f"  {n['node']:<12} score {n['score']:.3f} ({lab})  contribution {n['contribution']:+.4f}")

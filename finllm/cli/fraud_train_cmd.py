@@ -31,6 +31,11 @@ def register(app: typer.Typer) -> None:
         minibatch: bool = typer.Option(False, "--minibatch", help="NeighborLoader mini-batches (needs "
                                        "pyg-lib or torch-sparse: pip install 'finllm[sparse]')."),
         threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0 = torch default)."),
+        supervisor: str = typer.Option("none", "--supervisor", help="none | llm: LLM-supervised training "
+                                       "(selective queries, calibrated trust; see fraud/supervisor)."),
+        llm_budget: int = typer.Option(60, "--llm-budget", min=0, help="LLM verdict requests per seed."),
+        supervisor_uses: str = typer.Option("pseudo,noise,edges", "--supervisor-uses",
+                                            help="Comma list of verdict uses: pseudo, noise, edges."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     ) -> None:
         """Train a fraud detector over several seeds under the GADBench protocol and print the metrics.
@@ -44,12 +49,14 @@ def register(app: typer.Typer) -> None:
         from finllm.errors import ConfigError
         from finllm.store import open_store
         from finllm.config import load_settings
-        from fraud.artifacts import run_metrics, save_model, save_predictions
+        from fraud.artifacts import _jsonable, run_metrics, save_model, save_predictions
         from fraud.datasets import load_graph
         from fraud.models import canonical_name
         from fraud.splits import SETTINGS, make_split
         from fraud.train import run_seeds
 
+        if supervisor not in ("none", "llm"):
+            raise ConfigError(f"--supervisor must be none or llm, got {supervisor!r}")
         if setting not in SETTINGS:
             raise ConfigError(f"--setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
         name = canonical_name(model)
@@ -59,11 +66,21 @@ def register(app: typer.Typer) -> None:
         ds = load_graph(data, **opts)
         store = open_store()
         cfg = {"data": str(data), "dataset": ds.name, "model": name, "setting": setting,
-               "seeds": list(range(seeds)), "epochs": epochs, "patience": patience, "minibatch": minibatch}
+               "seeds": list(range(seeds)), "epochs": epochs, "patience": patience, "minibatch": minibatch,
+               "supervisor": supervisor, "llm_budget": llm_budget, "supervisor_uses": supervisor_uses}
         run_id = store.start_run("fraud_train", cfg, name=f"{name} {setting} {ds.name}")
         try:
-            summary, kept = run_seeds(ds, name, setting, seeds, progress=not as_json, epochs=epochs,
-                                      patience=patience, minibatch=minibatch)
+            if supervisor == "llm":
+                from finllm.llm import get_gateway
+                from fraud.supervisor.loop import run_seeds_supervised
+
+                summary, kept = run_seeds_supervised(
+                    ds, name, setting, seeds, budget=llm_budget, uses=supervisor_uses, progress=not as_json,
+                    gateway=lambda: get_gateway(run_id=run_id, store=store), epochs=epochs, patience=patience,
+                    minibatch=minibatch)
+            else:
+                summary, kept = run_seeds(ds, name, setting, seeds, progress=not as_json, epochs=epochs,
+                                          patience=patience, minibatch=minibatch)
             summary["graph"] = ds.summary()
             model_id = None
             if save:
@@ -74,7 +91,10 @@ def register(app: typer.Typer) -> None:
             pred = save_predictions(kept, make_split(ds, setting, summary["kept_seed"]), ds.data.y,
                                     Path(load_settings().home) / "runs" / run_id / "predictions.npz")
             arts = {"predictions": pred, **({"model_id": model_id} if model_id else {})}
-            store.finish_run(run_id, metrics=run_metrics(summary, kept), artifacts=arts)
+            metrics = run_metrics(summary, kept)
+            if "supervisor" in summary:
+                metrics["supervisor"] = _jsonable(summary["supervisor"])
+            store.finish_run(run_id, metrics=metrics, artifacts=arts)
         except BaseException as exc:
             store.finish_run(run_id, status="failed", error=str(exc))
             raise

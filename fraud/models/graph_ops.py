@@ -51,7 +51,7 @@ class GraphOps:
             dinv = deg.pow(-0.5)
             dinv[torch.isinf(dinv)] = 0.0
             val = dinv[dst] * w * dinv[src]
-        return SparseOp(_csr(dst, src, val, n), _csr(src, dst, val, n))
+        return SparseOp(_csr(dst, src, val, n), lambda: _csr(src, dst, val, n))
 
     def mean_adj(self, relation: int | None = None) -> "SparseOp":
         """Row-normalised weighted adjacency (N,N) CSR: ``A @ h`` = weighted mean over in-neighbours."""
@@ -86,10 +86,17 @@ def _csr(row: torch.Tensor, col: torch.Tensor, val: torch.Tensor, n: int) -> tor
 
 
 class SparseOp:
-    """A constant sparse matrix (CSR) with its transpose precomputed for a fast backward pass."""
+    """A constant sparse matrix (CSR); its transpose (for a fast backward pass) is built on first use,
+    so inference never pays for it."""
 
-    def __init__(self, a: torch.Tensor, at: torch.Tensor) -> None:
-        self.a, self.at = a, at
+    def __init__(self, a: torch.Tensor, make_at) -> None:
+        self.a, self._make_at, self._at = a, make_at, None
+
+    @property
+    def at(self) -> torch.Tensor:
+        if self._at is None:
+            self._at = self._make_at()
+        return self._at
 
     @property
     def shape(self) -> torch.Size:

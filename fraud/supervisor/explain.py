@@ -3,8 +3,9 @@
 * Features: gradient x input on the node's normalised features (GNNs), or occlusion (feature set to
   the population mean, i.e. 0 after the z-score) for the tree model. Positive = pushes the score up.
 * Neighbours: occlusion - the edges between the node and one neighbour get weight 0 and the node is
-  re-scored; the change in fraud probability is that neighbour's contribution (exact for the model,
-  not an approximation). At most ``max_neighbors`` neighbours are tested (highest-scoring first).
+  re-scored; the change in the score's logit is that neighbour's contribution (exact for the model,
+  not an approximation; logits, because probability changes vanish for scores near 0 or 1).
+  Feature attributions are relative to the population mean (features are z-scored). At most ``max_neighbors`` neighbours are tested (highest-scoring first).
 * LLM rationale (optional): the same subgraph prompt the supervisor uses (neighbours' labels from the
   graph file; the node's own label never shown), one verdict through the gateway. It is the model's
   opinion, not a measured fact - the measured reliability of the supervisor, when the detector was
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -68,6 +70,11 @@ def feature_attribution(loaded: Any, ds: Any, node: int, top: int = 5) -> list[d
              "method": method} for j in order.tolist()]
 
 
+def _logit(p: float, eps: float = 1e-7) -> float:
+    p = min(max(p, eps), 1 - eps)
+    return math.log(p / (1 - p))
+
+
 def neighbor_attribution(loaded: Any, ds: Any, node: int, *, top: int = 5, max_neighbors: int = 30) -> list[dict]:
     """Neighbours of ``node`` ranked by |score change when their edges to ``node`` are removed|."""
     x, g = _inputs(loaded, ds)
@@ -84,7 +91,7 @@ def neighbor_attribution(loaded: Any, ds: Any, node: int, *, top: int = 5, max_n
         w = torch.ones(src.numel())
         w[((src == node) & (dst == j)) | ((src == j) & (dst == node))] = 0.0
         xo, go = _inputs(loaded, ds, edge_weight=w)
-        delta = base - float(_score(loaded, xo, go)[node])
+        delta = _logit(base) - _logit(float(_score(loaded, xo, go)[node]))
         out.append({"node": ds.node_ids[j] if ds.node_ids else str(j), "index": j,
                     "score": round(float(base_probs[j]), 4), "contribution": round(delta, 6),
                     "label": int(ds.data.y[j])})

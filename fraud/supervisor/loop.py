@@ -13,7 +13,8 @@
    ``noise``   a training label that both the LLM and the GNN dispute is down-weighted by
                reliability x agreement;
    ``edges``   edges to neighbours the LLM names as camouflage get weight 1 - edge reliability x
-               agreement (both directions).
+               agreement (both directions); edge reliability is measured on the calibration slice,
+               or taken as half the node reliability when too few named neighbours have known labels.
 6. Train round 2 with those signals (same model, split and seed). If nothing is trusted, round 2 is
    skipped and round 1 is returned unchanged; with ``val_guard`` round 2 is kept only when its
    validation AUPRC is not below round 1's (validation only - test is never looked at).
@@ -278,9 +279,9 @@ def train_supervised(ds: Any, model_name: str, split: Any, seed: int, *, budget:
     named, shown = _edge_evidence(verdicts, prompts, roles, measure_y)
     edge_rel = edge_reliability(named, shown)
     w_node = rel.weight
-    if edge_rel["weight"] > 0:
+    if edge_rel["measurable"]:
         w_edge, edge_rel["source"] = float(edge_rel["weight"]), "measured"
-    else:
+    else:  # too few named neighbours with known labels to measure: borrow half the node reliability
         w_edge, edge_rel["source"] = 0.5 * w_node, "half the node reliability (edge reliability unmeasurable)"
     if trust_override is not None:
         w_node = w_edge = float(trust_override)

@@ -116,10 +116,11 @@ def edge_reliability(named_differs: list[bool], shown_differs: list[bool], *, mi
     n_named, hits = len(named_differs), int(sum(named_differs))
     base = float(np.mean(shown_differs)) if shown_differs else float("nan")
     out = {"named": n_named, "hits": hits, "base_rate": None if math.isnan(base) else round(base, 4),
-           "precision": round(hits / n_named, 4) if n_named else None, "weight": 0.0}
+           "precision": round(hits / n_named, 4) if n_named else None, "weight": 0.0, "measurable": False}
     if n_named < min_named or math.isnan(base) or base >= 1.0:
         out["reason"] = f"only {n_named} named neighbours with a known label (need {min_named})"
         return out
+    out["measurable"] = True
     lo = wilson_lower(hits, n_named)
     out["precision_lower"] = round(lo, 4)
     out["weight"] = round(float(np.clip((lo - base) / (1.0 - base), 0.0, 1.0)), 4)

@@ -67,7 +67,9 @@ def test_gnn_auroc_reported_side_by_side():
 
 def test_edge_reliability():
     assert wilson_lower(0, 0) == 0.0 and 0 < wilson_lower(8, 10) < 0.8
-    assert edge_reliability([True] * 3, [True, False] * 20)["weight"] == 0.0  # too few named
-    assert edge_reliability([True, False] * 10, [True, False] * 50)["weight"] == 0.0  # at base rate
+    few = edge_reliability([True] * 3, [True, False] * 20)
+    assert few["weight"] == 0.0 and not few["measurable"]  # too few named
+    chance = edge_reliability([True, False] * 10, [True, False] * 50)
+    assert chance["weight"] == 0.0 and chance["measurable"]  # at base rate: measured, no signal
     good = edge_reliability([True] * 20, [True] + [False] * 9)
     assert good["weight"] > 0.5 and good["precision"] == 1.0
