@@ -187,4 +187,4 @@ def target_expr(horizon: int = 20, field: str = "$close") -> str:
     return f"Sub(Div(Ref({field}, -{horizon}), {field}), 1)"
 
 
-__all__ = ["Evaluator", "target_expr", "parse", "from_postfix"]
+__all__ = ["Evaluator", "from_postfix", "parse", "target_expr"]

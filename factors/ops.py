@@ -38,6 +38,14 @@ no +-inf):
 
 Running sums are accumulated in float64 (and per-stock offset by the stock's first finite value, which is
 never a future value) so that O(D*S) cumulative-sum kernels stay exact to float32 output precision.
+
+Speed notes (CPU, one thread): time-series kernels work stock-major ((S, D), each stock's days contiguous,
+in cache-sized chunks of stocks), where ``torch.cumsum`` over the last dim is ~20x faster than over dim 0
+of (D, S). Window statistics that need a second pass (Skew, Kurt, Mad, EMA, Rank) sum lag by lag over
+contiguous days (w vectorised passes; no FFT or matmul over the time axis, so every output stays a
+function of past values only, bit for bit). Max/Min/IdxMax/IdxMin use O(log w) doubling steps. In this
+torch CPU build ``torch.where``/``torch.fmax`` are several times slower than arithmetic, so hot paths use
+``torch.maximum`` on +-inf-filled values and multiply by 1/NaN masks (see :func:`_minp`).
 """
 
 from __future__ import annotations
@@ -158,8 +166,10 @@ class RunningSums:
     The evaluator caches one per subexpression, so ``Mean(x, 5)``, ``Std(x, 20)``, ... share them.
     ``x`` is (D, S) unless ``stock_major``; :meth:`cols` gives a view of some stocks."""
 
-    def __init__(self, x: Tensor | None, mask: Tensor | None = None, stock_major: bool = False):
+    def __init__(self, x: Tensor | None, mask: Tensor | None = None, stock_major: bool = False,
+                 counts: bool = True):
         self._c2: Tensor | None = None
+        self.cn: Tensor | None = None
         if x is None:
             return
         xt = x if stock_major else _sm(x)
@@ -167,7 +177,8 @@ class RunningSums:
         s, d = xt.shape
         self.off = torch.empty((s, 1), dtype=torch.float64)
         self.xc = torch.empty((s, d), dtype=torch.float64)
-        self.cn = torch.empty((s, d), dtype=torch.float32)
+        if counts:
+            self.cn = torch.empty((s, d), dtype=torch.float32)
         self.c1 = torch.empty((s, d), dtype=torch.float64)
         for j in range(0, s, _STOCK_CHUNK):
             sl = slice(j, j + _STOCK_CHUNK)
@@ -176,9 +187,14 @@ class RunningSums:
             x64 = xj.double()
             off = _offset(x64, m)
             self.off[sl] = off
-            xc = torch.where(m, x64 - off, torch.zeros((), dtype=torch.float64))
-            self.xc[sl] = xc
-            torch.cumsum(m.to(torch.float32), -1, out=self.cn[sl])
+            xc = self.xc[sl]
+            torch.sub(x64, off, out=xc)
+            if mt is None:
+                xc.nan_to_num_(0.0)  # missing = NaN here (no +-inf); much faster than torch.where
+            else:
+                xc.masked_fill_(~m, 0.0)
+            if self.cn is not None:
+                torch.cumsum(m.to(torch.float32), -1, out=self.cn[sl])
             torch.cumsum(xc, -1, out=self.c1[sl])
 
     @property
@@ -195,7 +211,8 @@ class RunningSums:
     def cols(self, sl: slice) -> RunningSums:
         """A view of the stocks in ``sl`` (no copy)."""
         v = RunningSums(None)
-        v.off, v.cn, v.c1 = self.off[sl], self.cn[sl], self.c1[sl]
+        v.off, v.c1 = self.off[sl], self.c1[sl]
+        v.cn = None if self.cn is None else self.cn[sl]
         v.xc = None if self.xc is None else self.xc[sl]  # type: ignore[assignment]
         v._c2 = None if self._c2 is None else self._c2[sl]
         return v
@@ -233,9 +250,9 @@ class _Moments:
 
     def __init__(self, x: Tensor | None, w: int, mask: Tensor | None = None, n: Tensor | None = None,
                  pre: RunningSums | None = None):
-        self.pre = pre if pre is not None else RunningSums(x, mask, stock_major=True)
+        self.pre = pre if pre is not None else RunningSums(x, mask, stock_major=True, counts=n is None)
         self.off, self.xc = self.pre.off, self.pre.xc
-        self.n = _wsum(self.pre.cn, w).double() if n is None else n
+        self.n = _wsum(self.pre.cn, w).double() if n is None else n  # type: ignore[arg-type]
         self.s1 = _wsum(self.pre.c1, w)
         self.w = w
 
@@ -249,7 +266,10 @@ class _Moments:
         m2 = s2 - self.s1 * self.s1 / self.n
         bound = _wsum(c2, self.w, sign=1.0)  # c2[t] + c2[t-w]
         bound *= 64 * torch.finfo(torch.float64).eps
-        return torch.where(m2 <= bound, torch.zeros_like(m2), m2)
+        # m2 where m2 > bound, else 0 (NaN stays NaN), by arithmetic (faster than torch.where):
+        # keep = clamp(sign(m2 - bound), 0) is 1 or 0 (torch.sign(NaN) = 0), and + 0.0 turns -0.0 into 0.0
+        keep = torch.sign(m2 - bound).clamp_(min=0.0)
+        return m2.mul_(keep).add_(0.0)
 
     def var(self, ddof: int = 1) -> Tensor:
         return self.m2() / (self.n - ddof)
@@ -297,26 +317,6 @@ def _count_sm(xt: Tensor, w: int, fin: Tensor | None = None) -> Tensor:
     return _wsum(_cumsum(fin.to(torch.float32)), w)
 
 
-def _count(x: Tensor, w: int) -> Tensor:
-    """Present values per window of a (D, S) tensor, (D, S) float32 (counted stock-major)."""
-    return _count_sm(None, w, fin=_sm(torch.isfinite(x))).T.contiguous()  # type: ignore[arg-type]
-
-
-def _unfold_apply(x: Tensor, w: int, fn: Callable[[Tensor], Tensor]) -> Tensor:
-    """Apply ``fn`` to windows (s, D, w) (oldest first, NaN-padded before the panel start) and return
-    (D, S). Works stock-major (each stock's days contiguous, so the window axis has stride 1) and in
-    stock chunks so memory stays bounded; ``fn`` returns (s, D)."""
-    d, s = x.shape
-    xt = x.T.contiguous()
-    pad = torch.cat([torch.full((s, w - 1), NAN, dtype=x.dtype), xt], 1) if w > 1 else xt
-    step = max(1, _CHUNK_ELEMS // max(1, d * w))
-    parts = []
-    for j in range(0, s, step):
-        parts.append(fn(pad[j:j + step].unfold(1, w, 1)))  # (s, D, w)
-    out = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
-    return out.T.contiguous()
-
-
 def _stock_chunks(fn: Callable) -> Callable:
     """Run a per-stock kernel ``fn(*xs, w)`` on stock-major (s, D) chunks of stocks so its float64
     temporaries stay in cache; the wrapper takes and returns (D, S) (stocks are independent)."""
@@ -333,10 +333,6 @@ def _stock_chunks(fn: Callable) -> Callable:
         return out.T.contiguous()
 
     return run
-
-
-def _nan_fill(win: Tensor, value: float) -> Tensor:
-    return torch.where(torch.isnan(win), torch.full((), value, dtype=win.dtype), win)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -468,22 +464,67 @@ def _var(w: int, pre: RunningSums) -> Tensor:
 
 
 @op("Max", ("expr", "window"), "ts")
+@_stock_chunks
 def _max(x: Tensor, w: int) -> Tensor:
     """Rolling max of the present values."""
     v = torch.nan_to_num(x, nan=-math.inf)  # torch.maximum is vectorised, torch.fmax is not (~5x slower)
-    return _minp(_rolling_fmax(v, w, torch.maximum), _count(x, w), OPS["Max"].min_periods(w))
+    return _minp(_rolling_fmax(v, w, torch.maximum, dim=-1), _count_sm(x, w), OPS["Max"].min_periods(w))
 
 
 @op("Min", ("expr", "window"), "ts")
+@_stock_chunks
 def _min(x: Tensor, w: int) -> Tensor:
     """Rolling min of the present values."""
     v = torch.nan_to_num(x, nan=math.inf)
-    return _minp(_rolling_fmax(v, w, torch.minimum), _count(x, w), OPS["Min"].min_periods(w))
+    return _minp(_rolling_fmax(v, w, torch.minimum, dim=-1), _count_sm(x, w), OPS["Min"].min_periods(w))
+
+
+_NETWORK_MAX_W = 10  # Med: up to this window a sorting network beats numpy's per-window sort
+
+
+@functools.cache
+def _batcher_pairs(n: int) -> tuple[tuple[int, int], ...]:
+    """Comparators (a, b), a < b, of Batcher's odd-even merge sort for ``n`` inputs (padded to a power of
+    two with +inf; comparators touching the padding never move anything and are dropped)."""
+    size = 1 << max(0, (n - 1).bit_length())
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    a, b = i + j, i + j + k
+                    if a // (2 * p) == b // (2 * p) and b < n:
+                        pairs.append((a, b))
+            k //= 2
+        p *= 2
+    return tuple(pairs)
+
+
+@_stock_chunks
+def _med_network(x: Tensor, w: int) -> Tensor:
+    """Small-window median on stock-major chunks: the w lagged copies of each window sorted by a min/max
+    network (vectorised over all days), missing values as +inf (sorted last, like NaN in np.sort)."""
+    s, d = x.shape
+    v = torch.nan_to_num(x, nan=math.inf)
+    pad = torch.cat([torch.full((s, w - 1), math.inf, dtype=v.dtype), v], 1)
+    cols = [pad[:, k:k + d] for k in range(w)]  # window element k (0 = oldest) for every day
+    for a, b in _batcher_pairs(w):
+        cols[a], cols[b] = torch.minimum(cols[a], cols[b]), torch.maximum(cols[a], cols[b])
+    srt = torch.stack(cols, -1)  # (s, D, w) sorted
+    n = _count_sm(x, w)
+    ni = n.to(torch.int64)
+    lo = srt.gather(-1, ((ni - 1).clamp(min=0) // 2).unsqueeze(-1)).squeeze(-1)
+    hi = srt.gather(-1, (ni // 2).clamp(max=w - 1).unsqueeze(-1)).squeeze(-1)
+    return _minp((lo + hi) / 2, n, OPS["Med"].min_periods(w))
 
 
 @op("Med", ("expr", "window"), "ts")
 def _med(x: Tensor, w: int) -> Tensor:
     """Rolling median of the present values (mean of the two middle values for an even count)."""
+    if w <= _NETWORK_MAX_W:
+        return _med_network(x, w)
     xt = _sm(x)
     s, d = xt.shape
     n = _count_sm(xt, w)  # (S, D), from one cumulative sum instead of a count per window
@@ -512,7 +553,7 @@ def _mad(x: Tensor, w: int) -> Tensor:
     # two-pass: the window mean from running sums, then |value - mean| summed lag by lag (float64)
     s, d = x.shape
     pre = RunningSums(x, stock_major=True)
-    n = _wsum(pre.cn, w).double()
+    n = _wsum(pre.cn, w).double()  # type: ignore[arg-type]
     mean = _wsum(pre.c1, w) / n + pre.off
     x64 = x.double()
     acc = torch.zeros((s, d), dtype=torch.float64)
@@ -553,16 +594,17 @@ def _ema(x: Tensor, w: int) -> Tensor:
     """Exponentially weighted mean over the window: weight a**k on the value k days ago,
     a = 1 - 2 / (w + 1) (Qlib's span convention); the weights of the present values are renormalised."""
     a = 1.0 - 2.0 / (w + 1.0)
-    kernel = torch.tensor([a ** (w - 1 - i) for i in range(w)], dtype=torch.float64).view(1, 1, w)
     m = torch.isfinite(x)
     x64 = x.double()
     off = _offset(x64)
     xc = torch.where(m, x64 - off, torch.zeros((), dtype=torch.float64))
+    mf = m.double()
     s, d = x.shape
-    inp = torch.stack([xc, m.double()], 0).reshape(-1, 1, d)  # (2s, 1, D)
-    inp = torch.nn.functional.pad(inp, (w - 1, 0))
-    out = torch.nn.functional.conv1d(inp, kernel).reshape(2, s, d)
-    num, den = out[0], out[1]
+    num = torch.zeros((s, d), dtype=torch.float64)
+    den = torch.zeros_like(num)
+    for k in range(min(w, d)):  # lag by lag on contiguous days (a direct sum: no recursion, so causal)
+        num[:, k:].add_(xc[:, :d - k], alpha=a ** k)
+        den[:, k:].add_(mf[:, :d - k], alpha=a ** k)
     n = _count_sm(x, w)
     return _out(_minp(num / den + off, n, OPS["EMA"].min_periods(w)))
 
@@ -575,7 +617,7 @@ def _lag_moments(x: Tensor, w: int, fourth: bool) -> tuple[Tensor, Tensor, Tenso
     are found exactly as rolling max == rolling min."""
     s, d = x.shape
     pre = RunningSums(x, stock_major=True)
-    n = _wsum(pre.cn, w).double()
+    n = _wsum(pre.cn, w).double()  # type: ignore[arg-type]
     mean = _wsum(pre.c1, w) / n + pre.off
     x64 = x.double()
     m2 = torch.zeros((s, d), dtype=torch.float64)
@@ -642,24 +684,25 @@ def _rank(x: Tensor, w: int) -> Tensor:
 
 
 def _idx(x: Tensor, w: int, largest: bool, name: str) -> Tensor:
-    """Rolling arg-max/min in O(D*S*log w) (doubling windows as :func:`_rolling_fmax`, carrying the day of
-    the extreme; on ties the older window wins, so the first occurrence is kept, as ``argmax``)."""
+    """Rolling arg-max/min of a stock-major (s, D) chunk in O(D*s*log w) (doubling windows as
+    :func:`_rolling_fmax`, carrying the day of the extreme; on ties the older window wins, so the first
+    occurrence is kept, as ``argmax``)."""
     need = OPS[name].min_periods(w)
-    d = x.shape[0]
+    d = x.shape[-1]
     val = torch.nan_to_num(x, nan=-math.inf if largest else math.inf)
-    day = torch.arange(d, dtype=torch.float32).unsqueeze(1).expand(x.shape).contiguous()
+    day = torch.arange(d, dtype=torch.float32).unsqueeze(0).expand(x.shape).contiguous()
     better = torch.ge if largest else torch.le
     ext = torch.maximum if largest else torch.minimum
 
     def step(val: Tensor, day: Tensor, k: int) -> tuple[Tensor, Tensor]:
         if k >= d:
             return val, day
-        old = better(val[:-k], val[k:]).to(torch.float32)  # the earlier window's extreme is as good
+        old = better(val[:, :-k], val[:, k:]).to(torch.float32)  # the earlier window's extreme is as good
         nv, nd = val.clone(), day.clone()
-        ext(val[:-k], val[k:], out=nv[k:])
+        ext(val[:, :-k], val[:, k:], out=nv[:, k:])
         # day = new + old * (earlier - new): exact on integer-valued floats, and much faster than where
-        torch.sub(day[:-k], day[k:], out=nd[k:])
-        nd[k:].mul_(old).add_(day[k:])
+        torch.sub(day[:, :-k], day[:, k:], out=nd[:, k:])
+        nd[:, k:].mul_(old).add_(day[:, k:])
         return nv, nd
 
     size = 1
@@ -668,18 +711,20 @@ def _idx(x: Tensor, w: int, largest: bool, name: str) -> Tensor:
         size *= 2
     if size < w:
         val, day = step(val, day, w - size)
-    t = torch.arange(d, dtype=torch.float32).unsqueeze(1)
+    t = torch.arange(d, dtype=torch.float32).unsqueeze(0)
     pos = day - t + w  # 1-based position in the nominal window ending t
-    return _minp(pos, _count(x, w), need)
+    return _minp(pos, _count_sm(x, w), need)
 
 
 @op("IdxMax", ("expr", "window"), "ts")
+@_stock_chunks
 def _idxmax(x: Tensor, w: int) -> Tensor:
     """1-based position of the window max, 1 = oldest day of the window, w = today (first on ties)."""
     return _idx(x, w, True, "IdxMax")
 
 
 @op("IdxMin", ("expr", "window"), "ts")
+@_stock_chunks
 def _idxmin(x: Tensor, w: int) -> Tensor:
     """1-based position of the window min, 1 = oldest day of the window, w = today (first on ties)."""
     return _idx(x, w, False, "IdxMin")
@@ -739,12 +784,23 @@ def _order_key(v: np.ndarray) -> np.ndarray:
     return np.where(neg, ~bits, bits | np.uint32(0x80000000))
 
 
+_CS_ROWS = 256  # days per block in cs_rank
+
+
 def cs_rank(x: Tensor, mask: Tensor) -> Tensor:
     """Per-day percentile rank in (0, 1] among ``mask`` (ties averaged, like pandas'
     ``rank(pct=True)``) of the float32 values; NaN outside ``mask``. (D, S) -> (D, S) float64.
 
     One SIMD sort of packed ``(order key << 32) | column`` uint64 words gives every row's order and
-    its column indices at once; tie groups are found with running max/min along the sorted rows."""
+    its column indices at once; tie groups are found with running max/min along the sorted rows.
+    Days are independent and done in blocks, so the temporaries stay small (fresh memory costs page
+    faults, which on a shared VM cost more than the sort)."""
+    d = x.shape[0]
+    if d > _CS_ROWS:
+        out = torch.empty(x.shape, dtype=torch.float64)
+        for j in range(0, d, _CS_ROWS):
+            out[j:j + _CS_ROWS] = cs_rank(x[j:j + _CS_ROWS], mask[j:j + _CS_ROWS])
+        return out
     d, s = x.shape
     v = torch.where(mask, x.to(torch.float32), torch.full((), math.inf)).numpy()
     keys = (_order_key(v).astype(np.uint64) << np.uint64(32)) | np.arange(s, dtype=np.uint64)
