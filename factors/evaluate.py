@@ -41,8 +41,6 @@ class Evaluator:
         uni = getattr(panel, "in_universe", None)
         self.universe: Tensor = self.valid if uni is None else (torch.as_tensor(uni, dtype=torch.bool) & self.valid)
         self.features: tuple[str, ...] = tuple(f"${f}" for f in panel.fields)
-        vm = self.valid.to(torch.float32)
-        self._vmul: Tensor = vm / vm  # 1 where valid, NaN (0 / 0) elsewhere
         vals = torch.as_tensor(panel.values)
         if vals.dtype != torch.float32:
             vals = vals.to(torch.float32)
@@ -103,14 +101,9 @@ class Evaluator:
     # -- internals --------------------------------------------------------------------------------
 
     def _clean(self, x: Tensor) -> Tensor:
-        """NaN where not valid or not finite (so +-inf never escapes an operator).
-
-        By multiplication (``x * 1`` is ``x`` exactly, -0.0 included): ``torch.where`` is about 10x
-        slower than a multiply in this torch CPU build, and this runs after every operator."""
-        y = x.to(torch.float32) * self._vmul  # 1 where valid, NaN elsewhere
-        fin = y - y  # 0 where finite, NaN at NaN and +-inf
-        fin += 1
-        return y.mul_(fin)
+        """NaN where not valid or not finite (so +-inf never escapes an operator)."""
+        x = x.to(torch.float32)
+        return torch.where(self.valid & torch.isfinite(x), x, torch.full((), NAN, dtype=torch.float32))
 
     def _get(self, key: str) -> Tensor | None:
         t = self._cache.get(key)

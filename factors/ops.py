@@ -61,7 +61,13 @@ import torch
 from torch import Tensor
 
 MAX_WINDOW = 252  # one trading year; also bounds the memory of the sort-based kernels
-_STOCK_CHUNK = 16  # stocks per chunk for per-stock kernels: keeps float64 temporaries in cache
+_CHUNK_DAYS_X_STOCKS = 1 << 17  # elements per stock chunk of per-stock kernels: float64 temporaries stay in
+# cache, and small panels run in one chunk (fewer Python-level calls)
+
+
+def _rows(d: int) -> int:
+    """Stocks per chunk for a panel of ``d`` days."""
+    return max(1, _CHUNK_DAYS_X_STOCKS // max(1, d))
 _CHUNK_ELEMS = 1 << 18  # elements per chunk for (D, s, w) unfold kernels (64 MiB in float32)
 NAN = float("nan")
 
@@ -180,8 +186,9 @@ class RunningSums:
         if counts:
             self.cn = torch.empty((s, d), dtype=torch.float32)
         self.c1 = torch.empty((s, d), dtype=torch.float64)
-        for j in range(0, s, _STOCK_CHUNK):
-            sl = slice(j, j + _STOCK_CHUNK)
+        step = _rows(d)
+        for j in range(0, s, step):
+            sl = slice(j, j + step)
             xj = xt[sl]
             m = ~torch.isnan(xj) if mt is None else mt[sl]  # inputs hold no +-inf (see module doc)
             x64 = xj.double()
@@ -201,9 +208,10 @@ class RunningSums:
     def c2(self) -> Tensor:
         if self._c2 is None:
             c2 = torch.empty_like(self.c1)
-            for j in range(0, c2.shape[0], _STOCK_CHUNK):
-                xc = self.xc[j:j + _STOCK_CHUNK]
-                torch.cumsum(xc * xc, -1, out=c2[j:j + _STOCK_CHUNK])
+            step = _rows(c2.shape[1])
+            for j in range(0, c2.shape[0], step):
+                xc = self.xc[j:j + step]
+                torch.cumsum(xc * xc, -1, out=c2[j:j + step])
             self._c2 = c2
             self.xc = None  # type: ignore[assignment]  # not needed once c2 exists; halves the cached size
         return self._c2
@@ -235,8 +243,9 @@ def _sums_chunks(needs_c2: bool = False) -> Callable:
                 pre.c2  # noqa: B018  # build it once, chunk-wise, before taking views
             s = x.shape[1]
             out = torch.empty((s, x.shape[0]), dtype=torch.float32)
-            for j in range(0, s, _STOCK_CHUNK):
-                sl = slice(j, j + _STOCK_CHUNK)
+            step = _rows(x.shape[0])
+            for j in range(0, s, step):
+                sl = slice(j, j + step)
                 out[sl] = fn(w, pre.cols(sl))
             return out.T.contiguous()
 
@@ -325,11 +334,12 @@ def _stock_chunks(fn: Callable) -> Callable:
         *xs, w = args
         xs = [_sm(x) for x in xs]
         s = xs[0].shape[0]
-        if s <= _STOCK_CHUNK:
+        step = _rows(xs[0].shape[1])
+        if s <= step:
             return fn(*xs, w).T.contiguous()
         out = torch.empty(xs[0].shape, dtype=torch.float32)
-        for j in range(0, s, _STOCK_CHUNK):
-            out[j:j + _STOCK_CHUNK] = fn(*[x[j:j + _STOCK_CHUNK] for x in xs], w)
+        for j in range(0, s, step):
+            out[j:j + step] = fn(*[x[j:j + step] for x in xs], w)
         return out.T.contiguous()
 
     return run
@@ -830,6 +840,11 @@ def _csrank(x: Tensor, universe: Tensor) -> Tensor:
 @op("CSZScore", ("expr",), "cs")
 def _cszscore(x: Tensor, universe: Tensor) -> Tensor:
     """Cross-sectional z-score (x - mean) / std (ddof=1) among the day's universe; NaN if std is 0."""
+    if x.shape[0] > _CS_ROWS:  # days are independent: blocks keep the temporaries small (as cs_rank)
+        out = torch.empty(x.shape, dtype=torch.float32)
+        for j in range(0, x.shape[0], _CS_ROWS):
+            out[j:j + _CS_ROWS] = _cszscore(x[j:j + _CS_ROWS], universe[j:j + _CS_ROWS])
+        return out
     m = universe & torch.isfinite(x)
     x64 = torch.where(m, x.double(), torch.zeros((), dtype=torch.float64))
     n = m.sum(1, keepdim=True).double()
