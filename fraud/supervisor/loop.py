@@ -352,8 +352,9 @@ def run_seeds_supervised(ds: Any, model_name: str, setting: str, seeds: int | li
 
 def supervisor_summary(report: dict) -> dict:
     """A compact, JSON-able view of a supervisor report for run records and `--json` output."""
+    # round1 = the same GNN, seed and split without the supervisor: the side-by-side baseline.
     keys = ("status", "reason", "supervised", "uses", "budget", "plan", "llm", "trust", "signals", "val_guard",
-            "seconds")
+            "seconds", "round1", "round2")
     return {k: report[k] for k in keys if k in report}
 
 
