@@ -39,18 +39,38 @@ def auroc(scores, y) -> float:
     return float((r[y == 1].sum() - npos * (npos + 1) / 2) / (npos * nneg))
 
 
-def auprc(scores, y) -> float:
-    """Average precision: sum over distinct thresholds of (R_n - R_{n-1}) * P_n (sklearn's definition)."""
+def ranked_counts(scores, y) -> tuple[np.ndarray, np.ndarray, int]:
+    """Cumulative (true positives, false positives) at each distinct score threshold, highest first,
+    and the number of positives. tp, fp: (T,) for T distinct scores."""
     s, y = _np(scores).astype(float), _np(y).astype(int)
-    _check(s, y, "auprc")
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each distinct score
     tp = np.cumsum(y)[last]
-    fp = (last + 1) - tp
-    prec = tp / (tp + fp)
-    rec = tp / y.sum()
-    return float(np.sum(np.diff(np.r_[0.0, rec]) * prec))
+    return tp, (last + 1) - tp, int(y.sum())
+
+
+def roc_curve(scores, y) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate), starting at (0, 0). Arrays: (T + 1,)."""
+    tp, fp, npos = ranked_counts(scores, y)
+    nneg = len(_np(y)) - npos
+    return np.r_[0.0, fp / max(1, nneg)], np.r_[0.0, tp / max(1, npos)]
+
+
+def pr_curve(scores, y) -> tuple[np.ndarray, np.ndarray, float]:
+    """(recall, precision) starting at (0, 1), and the average precision:
+    sum over distinct thresholds of (R_n - R_{n-1}) * P_n (sklearn's definition). Arrays: (T + 1,)."""
+    tp, fp, npos = ranked_counts(scores, y)
+    prec = tp / np.maximum(1, tp + fp)
+    rec = tp / max(1, npos)
+    return np.r_[0.0, rec], np.r_[1.0, prec], float(np.sum(np.diff(np.r_[0.0, rec]) * prec))
+
+
+def auprc(scores, y) -> float:
+    """Average precision (see :func:`pr_curve`)."""
+    s, y = _np(scores).astype(float), _np(y).astype(int)
+    _check(s, y, "auprc")
+    return pr_curve(s, y)[2]
 
 
 def recall_at_k(scores, y, k: int | None = None) -> float:

@@ -143,28 +143,17 @@ def metric_bars(table: Mapping[str, Mapping[str, float]], metric: str, title: st
 # ---- fraud -------------------------------------------------------------------------------------
 def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(false-positive rate, true-positive rate, AUROC) of scores against binary labels. Arrays: (N,)."""
-    y = np.asarray(y).astype(bool)
-    order = np.argsort(-np.asarray(score, dtype=float), kind="mergesort")
-    s, yy = np.asarray(score, dtype=float)[order], y[order]
-    distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tp = np.cumsum(yy)[distinct]
-    fp = (distinct + 1) - tp
-    pos, neg = max(1, yy.sum()), max(1, (~yy).sum())
-    tpr, fpr = np.r_[0.0, tp / pos], np.r_[0.0, fp / neg]
+    from fraud.evaluate import roc_curve
+
+    fpr, tpr = roc_curve(score, np.asarray(y).astype(bool))
     return fpr, tpr, float(np.trapezoid(tpr, fpr))
 
 
 def pr_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(recall, precision, average precision) of scores against binary labels. Arrays: (N,)."""
-    y = np.asarray(y).astype(bool)
-    order = np.argsort(-np.asarray(score, dtype=float), kind="mergesort")
-    s, yy = np.asarray(score, dtype=float)[order], y[order]
-    distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tp = np.cumsum(yy)[distinct]
-    precision = tp / (distinct + 1)
-    recall = tp / max(1, yy.sum())
-    ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-    return np.r_[0.0, recall], np.r_[1.0, precision], ap
+    from fraud.evaluate import pr_curve
+
+    return pr_curve(score, np.asarray(y).astype(bool))
 
 
 def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
