@@ -556,15 +556,20 @@ def _med(x: Tensor, w: int) -> Tensor:
     return _minp(out, n, OPS["Med"].min_periods(w)).T.contiguous()
 
 
+def _window_count_mean(x: Tensor, w: int) -> tuple[Tensor, Tensor]:
+    """Per-window observation count and mean (float64) from running sums; x: (S, D) stock-major."""
+    pre = RunningSums(x, stock_major=True)
+    n = _wsum(pre.cn, w).double()  # type: ignore[arg-type]
+    return n, _wsum(pre.c1, w) / n + pre.off
+
+
 @op("Mad", ("expr", "window"), "ts")
 @_stock_chunks
 def _mad(x: Tensor, w: int) -> Tensor:
     """Rolling mean absolute deviation around the window mean (Qlib's Mad)."""
     # two-pass: the window mean from running sums, then |value - mean| summed lag by lag (float64)
     s, d = x.shape
-    pre = RunningSums(x, stock_major=True)
-    n = _wsum(pre.cn, w).double()  # type: ignore[arg-type]
-    mean = _wsum(pre.c1, w) / n + pre.off
+    n, mean = _window_count_mean(x, w)
     x64 = x.double()
     acc = torch.zeros((s, d), dtype=torch.float64)
     dev = torch.empty_like(acc)
@@ -626,9 +631,7 @@ def _lag_moments(x: Tensor, w: int, fourth: bool) -> tuple[Tensor, Tensor, Tenso
     cancel catastrophically for the 3rd and 4th moments). The mean is not bit-exact, so constant windows
     are found exactly as rolling max == rolling min."""
     s, d = x.shape
-    pre = RunningSums(x, stock_major=True)
-    n = _wsum(pre.cn, w).double()  # type: ignore[arg-type]
-    mean = _wsum(pre.c1, w) / n + pre.off
+    n, mean = _window_count_mean(x, w)
     x64 = x.double()
     m2 = torch.zeros((s, d), dtype=torch.float64)
     m3 = torch.zeros_like(m2)
