@@ -15,4 +15,4 @@ test: venv
 
 # Regenerate the lock after changing dependencies in pyproject.toml (run inside a working .venv).
 lock:
-	.venv/bin/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+	.venv/bin/python -m pip freeze --exclude-editable | grep -v '^-e ' | grep -viE '^(torch[-_]sparse|torch[-_]scatter|ruff)==' > requirements.lock  # optional extras and dev tools stay out
