@@ -4,11 +4,18 @@ Timing (no look-ahead): the factor value of day t uses data up to day t's close.
 (default) the portfolio formed from it is bought at the close of day t+1 and earns the return from close
 t+1 to close t+2; ``delay = 0`` trades at day t's own close (optimistic, the usual IC convention).
 
-Portfolio: every day, equal weights +1/n_top on the top quantile and -1/n_bottom on the bottom quantile
-of ``mask & finite(x)`` names (gross exposure 2, dollar neutral); rebalanced daily. Costs: ``cost_bps`` per
-unit of traded notional, ``sum |w_t - w_{t-1}|`` (entering from cash on the first day counts).
-A held name whose next-day return is missing (no row) earns 0 that day. Days with fewer than
-``min_names`` names hold nothing.
+Portfolio: equal weights +1/n_top on the top quantile and -1/n_bottom on the bottom quantile of
+``mask & finite(x)`` names (gross exposure 2, dollar neutral). Costs: ``cost_bps`` per unit of traded
+notional, ``sum |w_t - w_{t-1}|`` (entering from cash on the first day counts). A held name whose next-day
+return is missing (no row) earns 0 that day. A rebalance day with fewer than ``min_names`` names holds
+nothing (until the next rebalance).
+
+Holding period (``rebalance = N``): the portfolio is re-formed on decision days 0, N, 2N, ... of the
+series (its first day, then every N-th) from *that day's* factor values only, and held with constant
+weights for the next N decision days; turnover, and so cost, arises only on rebalance days. ``N = 1`` is
+daily rebalancing. Between rebalances the weights are kept at their targets without charge (the same
+convention as the daily backtest, which also ignores intra-day drift); an h-day signal is naturally
+traded with ``N = h``.
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ NAN = float("nan")
 class BacktestResult:
     returns: Tensor  # (T,) float64 net daily returns (after costs), indexed by decision day
     gross: Tensor  # (T,) before costs
-    turnover: Tensor  # (T,) sum |w_t - w_{t-1}|
+    turnover: Tensor  # (T,) sum |w_t - w_{t-1}| (0 between rebalances)
     periods_per_year: float
     cost_bps: float
+    rebalance: int = 1
 
     def summary(self) -> dict[str, Any]:
         r = self.returns
@@ -47,7 +55,7 @@ class BacktestResult:
         return {"cum_return": cum, "ann_return": ann, "ann_vol": vol, "sharpe": sharpe, "max_drawdown": mdd,
                 "turnover": float(self.turnover.mean()) if n else NAN,
                 "gross_ann_return": _ann(self.gross, self.periods_per_year),
-                "cost_bps": self.cost_bps, "n_days": n}
+                "cost_bps": self.cost_bps, "rebalance": self.rebalance, "n_days": n}
 
 
 def _ann(r: Tensor, ppy: float) -> float:
@@ -69,14 +77,26 @@ def weights(x: Tensor, mask: Tensor, quantiles: int = 5, min_names: int = MIN_NA
     return wt - wb
 
 
+def hold(w: Tensor, rebalance: int) -> Tensor:
+    """Hold the weights of every ``rebalance``-th row (0, N, 2N, ...) until the next one. (D, S) -> (D, S)."""
+    if rebalance == 1 or w.shape[0] == 0:
+        return w
+    idx = (torch.arange(w.shape[0]) // rebalance) * rebalance  # the last rebalance day <= t
+    return w[idx]
+
+
 def long_short(x: Tensor, fwd_1d: Tensor, mask: Tensor, quantiles: int = 5, cost_bps: float = 10.0,
-               delay: int = 1, periods_per_year: float = 252.0, min_names: int = MIN_NAMES) -> BacktestResult:
-    """Backtest the top-minus-bottom quantile portfolio of factor ``x`` (D, S).
+               delay: int = 1, periods_per_year: float = 252.0, min_names: int = MIN_NAMES,
+               rebalance: int = 1) -> BacktestResult:
+    """Backtest the top-minus-bottom quantile portfolio of factor ``x`` (D, S), re-formed every
+    ``rebalance`` days (module doc).
 
     ``fwd_1d[t]`` is the return from close t to close t+1 (``Evaluator.forward_return(1)``)."""
     if delay < 0:
         raise ValueError("delay must be >= 0 (a negative delay would trade on the past's future)")
-    w = weights(x, mask, quantiles, min_names)
+    if int(rebalance) != rebalance or rebalance < 1:
+        raise ValueError(f"rebalance must be a whole number of days >= 1, got {rebalance!r}")
+    w = hold(weights(x, mask, quantiles, min_names), int(rebalance))
     d = w.shape[0]
     if delay:
         w = w[: d - delay] if d > delay else w[:0]
@@ -91,4 +111,4 @@ def long_short(x: Tensor, fwd_1d: Tensor, mask: Tensor, quantiles: int = 5, cost
     has = torch.isfinite(r).any(1)  # drop days with no return at all (the panel's last days)
     net, gross, turn = net[has], gross[has], turn[has]
     return BacktestResult(returns=net, gross=gross, turnover=turn, periods_per_year=periods_per_year,
-                          cost_bps=cost_bps)
+                          cost_bps=cost_bps, rebalance=int(rebalance))

@@ -134,12 +134,12 @@ def ic_decay(x: Tensor, targets: dict[int, Tensor], mask: Tensor, rank: bool = T
 def factor_report(x: Tensor, target: Tensor, mask: Tensor, fwd_1d: Tensor | None = None,
                   cost_bps: float = 10.0, quantiles: int = 5, horizon: int = 20, delay: int = 1,
                   periods_per_year: float = 252.0, days: Tensor | None = None,
-                  min_names: int = MIN_NAMES) -> dict[str, Any]:
+                  min_names: int = MIN_NAMES, rebalance: int = 1) -> dict[str, Any]:
     """All single-factor metrics on days ``days`` (a (D,) bool selector; all days if None).
 
     x, target, mask, fwd_1d: (D, S). ``horizon`` sets the Newey-West lags (horizon - 1). With ``fwd_1d``
     (the 1-day forward return) a long-short top-minus-bottom quantile backtest with costs is included
-    (see :func:`factors.backtest.long_short`)."""
+    (see :func:`factors.backtest.long_short`), re-formed every ``rebalance`` days from the first selected day."""
     from factors.backtest import long_short
 
     if days is not None:
@@ -163,7 +163,7 @@ def factor_report(x: Tensor, target: Tensor, mask: Tensor, fwd_1d: Tensor | None
     out["top_minus_bottom"] = qr[-1] - qr[0] if qr else NAN
     if fwd_1d is not None:
         bt = long_short(x, fwd_1d, mask, quantiles=quantiles, cost_bps=cost_bps, delay=delay,
-                        periods_per_year=periods_per_year, min_names=min_names)
+                        periods_per_year=periods_per_year, min_names=min_names, rebalance=rebalance)
         out["backtest"] = bt.summary()
     return out
 

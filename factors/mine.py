@@ -10,8 +10,11 @@ Data flow, and where look-ahead is ruled out:
 * The finished pool is re-evaluated on one panel covering all splits (windows see the history before
   a split, never after); each member is z-scored per day over the universe and combined with the
   weights fit on train. Metrics per split skip the split's last ``horizon`` days (purge).
-* Long-short backtest: top-minus-bottom quintile, traded one day after the signal, ``cost_bps`` per
-  unit of traded notional (:mod:`factors.backtest`).
+* Long-short backtest: top-minus-bottom quintile, traded one day after the signal, re-formed every
+  ``rebalance`` days, ``cost_bps`` per unit of traded notional (:mod:`factors.backtest`).
+
+Speed: during the search the pool's statistics (z-scores, ICs, mutual ICs, weights) use every
+``pool_day_stride``-th train day (:mod:`factors.pool`); the finished pool is scored on every day.
 
 Budget: ``minutes`` bounds the search (RL training or GP evolution); loading and the final scoring
 come on top (a few seconds to a minute on the S&P 500 panel).
@@ -52,10 +55,12 @@ class MineConfig:
     seed: int = 0
     horizon: int = 20
     cost_bps: float = 10.0
+    rebalance: int = 1  # backtest holding period in days (1 = daily; the horizon suits an h-day target)
     max_tickers: int | None = None
     ops: str = "fast"  # "fast" (all but SLOW_OPS), "all", or a comma list of operator names
     reward: str = "objective"  # RL reward: "objective" (pool IC after the attempt) or "gain"
     max_mutual_ic: float = 0.9
+    pool_day_stride: int = 4  # pool statistics on every k-th train day (factors.pool: "Speed")
     max_len: int = 20
     warmup_days: int = 126
     max_episodes: int | None = None  # stop after this many factors (tests, repeatable runs)
@@ -73,6 +78,10 @@ class MineConfig:
             raise ConfigError("--pool-size must be >= 1")
         if self.horizon < 1:
             raise ConfigError("--horizon must be >= 1")
+        if self.pool_day_stride < 1:
+            raise ConfigError("pool_day_stride must be >= 1")
+        if self.rebalance < 1:
+            raise ConfigError("--rebalance must be >= 1 (days between portfolio re-formations)")
         if self.reward not in ("objective", "gain"):
             raise ConfigError(f"reward {self.reward!r}: choose objective or gain")
 
@@ -142,7 +151,8 @@ def build_train_side(panel: Any, splits: list[Any], cfg: MineConfig) -> TrainSid
     if int((mask & torch.isfinite(y)).sum()) == 0:
         raise DataError(f"{cfg.data}: no (stock, day) in --train {train.text()} has a "
                         f"{cfg.horizon}-day forward return inside the universe")
-    pool = AlphaPool(y, mask, capacity=cfg.pool_size, max_mutual_ic=cfg.max_mutual_ic)
+    pool = AlphaPool(y, mask, capacity=cfg.pool_size, max_mutual_ic=cfg.max_mutual_ic,
+                     day_stride=cfg.pool_day_stride)
     scorer = PoolScorer(ev, pool, rows, reward_mode=cfg.reward, max_len=cfg.max_len)
     vocab = Vocab.build(ev.features, miner_ops(cfg.ops), MINER_CONSTS, MINER_WINDOWS)
     return TrainSide(ev, pool, scorer, vocab, rows, int(y.shape[0]), int(y.shape[1]))
@@ -156,14 +166,15 @@ def build_train_side(panel: Any, splits: list[Any], cfg: MineConfig) -> TrainSid
 class SplitScorer:
     """Scores (D, S) factors on every split of one panel that spans them all."""
 
-    def __init__(self, panel: Any, splits: list[Any], horizon: int, cost_bps: float, warmup_days: int) -> None:
+    def __init__(self, panel: Any, splits: list[Any], horizon: int, cost_bps: float, warmup_days: int,
+                 rebalance: int = 1) -> None:
         from factors.evaluate import Evaluator
         from factors.splits import check_covered
 
         start = _warm_start(panel.dates, splits[0].start, warmup_days)
         self.panel = panel.slice_dates(start, splits[-1].end)
         self.ev = Evaluator(self.panel, cache_bytes=512 << 20)
-        self.horizon, self.cost_bps = horizon, cost_bps
+        self.horizon, self.cost_bps, self.rebalance = horizon, cost_bps, rebalance
         self.target = self.ev.forward_return(horizon)
         self.fwd1 = self.ev.forward_return(1)
         self.mask = self.ev.universe
@@ -192,7 +203,8 @@ class SplitScorer:
         out = {}
         for name, days in self.days.items():
             r = factor_report(x, self.target, self.mask, fwd_1d=self.fwd1, cost_bps=self.cost_bps,
-                              horizon=self.horizon, days=days, periods_per_year=self.periods_per_year)
+                              horizon=self.horizon, days=days, periods_per_year=self.periods_per_year,
+                              rebalance=self.rebalance)
             bt = r.get("backtest", {})
             out[name] = {k: _clean(v) for k, v in {
                 "ic": r["ic"], "rank_ic": r["rank_ic"], "icir": r["icir"], "rank_icir": r["rank_icir"],
@@ -268,14 +280,15 @@ class _Progress:
             self.label = label
             self.bar.start()
 
-    def update(self, elapsed: float, done: int, what: str) -> None:
+    def update(self, elapsed: float, done: int, what: str, rate: float | None = None) -> None:
+        """``rate``: the miner's own count per wall second of search; default ``done`` / time since start."""
         if self.bar is None:
             return
         now = time.perf_counter()
         if now - self.last < 0.5:
             return
         self.last = now
-        rate = done / max(now - self.t0, 1e-9)
+        rate = done / max(now - self.t0, 1e-9) if rate is None else rate
         self.bar.update(self.task, completed=min(elapsed, self.budget_s),
                         description=f"{self.label} {what} {done} ({rate:.1f}/s)  pool IC "
                                     f"{self.pool.objective:.4f}  size {len(self.pool.members)}/{self.pool.capacity}")
@@ -356,6 +369,7 @@ def _run_method(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, bar: 
 
         rlcfg = RLConfig(max_len=cfg.max_len, **cfg.rl)
         meta = {k: v for k, v in cfg.run_config().items() if k not in ("minutes", "max_episodes")}
+        meta["rl"] = {k: v for k, v in cfg.rl.items() if k not in ("eval_workers", "checkpoint_s")}  # result-neutral
 
         def reload(tokens: list[str]) -> tuple[str, tuple[str, ...], str, torch.Tensor]:
             e = side.scorer.parse(tokens)
@@ -363,7 +377,7 @@ def _run_method(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, bar: 
 
         return train_rl(side.vocab, side.scorer, minutes=cfg.minutes if cfg.minutes > 0 else 1e9, seed=cfg.seed, cfg=rlcfg, out=out,
                         resume=resume, max_episodes=cfg.max_episodes, meta=meta, reload_member=reload,
-                        progress=lambda cb: bar.update(cb.elapsed, cb.episodes_this, "episodes"))
+                        progress=lambda cb: bar.update(cb.elapsed, cb.episodes_this, "episodes", cb.rate))
     from factors.gp import GPConfig, run_gp
 
     gpcfg = GPConfig(max_len=cfg.max_len, **cfg.gp)
@@ -375,7 +389,7 @@ def _run_method(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, bar: 
 def score_pool(members: list[dict[str, Any]], panel: Any, splits: list[Any], cfg: MineConfig,
                side: TrainSide | None = None, scorer: SplitScorer | None = None) -> dict[str, Any]:
     """Metrics of the combined pool and of each member on every split (+ the best single factor)."""
-    sc = scorer or SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, cfg.warmup_days)
+    sc = scorer or SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, cfg.warmup_days, cfg.rebalance)
     pool_out = []
     for m in members:
         pool_out.append({**m, "metrics": sc.member_metrics(m["tokens"])})

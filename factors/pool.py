@@ -23,6 +23,19 @@ Admission (:meth:`AlphaPool.try_add`), in order, each failure named in ``AddResu
   least objective (leave-one-out on the closed form) is evicted;
 * ``no_gain``: the new objective is not above the old one (+ ``improve_eps``) -> the pool is
   restored unchanged ("admit only if it helps").
+
+Speed (the pool's statistics run once per mined factor):
+
+* ``day_stride = k`` keeps every k-th training day for all pool statistics (z-scores, ICs, mutual ICs,
+  weights, objective). Candidates are still *evaluated* on every day (rolling windows need them); only
+  the statistics are thinned. With an h-day forward-return target consecutive daily ICs overlap
+  almost entirely (h = 20: adjacent days share 19 of 20 return days), so k <= h/4 loses little
+  information; the finished pool is always re-scored on every day (:mod:`factors.mine`).
+* members' z-scores live in one (K + 2, D * S) float32 buffer: a candidate's mutual ICs with all
+  members are one matrix-vector product, and so is the combination ``c = sum_i w_i z_i``;
+* z-scoring plus the IC with the target is one fused numba pass (:func:`_zscore_kernel`);
+* ``version`` counts changes of members or weights: a verdict (``duplicate``, ``no_gain``) found at
+  one version is the verdict again at the same version (:class:`factors.rl.scorer.PoolScorer` caches it).
 """
 
 from __future__ import annotations
@@ -31,8 +44,78 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba
 import numpy as np
 import torch
+
+
+@numba.njit(cache=True, nogil=True)
+def _zscore_kernel(x: np.ndarray, mask: np.ndarray, out: np.ndarray, live: np.ndarray,
+                   day_w: np.ndarray) -> tuple[int, float]:  # pragma: no cover - compiled
+    """Per day d: mean/variance of finite x[d] over mask[d] (NaN filled with the mean), out[d] = z-scores
+    (0 off the mask, at non-finite cells and on days without spread). Returns (finite masked cells,
+    sum_d,s out * day_w[d, s]) -- the second is the IC with the target when ``day_w`` is the pool's
+    weighted target, else 0 (``day_w`` empty)."""
+    n_day, n_stock = x.shape
+    n_fin_all = 0
+    dot = 0.0
+    use_w = day_w.shape[0] > 0
+    for d in range(n_day):
+        n_mask = 0
+        n_fin = 0
+        acc = 0.0
+        for j in range(n_stock):
+            if mask[d, j]:
+                n_mask += 1
+                v = x[d, j]
+                if np.isfinite(v):
+                    n_fin += 1
+                    acc += v
+        mean = acc / max(n_fin, 1)
+        ss = 0.0
+        for j in range(n_stock):
+            if mask[d, j]:
+                v = x[d, j]
+                if np.isfinite(v):
+                    ss += (v - mean) * (v - mean)
+        scale = np.sqrt(ss / max(n_mask, 1))
+        # a day is "live" when the factor has relative spread there (guards constants and float noise)
+        ok = n_fin >= 2 and scale > 1e-6 * (abs(mean) + 1e-12) and scale > 1e-20
+        live[d] = ok
+        n_fin_all += n_fin
+        if ok:
+            inv = 1.0 / scale
+            for j in range(n_stock):
+                v = x[d, j]
+                if mask[d, j] and np.isfinite(v):
+                    zv = np.float32((v - mean) * inv)
+                    out[d, j] = zv
+                    if use_w:
+                        dot += zv * day_w[d, j]
+                else:
+                    out[d, j] = 0.0
+        else:
+            for j in range(n_stock):
+                out[d, j] = 0.0
+    return n_fin_all, dot
+
+
+_NO_W = np.zeros((0, 0), dtype=np.float32)
+
+
+def _zscore(x: torch.Tensor, mask: torch.Tensor, day_w: np.ndarray = _NO_W) -> tuple[torch.Tensor, float, float, float]:
+    """(z, finite_frac, live_day_frac, dot with ``day_w``); see :func:`zscore_days`."""
+    xa = torch.as_tensor(x).detach().to(torch.float32).numpy()
+    ma = torch.as_tensor(mask, dtype=torch.bool).numpy()
+    out = np.empty(xa.shape, dtype=np.float32)
+    live = np.zeros(xa.shape[0], dtype=np.bool_)
+    n_fin, dot = _zscore_kernel(xa, ma, out, live, day_w)
+    n_mask_day = ma.sum(1)
+    total = int(n_mask_day.sum())
+    finite_frac = n_fin / total if total > 0 else 0.0
+    has = n_mask_day > 0
+    live_frac = float((live & has).sum()) / max(int(has.sum()), 1)
+    return torch.from_numpy(out), finite_frac, live_frac, float(dot)
 
 
 def zscore_days(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, float, float]:
@@ -41,24 +124,9 @@ def zscore_days(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, floa
     Returns ``(z, finite_frac, live_day_frac)``: ``z`` (D, S) float32 with zeros outside the mask
     and at non-finite cells, unit variance per day over the mask (days with no spread are all 0);
     ``finite_frac`` = finite cells / masked cells; ``live_day_frac`` = share of days with spread.
+    Sums are accumulated in float64.
     """
-    x = x.to(torch.float32)
-    fin = torch.isfinite(x) & mask
-    n_mask = mask.sum(1).clamp(min=1).to(torch.float32)  # (D,)
-    n_fin = fin.sum(1).to(torch.float32)
-    xf = torch.where(fin, x, torch.zeros((), dtype=x.dtype))
-    mean = xf.sum(1) / n_fin.clamp(min=1)
-    dev = torch.where(fin, x - mean[:, None], torch.zeros((), dtype=x.dtype))
-    ss = (dev * dev).sum(1) / n_mask  # variance over the mask after filling NaN with the mean
-    scale = torch.sqrt(ss)
-    # a day is "live" when the factor has relative spread there (guards constants and float noise)
-    live = (n_fin >= 2) & (scale > 1e-6 * (mean.abs() + 1e-12)) & (scale > 1e-20)
-    z = torch.where(live[:, None], dev / torch.where(live, scale, torch.ones_like(scale))[:, None],
-                    torch.zeros((), dtype=x.dtype))
-    total = float(mask.sum())
-    finite_frac = float(fin.sum()) / total if total > 0 else 0.0
-    days = int((mask.sum(1) > 0).sum())
-    live_frac = float((live & (mask.sum(1) > 0)).sum()) / max(days, 1)
+    z, finite_frac, live_frac, _ = _zscore(x, mask)
     return z, finite_frac, live_frac
 
 
@@ -72,6 +140,7 @@ class PoolMember:
     ic: float
     z: torch.Tensor = field(repr=False)
     weight: float = 0.0
+    row: int = -1  # its row in the pool's member buffer
 
 
 @dataclass
@@ -84,18 +153,23 @@ class AddResult:
 
 
 class AlphaPool:
-    """Capacity-K linear alpha pool on a training target. All tensors are (D, S) on CPU."""
+    """Capacity-K linear alpha pool on a training target. Inputs are (D, S) on CPU; the statistics use
+    every ``day_stride``-th day (D' = ceil(D / day_stride) rows)."""
 
     def __init__(self, target: torch.Tensor, mask: torch.Tensor | None = None, *, capacity: int = 20,
                  max_mutual_ic: float = 0.9, min_abs_ic: float = 0.005, min_valid_frac: float = 0.5,
-                 min_live_day_frac: float = 0.5, l2: float = 1e-3, improve_eps: float = 1e-5) -> None:
+                 min_live_day_frac: float = 0.5, l2: float = 1e-3, improve_eps: float = 1e-5,
+                 day_stride: int = 1) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        target = torch.as_tensor(target, dtype=torch.float32)
+        if day_stride < 1:
+            raise ValueError("day_stride must be >= 1")
+        self.day_stride = int(day_stride)
+        target = torch.as_tensor(target, dtype=torch.float32)[::self.day_stride]
         m = torch.isfinite(target)
         if mask is not None:
-            m &= torch.as_tensor(mask, dtype=torch.bool)
-        self.mask = m
+            m &= torch.as_tensor(mask, dtype=torch.bool)[::self.day_stride]
+        self.mask = m.contiguous()
         self.capacity = capacity
         self.max_mutual_ic, self.min_abs_ic = max_mutual_ic, min_abs_ic
         self.min_valid_frac, self.min_live_day_frac = min_valid_frac, min_live_day_frac
@@ -108,21 +182,29 @@ class AlphaPool:
         self.cell_w = torch.where(self.day_ok, 1.0 / (self.n_day.clamp(min=1) * d_eff),
                                   torch.zeros_like(self.n_day))  # (D,)
         self.zy_w = self.zy * self.cell_w[:, None]
+        self._zy_w_np = self.zy_w.numpy()
+        self.shape = tuple(self.zy.shape)
+        # members' z rows; K + 2 rows so that a failed attempt (one new member in, one replaced member
+        # out) never overwrites a row of the state it restores
+        self._buf = torch.zeros(capacity + 2, self.zy.numel())
+        self._pinned: set[int] = set()
         self.members: list[PoolMember] = []
         self.mutual = np.zeros((0, 0))  # (K, K) mutual ICs of members
         self.objective = 0.0
+        self.version = 0  # bumped whenever members or weights change
         self.n_tried = 0
         self.reasons: dict[str, int] = {}
 
     # ---- statistics ---------------------------------------------------------------------------
     def prepare(self, values: torch.Tensor) -> tuple[torch.Tensor | None, float, str]:
-        """Z-score a candidate; returns ``(z, ic, reason)`` with ``z=None`` when it is unusable."""
-        z, finite_frac, live_frac = zscore_days(torch.as_tensor(values), self.mask)
+        """Z-score a candidate's (D, S) values on the pool's days; returns ``(z, ic, reason)`` (z (D', S)),
+        ``z=None`` when it is unusable."""
+        z, finite_frac, live_frac, ic = _zscore(torch.as_tensor(values)[::self.day_stride], self.mask,
+                                                self._zy_w_np)
         if finite_frac < self.min_valid_frac:
             return None, float("nan"), "nan"
         if live_frac < self.min_live_day_frac:
             return None, float("nan"), "constant"
-        ic = float((z * self.zy_w).sum())
         if not math.isfinite(ic):
             return None, float("nan"), "nan"
         return z, ic, "ok"
@@ -131,11 +213,12 @@ class AlphaPool:
         return float((z * self.zy_w).sum())
 
     def mutual_with(self, z: torch.Tensor) -> np.ndarray:
-        """Mutual ICs (K,) between ``z`` and the current members."""
+        """Mutual ICs (K,) between ``z`` (D', S) and the current members (one matrix-vector product)."""
         if not self.members:
             return np.zeros(0)
-        zw = z * self.cell_w[:, None]
-        return np.array([float((m.z * zw).sum()) for m in self.members])
+        zw = (z * self.cell_w[:, None]).reshape(-1)
+        allrows = torch.mv(self._buf, zw).double().numpy()
+        return allrows[[m.row for m in self.members]]
 
     def _fit(self, r: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         k = len(r)
@@ -149,13 +232,23 @@ class AlphaPool:
         den = float(w @ sigma @ w)
         return float(w @ r) / math.sqrt(den) if den > 0 else 0.0
 
+    def _members_combination(self, w: np.ndarray) -> torch.Tensor:
+        """``sum_i w_i z_i`` over the current members (D', S), one matrix-vector product."""
+        wfull = torch.zeros(self._buf.shape[0])
+        for m, wi in zip(self.members, w):
+            wfull[m.row] = float(wi)
+        return torch.mv(self._buf.t(), wfull).view(self.shape)
+
     def combined_ic(self, zs: list[torch.Tensor], w: np.ndarray) -> tuple[float, float]:
-        """Exact (mean daily IC, ICIR) of ``sum_i w_i zs_i`` against the training target."""
+        """Exact (mean daily IC, ICIR) of ``sum_i w_i zs_i`` (each (D', S)) against the training target."""
         if not zs:
             return 0.0, 0.0
         c = torch.zeros_like(self.zy)
         for zi, wi in zip(zs, w):
             c.add_(zi, alpha=float(wi))
+        return self._ic_of_combination(c)
+
+    def _ic_of_combination(self, c: torch.Tensor) -> tuple[float, float]:
         cov = (c * self.zy).sum(1)
         var = (c * c).sum(1)
         ok = self.day_ok & (var > 0)
@@ -180,7 +273,7 @@ class AlphaPool:
         w = self._fit(r, self.mutual) if len(r) else np.zeros(0)
         for m, wi in zip(self.members, w):
             m.weight = float(wi)
-        self.objective, _ = self.combined_ic([m.z for m in self.members], w)
+        self.objective = self._ic_of_combination(self._members_combination(w))[0] if len(r) else 0.0
 
     def _evict_one(self) -> None:
         """Drop the member whose removal leaves the best closed-form objective."""
@@ -196,6 +289,10 @@ class AlphaPool:
         self.mutual = self.mutual[np.ix_(keep, keep)]
 
     def _insert(self, member: PoolMember, mut: np.ndarray) -> None:
+        used = {m.row for m in self.members} | self._pinned
+        row = next(r for r in range(self._buf.shape[0]) if r not in used)
+        self._buf[row].copy_(member.z.reshape(-1))
+        member.row, member.z = row, self._buf[row].view(self.shape)
         k = len(self.members)
         sigma = np.ones((k + 1, k + 1))
         sigma[:k, :k] = self.mutual
@@ -231,6 +328,17 @@ class AlphaPool:
         mut = self.mutual_with(z)
         max_mut = float(np.abs(mut).max()) if len(mut) else 0.0
         old = self._state()
+        self._pinned = {m.row for m in old[0]}
+        try:
+            res = self._attempt(key, tokens, formula, z, ic, mut, max_mut, old)
+        finally:
+            self._pinned = set()
+        if res.admitted:
+            self.version += 1
+        return res
+
+    def _attempt(self, key: str, tokens: tuple[str, ...], formula: str, z: torch.Tensor, ic: float,
+                 mut: np.ndarray, max_mut: float, old: tuple[list[PoolMember], np.ndarray, float]) -> AddResult:
         member = PoolMember(key, tokens, formula, ic, z)
         if max_mut > self.max_mutual_ic:
             j = int(np.abs(mut).argmax())
@@ -269,11 +377,10 @@ class AlphaPool:
         return np.array([m.weight for m in self.members])
 
     def combination(self) -> torch.Tensor:
-        """The combined training factor (D, S)."""
-        c = torch.zeros_like(self.zy)
-        for m in self.members:
-            c.add_(m.z, alpha=m.weight)
-        return c
+        """The combined training factor on the pool's days (D', S)."""
+        if not self.members:
+            return torch.zeros_like(self.zy)
+        return self._members_combination(self.weights).clone()
 
     def describe(self) -> list[dict[str, Any]]:
         """Members as JSON-able dicts (tokens, formula, weight, train IC), in pool order."""
@@ -293,6 +400,7 @@ class AlphaPool:
             if z is None:
                 continue
             self._insert(PoolMember(key, tuple(tokens), formula, ic, z), self.mutual_with(z))
-        while len(self.members) > self.capacity:
-            self._evict_one()
+            while len(self.members) > self.capacity:
+                self._evict_one()
         self._refit()
+        self.version += 1

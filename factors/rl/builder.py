@@ -19,6 +19,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 END = "<end>"
 # AlphaGen's constant and window sets (windows in trading days).
 DEFAULT_CONSTS = ("-30", "-10", "-5", "-2", "-1", "-0.5", "-0.01", "0.01", "0.5", "1", "2", "5", "10", "30")
@@ -113,7 +115,7 @@ class StackRules:
     def __init__(self, signatures: Mapping[str, tuple[str, ...]]) -> None:
         self.sigs = {name: tuple(_ACCEPT[k] for k in kinds) for name, kinds in signatures.items()}
         self.distinct = sorted(set(self.sigs.values()))
-        self.mask_cache: dict[tuple, list[bool]] = {}
+        self.mask_cache: dict[tuple, np.ndarray] = {}
         self._finish: dict[tuple[str, ...], float] = {}
 
     @staticmethod
@@ -167,12 +169,23 @@ class StackRules:
         return best
 
 
+_RULES: dict[int, tuple[Vocab, StackRules]] = {}
+
+
+def rules_for(vocab: Vocab) -> StackRules:
+    """One :class:`StackRules` (and so one mask cache) per vocabulary, shared by all its builders."""
+    hit = _RULES.get(id(vocab))
+    if hit is None or hit[0] is not vocab:
+        hit = _RULES[id(vocab)] = (vocab, StackRules(vocab.signatures))
+    return hit[1]
+
+
 class Builder:
     """Incremental postfix builder over a :class:`Vocab` with a length limit ``max_len`` (tokens)."""
 
     def __init__(self, vocab: Vocab, max_len: int = 20) -> None:
         self.vocab, self.max_len = vocab, max_len
-        self.rules = StackRules(vocab.signatures)
+        self.rules = rules_for(vocab)
         self.reset()
 
     def reset(self) -> None:
@@ -195,6 +208,10 @@ class Builder:
 
     def mask(self) -> list[bool]:
         """Legal actions now (one bool per vocabulary entry)."""
+        return list(_mask(self.rules, self.vocab, self.stack, self.max_len - len(self.ids)))
+
+    def mask_array(self) -> np.ndarray:
+        """:meth:`mask` as a shared read-only bool array (no copy)."""
         return _mask(self.rules, self.vocab, self.stack, self.max_len - len(self.ids))
 
     def done(self) -> bool:
@@ -212,7 +229,7 @@ class Builder:
         self.stack = new
 
 
-def _mask(rules: StackRules, vocab: Vocab, stack: tuple[str, ...], left: int) -> list[bool]:
+def _mask(rules: StackRules, vocab: Vocab, stack: tuple[str, ...], left: int) -> np.ndarray:
     key = (id(vocab), stack, left)
     hit = rules.mask_cache.get(key)
     if hit is None:
@@ -231,5 +248,7 @@ def _mask(rules: StackRules, vocab: Vocab, stack: tuple[str, ...], left: int) ->
             else:
                 new = rules.apply(stack, vocab.tokens[a])
             out.append(new is not None and rules.to_finish(new) <= left - 1)
-        hit = rules.mask_cache[key] = out
-    return list(hit)
+        hit = np.asarray(out, dtype=bool)
+        hit.flags.writeable = False
+        rules.mask_cache[key] = hit
+    return hit

@@ -62,11 +62,19 @@ class AlphaEnv(gym.Env):
         return self._obs(), {}
 
     def action_masks(self) -> np.ndarray:
-        return np.asarray(self.builder.mask(), dtype=bool)
+        return self.builder.mask_array()
+
+    def finishing(self, action: int) -> list[str] | None:
+        """The finished factor's tokens if ``action`` is a legal ``<end>`` now, else None (lets a
+        vectorised env evaluate all factors finished in one step together, before stepping)."""
+        a = int(action)
+        if self.vocab.kinds[a] == "END" and self.builder.done():
+            return self.builder.tokens
+        return None
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = int(action)
-        if not self.builder.mask()[a]:
+        if not self.builder.mask_array()[a]:
             return self._obs(), float(self.invalid_reward), True, False, {"invalid_action": True}
         if self.vocab.kinds[a] == "END":
             tokens = self.builder.tokens

@@ -4,21 +4,35 @@ Hyperparameters (:class:`RLConfig`; AlphaGen's values scaled for 2 CPU cores):
 
 | name          | value | why                                                                    |
 |---------------|-------|------------------------------------------------------------------------|
-| n_envs        | 16    | vectorised envs (one process) sharing one pool; batches policy calls   |
-| n_steps       | 32    | per env -> 512 tokens (~40-100 factors) per PPO update                 |
+| n_envs        | 64    | vectorised envs (one process) sharing one pool; one batched policy     |
+|               |       | forward per step for all of them (16 envs: 4x the forwards per token)  |
+| n_steps       | 16    | per env -> 1024 tokens (~50 factors) per PPO update                    |
 | batch_size    | 256   | AlphaGen: 128; larger batches are cheaper per sample on CPU            |
 | n_epochs      | 3     | AlphaGen: 10; PPO updates are ~half the CPU time on small panels       |
 | learning_rate | 3e-4  | sb3 default                                                            |
 | gamma         | 1.0   | the only reward is at <end>; every token shares it                     |
 | gae_lambda    | 0.95  | sb3 default                                                            |
 | ent_coef      | 0.01  | AlphaGen; keeps exploring new factor shapes                            |
-| d_model       | 64    | LSTM width (AlphaGen: 128)                                             |
-| n_layers      | 2     | AlphaGen                                                               |
+| d_model       | 48    | LSTM width (AlphaGen: 128)                                             |
+| n_layers      | 1     | AlphaGen: 2. One 48-wide layer costs ~1/4 of two 64-wide ones          |
+| eval_workers  | 1     | threads evaluating the factors finished in one step (2 on a free       |
+|               |       | 2-core machine; 1 when two miners share 2 cores, as in the bench)      |
 | max_len       | 20    | tokens per factor (AlphaGen: 20)                                       |
 
 Checkpoints (``<out>/checkpoint/``: ``model.zip`` + ``state.json`` with the pool's members, the
 elapsed time and counters) are written every ``checkpoint_s`` seconds and at the end; a run started
 again on the same ``out`` resumes from them (the budget counts the time already spent).
+
+Policy cost (``python bench/bench_mining.py --policy-cost``: the same MaskablePPO loop with a reward
+that costs nothing, 1 torch thread, shared 2-core machine at load ~6): d_model 64 x 2 layers with 16
+envs 40 ms/episode (33 ms of it in PPO updates); d_model 48 x 1 layer with 64 envs ~6-8 ms/episode.
+
+Throughput accounting: ``episodes_per_s`` = episodes finished in this session / wall seconds of
+``learn`` (rollouts, factor evaluation, pool updates, PPO updates and checkpoints all included);
+``seconds`` splits that wall time into ``eval`` (the evaluator), ``pool`` (z-scores, ICs, weights),
+``ppo`` (gradient updates) and ``policy_env`` (the rest: policy forwards, masks, Python); ``cpu`` is
+the process's CPU time over the same span (all threads), so ``episodes / cpu`` is the rate on an idle
+core when other processes share the machine (``cpu / search`` = the share of a core it got).
 """
 
 from __future__ import annotations
@@ -51,10 +65,30 @@ class RLConfig:
     gae_lambda: float = 0.95
     ent_coef: float = 0.01
     clip_range: float = 0.2
-    d_model: int = 64
-    n_layers: int = 2
+    d_model: int = 48
+    n_layers: int = 1
     max_len: int = 20
     checkpoint_s: float = 60.0
+    eval_workers: int = 1
+
+
+class ScoringVecEnv(DummyVecEnv):
+    """``DummyVecEnv`` that first evaluates, on ``workers`` threads, the factors its envs finish this step
+    (:meth:`PoolScorer.prefetch`), then steps the envs in order as usual. Times its steps."""
+
+    def __init__(self, env_fns: list[Any], scorer: PoolScorer, workers: int = 1) -> None:
+        super().__init__(env_fns)
+        self.scorer, self.workers = scorer, workers
+        self.seconds = 0.0
+
+    def step_wait(self) -> Any:
+        t0 = time.perf_counter()
+        if self.workers > 1:
+            done = [env.finishing(a) for env, a in zip(self.envs, self.actions)]  # type: ignore[attr-defined]
+            self.scorer.prefetch([t for t in done if t is not None], self.workers)
+        out = super().step_wait()
+        self.seconds += time.perf_counter() - t0
+        return out
 
 
 class _Budget(BaseCallback):
@@ -69,10 +103,25 @@ class _Budget(BaseCallback):
         self.t0 = time.perf_counter()
         self.last_ckpt = self.t0
         self.episodes_this = 0
+        self.ppo_s = 0.0  # wall time of PPO updates: from the end of one rollout to the start of the next
+        self._rollout_end: float | None = None
+
+    def _on_rollout_end(self) -> None:
+        self._rollout_end = time.perf_counter()
+
+    def _on_rollout_start(self) -> None:
+        if self._rollout_end is not None:
+            self.ppo_s += time.perf_counter() - self._rollout_end
+            self._rollout_end = None
 
     @property
     def elapsed(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t0
+
+    @property
+    def rate(self) -> float:
+        """Episodes per wall second in this session (PPO updates included)."""
+        return self.episodes_this / max(time.perf_counter() - self.t0, 1e-9)
 
     def _on_step(self) -> bool:
         n = int(np.sum(self.locals["dones"]))
@@ -114,7 +163,8 @@ class _Checkpointer:
 def make_model(vocab: Vocab, scorer: PoolScorer, cfg: RLConfig, seed: int) -> Any:
     from sb3_contrib import MaskablePPO
 
-    env = DummyVecEnv([lambda: AlphaEnv(vocab, scorer, cfg.max_len) for _ in range(cfg.n_envs)])
+    env = ScoringVecEnv([lambda: AlphaEnv(vocab, scorer, cfg.max_len) for _ in range(cfg.n_envs)], scorer,
+                        workers=cfg.eval_workers)
     policy_kwargs = dict(features_extractor_class=TokenLSTMExtractor,
                          features_extractor_kwargs=dict(n_tokens=len(vocab), d_model=cfg.d_model,
                                                         n_layers=cfg.n_layers),
@@ -138,7 +188,8 @@ def train_rl(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg
 
     cfg = cfg or RLConfig()
     torch.manual_seed(seed)
-    ckpt = _Checkpointer(out / "checkpoint", cfg.checkpoint_s, {**(meta or {}), "rl": asdict(cfg)}) \
+    same_run = {k: v for k, v in asdict(cfg).items() if k not in ("eval_workers", "checkpoint_s")}  # result-neutral
+    ckpt = _Checkpointer(out / "checkpoint", cfg.checkpoint_s, {**(meta or {}), "rl": same_run}) \
         if out is not None else None
     model = make_model(vocab, scorer, cfg, seed)
     elapsed0, episodes0, resumed = 0.0, 0, False
@@ -147,11 +198,18 @@ def train_rl(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg
         model = MaskablePPO.load(ckpt.folder / "model.zip", env=model.get_env(), device="cpu")
         scorer.pool.load_members([reload_member(m["tokens"]) for m in state["pool"]["members"]])
         elapsed0, episodes0, resumed = float(state["elapsed_s"]), int(state["episodes"]), True
+    eval0, pool0 = scorer.eval_seconds, scorer.pool_seconds
     cb = _Budget(scorer, minutes * 60.0, max_episodes, elapsed0, episodes0, ckpt, progress)
+    t_learn, cpu0 = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=10**12, callback=cb, reset_num_timesteps=not resumed)
+    search_s, cpu_s = time.perf_counter() - t_learn, time.process_time() - cpu0
     if ckpt is not None:
         ckpt.save(model, scorer, cb.elapsed, cb.episodes)
-    run_s = time.perf_counter() - cb.t0
+    ev_s, pl_s = scorer.eval_seconds - eval0, scorer.pool_seconds - pool0
+    seconds = {"search": round(search_s, 2), "cpu": round(cpu_s, 2), "eval": round(ev_s, 2), "pool": round(pl_s, 2),
+               "ppo": round(cb.ppo_s, 2), "policy_env": round(search_s - ev_s - pl_s - cb.ppo_s, 2)}
+    n = max(cb.episodes_this, 1)
     return {"episodes": cb.episodes, "episodes_this_session": cb.episodes_this,
-            "elapsed_s": round(cb.elapsed, 1), "episodes_per_s": round(cb.episodes_this / max(run_s, 1e-9), 2),
+            "elapsed_s": round(cb.elapsed, 1), "episodes_per_s": round(cb.episodes_this / max(search_s, 1e-9), 2),
+            "seconds": seconds, "ms_per_episode": {k: round(v / n * 1e3, 2) for k, v in seconds.items()},
             "timesteps": int(model.num_timesteps), "resumed": resumed, "config": asdict(cfg)}

@@ -55,6 +55,10 @@ def eval_cmd(
     cost_bps: float = typer.Option(10.0, "--cost-bps", min=0, help="Transaction cost per unit traded, in bps."),
     quantiles: int = typer.Option(5, "--quantiles", min=2, max=20, help="Quantile buckets (5 = quintiles)."),
     delay: int = typer.Option(1, "--delay", min=0, help="Days between the signal and the trade in the backtest."),
+    rebalance: int = typer.Option(1, "--rebalance", min=1, max=252,
+                                  help="Backtest holding period: re-form the long-short portfolio every N days from "
+                                       "that day's factor values (costs on each rebalance); 1 = daily. Use the "
+                                       "target horizon for an H-day signal."),
     decay: str = typer.Option("1,5,10,20,60", "--decay", help="Horizons for the RankIC decay curve."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
@@ -87,14 +91,15 @@ def eval_cmd(
     ppy = _periods_per_year(panel.dates)
     out: dict[str, Any] = {"expr": e.infix, "tokens": list(e.tokens), "key": e.key, "data": str(data),
                            "target": ev.parse(tgt_text, allow_future=True).infix, "horizon": horizon,
-                           "cost_bps": cost_bps, "delay": delay, "periods_per_year": ppy,
+                           "cost_bps": cost_bps, "delay": delay, "rebalance": rebalance,
+                           "periods_per_year": ppy,
                            "panel": {"days": len(panel.dates), "tickers": len(panel.tickers),
                                      "start": str(panel.dates[0]), "end": str(panel.dates[-1])},
                            "splits": {}}
     for sp in splits:
         days = check_covered(sp, panel.dates, purge=horizon)
         rep = factor_report(x, y, mask, fwd_1d=fwd1, cost_bps=cost_bps, quantiles=quantiles, horizon=horizon,
-                            delay=delay, periods_per_year=ppy, days=days)
+                            delay=delay, periods_per_year=ppy, days=days, rebalance=rebalance)
         rep["range"] = sp.text()
         sel = days.numpy()
         rep["first_day"], rep["last_day"] = str(panel.dates[sel][0]), str(panel.dates[sel][-1])
@@ -117,7 +122,8 @@ def _print(out: dict[str, Any]) -> None:
         return f"{v:.2%}" if pct else f"{v:.4f}"
 
     names = list(out["splits"])
-    t = Table(title=f"{out['expr']}  (target {out['target']}, cost {out['cost_bps']} bps, delay {out['delay']})")
+    t = Table(title=f"{out['expr']}  (target {out['target']}, cost {out['cost_bps']} bps, delay {out['delay']}, "
+                      f"rebalance every {out['rebalance']} d)")
     t.add_column("metric")
     for n in names:
         t.add_column(f"{n}\n{out['splits'][n]['first_day']}..{out['splits'][n]['last_day']}", justify="right")

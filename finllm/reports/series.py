@@ -63,7 +63,7 @@ def factor_series(run: Any, pool: list[tuple[Any, float]], *, quantiles: int = 5
     if not Path(cfg.data).exists():
         raise DataError(f"{cfg.data}: the run's market data is not available here")
     panel, splits = load_for_mining(cfg)
-    sc = SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, cfg.warmup_days)
+    sc = SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, cfg.warmup_days, cfg.rebalance)
     members = [(list(f.tokens), float(w)) for f, w in pool]
     combo = sc.combine(members)  # (D, S)
     ic = ic_series(combo, sc.target, sc.mask).numpy()
@@ -75,7 +75,7 @@ def factor_series(run: Any, pool: list[tuple[Any, float]], *, quantiles: int = 5
         split_of[days.numpy()] = name
 
     bt = long_short(combo, sc.fwd1, sc.mask, quantiles=quantiles, cost_bps=cfg.cost_bps, delay=1,
-                    periods_per_year=sc.periods_per_year)
+                    periods_per_year=sc.periods_per_year, rebalance=cfg.rebalance)
     has = torch.isfinite(sc.fwd1[1:]).any(1).numpy()  # decision days kept by long_short (delay 1)
     idx = np.flatnonzero(has)
     net, gross = np.full(d, NAN), np.full(d, NAN)

@@ -70,4 +70,10 @@ def test_tiny_rl_miner_beats_random_factors_and_stores_the_run(us_slice, tmp_pat
     assert len(members) == len(res["pool"]) and all(f.metrics["test"] for f, _ in members)
     on_disk = json.loads((tmp_path / "rl" / "result.json").read_text())
     assert on_disk["metrics"]["test"]["rank_ic"] == pytest.approx(res["metrics"]["test"]["rank_ic"])
-    assert res["mining"]["episodes"] >= 250 and res["mining"]["episodes_per_s"] > 0
+    mining = res["mining"]
+    assert mining["episodes"] >= 250 and mining["episodes_per_s"] > 0
+    # honest rate: episodes over the wall time of the whole search (PPO updates included), split by part
+    sec = mining["seconds"]
+    assert mining["episodes_per_s"] == pytest.approx(mining["episodes_this_session"] / sec["search"], rel=0.02)
+    parts = sec["eval"] + sec["pool"] + sec["ppo"] + sec["policy_env"]
+    assert parts == pytest.approx(sec["search"], abs=0.05) and min(sec["eval"], sec["pool"], sec["ppo"]) > 0
