@@ -1,4 +1,5 @@
-"""Evaluate factor expressions over a panel: torch on CPU, float32 (days x stocks), cached subtrees.
+"""Evaluate factor expressions over a panel: float32 (days x stocks) torch tensors on CPU, computed by the
+numba kernels of :mod:`factors.kernels` (zero-copy), with cached subtrees.
 
 Semantics (see :mod:`factors.ops` for each operator's NaN rule):
 
@@ -11,9 +12,16 @@ Semantics (see :mod:`factors.ops` for each operator's NaN rule):
   (:meth:`Evaluator.target`); every kernel at day t reads only days <= t (tested for every operator).
 
 The subexpression cache maps a subtree's canonical postfix hash to its (D, S) tensor; it is shared by
-every expression evaluated with the same :class:`Evaluator` and never holds more than ``cache_bytes``.
-It also keeps each windowed input's running sums (:class:`factors.ops.RunningSums`) so that
-``Mean(x, 5)`` and ``Std(x, 20)`` share them; those are evicted first, then results least recently used.
+every expression evaluated with the same :class:`Evaluator` and never holds more than ``cache_bytes``
+(least recently used results are evicted first). It keeps the results of window (``ts``, ``ts_pair``)
+and cross-sectional operators, the ones that cost real work. Element-wise results are not kept: one is
+a single memory-bound pass over its (cached) inputs, cheaper than keeping it, because a kept result
+needs fresh memory and faulting in fresh memory costs more than that pass (about 5 ms per 11 MB on a
+shared VM, against about 1 ms for the pass), while a dropped one is recycled
+(:func:`factors.kernels.empty`).
+
+Speed: the kernels (:mod:`factors.ops`, :mod:`factors.kernels`) return clean results (valid mask and
+inf -> NaN fused in), so a node costs one kernel pass into one array and no extra copies.
 """
 
 from __future__ import annotations
@@ -25,10 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from factors import kernels as K
 from factors.expr import Expr, Node, from_postfix, parse, to_expr
-from factors.ops import OPS, RunningSums
-
-NAN = float("nan")
+from factors.ops import OPS
 
 
 class Evaluator:
@@ -37,7 +44,7 @@ class Evaluator:
 
     def __init__(self, panel: Any, cache_bytes: int = 1 << 30):
         self.panel = panel
-        self.valid: Tensor = torch.as_tensor(panel.valid, dtype=torch.bool)
+        self.valid: Tensor = torch.as_tensor(panel.valid, dtype=torch.bool).contiguous()
         uni = getattr(panel, "in_universe", None)
         self.universe: Tensor = self.valid if uni is None else (torch.as_tensor(uni, dtype=torch.bool) & self.valid)
         self.features: tuple[str, ...] = tuple(f"${f}" for f in panel.fields)
@@ -46,15 +53,14 @@ class Evaluator:
             vals = vals.to(torch.float32)
         self._feat: dict[str, Tensor] = {}
         for i, f in enumerate(self.features):
-            self._feat[f] = self._clean(vals[:, :, i].contiguous())
+            raw = torch.from_numpy(K.empty(tuple(vals.shape[:2])))  # dies after cleaning: recycled memory
+            self._feat[f] = self._clean(raw.copy_(vals[:, :, i]))
         self.cache_bytes = int(cache_bytes)
-        self._cache: OrderedDict[str, Any] = OrderedDict()  # Tensor or RunningSums
+        self._cache: OrderedDict[str, Tensor] = OrderedDict()
         self._sizes: dict[str, int] = {}
-        self._pending: list[tuple[str, RunningSums]] = []
         self._bytes = 0
         self.hits = 0
         self.misses = 0
-        self._nan = torch.full((), NAN, dtype=torch.float32)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -75,13 +81,11 @@ class Evaluator:
         """Factor values (D, S) float32, NaN outside ``panel.valid``. Never looks ahead.
 
         A fresh tensor is returned each time (the cached copy is never handed out)."""
-        e = self.parse(expr)
-        return self._eval(e.root).clone()
+        return self._run(self.parse(expr))
 
     def target(self, expr: Expr | str | Sequence[str]) -> Tensor:
         """A target (label) expression, which may use ``Ref(x, -h)`` to look forward. (D, S)."""
-        e = self.parse(expr, allow_future=True)
-        return self._eval(e.root).clone()
+        return self._run(self.parse(expr, allow_future=True))
 
     def forward_return(self, horizon: int = 20) -> Tensor:
         """``close[t + h] / close[t] - 1`` (D, S): the default target; NaN where either is missing."""
@@ -102,46 +106,43 @@ class Evaluator:
 
     def _clean(self, x: Tensor) -> Tensor:
         """NaN where not valid or not finite (so +-inf never escapes an operator)."""
-        x = x.to(torch.float32)
-        return torch.where(self.valid & torch.isfinite(x), x, torch.full((), NAN, dtype=torch.float32))
+        xa = x.to(torch.float32).contiguous().numpy()
+        out = K.empty(xa.shape)
+        K.run(K.clean, xa.shape[0], xa, self.valid.numpy(), out, parallel=False)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def _cached(spec: Any) -> bool:
+        """Whether results of this operator are kept in the cache (see the module docstring)."""
+        return spec.category in ("ts", "ts_pair", "cs")
+
+    def _owned(self, node: Node, x: Tensor) -> Tensor:
+        """``x`` if nothing else holds it (an operator's result the cache does not keep), else a copy."""
+        if node.kind == "op" and node.key not in self._cache:
+            return x
+        return torch.from_numpy(K.empty(tuple(x.shape))).copy_(x)  # recycled memory where there is some
+
+    def _run(self, e: Expr) -> Tensor:
+        return self._owned(e.root, self._eval(e.root))
 
     def _get(self, key: str) -> Tensor | None:
         t = self._cache.get(key)
-        if t is not None and not isinstance(t, Tensor):
-            return None
         if t is not None:
             self._cache.move_to_end(key)
             self.hits += 1
         return t
 
-    def _put(self, key: str, t: Any) -> None:
-        size = t.nbytes if isinstance(t, RunningSums) else t.element_size() * t.nelement()
+    def _put(self, key: str, t: Tensor) -> None:
+        size = t.element_size() * t.nelement()
         if size > self.cache_bytes:
             return
         while self._bytes + size > self.cache_bytes and self._cache:
-            # Running sums go first (cheap to rebuild relative to their size), then the least recently
-            # used result; a pure LRU would thrash when a sweep of expressions cycles through the cache.
-            old = next((k for k, v in self._cache.items() if isinstance(v, RunningSums)), None)
-            if old is None:
-                old = next(iter(self._cache))
+            old = next(iter(self._cache))  # least recently used
             del self._cache[old]
             self._bytes -= self._sizes.pop(old)
         self._cache[key] = t
         self._sizes[key] = size
         self._bytes += size
-
-    def _running_sums(self, node: Node, x: Tensor) -> RunningSums:
-        """The cached running sums of a subexpression (shared by all its window lengths)."""
-        key = node.key + "#sums"
-        pre = self._cache.get(key)
-        if pre is None:
-            pre = RunningSums(x)
-        else:
-            self._cache.move_to_end(key)
-            self._bytes -= self._sizes.pop(key)
-            del self._cache[key]
-        self._pending.append((key, pre))
-        return pre
 
     def _eval(self, node: Node) -> Tensor:
         if node.kind == "feature":
@@ -158,20 +159,13 @@ class Evaluator:
             out = spec.fn(*args)
         elif cat in ("ts", "ts_pair"):
             *xs, wnode = node.children
-            args = [self._eval(c) for c in xs]
-            if spec.prefix:
-                out = spec.fn(*args, int(wnode.value), pre=self._running_sums(xs[0], args[0]))
-            else:
-                out = spec.fn(*args, int(wnode.value))
+            out = spec.fn(*[self._eval(c) for c in xs], int(wnode.value), self.valid)
         elif cat == "cs":
             out = spec.fn(self._eval(node.children[0]), self.universe)
         else:
             out = spec.fn(self._eval(node.children[0]))
-        out = self._clean(out)
-        for k, pre in self._pending:  # running sums used by this node: cache with their final size
-            self._put(k, pre)
-        self._pending.clear()
-        self._put(key, out)
+        if self._cached(spec):
+            self._put(key, out)  # kernels return clean results: NaN outside valid, never +-inf
         return out
 
 

@@ -117,7 +117,7 @@ def evaluate(node: Node | Expr, df: pd.DataFrame, valid: pd.Series, uni: pd.Seri
             elif name == "Div":
                 out = a / b
             elif name == "Pow":
-                out = a ** b
+                out = (a ** b).where(a.notna())  # NaN ** 0 is NaN: element-wise ops propagate NaN
             else:
                 aa = a if isinstance(a, pd.Series) else pd.Series(a, index=b.index)
                 bb = b if isinstance(b, pd.Series) else pd.Series(b, index=a.index)

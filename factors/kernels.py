@@ -1,0 +1,830 @@
+"""numba kernels behind :mod:`factors.ops`: every operator in one pass over day-major (D, S) float32 arrays.
+
+Layout: the panel is (D, S), days x stocks, C-contiguous, so one day is a contiguous row. Time-series
+kernels walk the days in order and keep per-stock state vectors; the inner loop runs over the stocks of
+a day (contiguous, branch-free, so LLVM vectorises it). Every kernel takes a stock range ``lo, hi`` (or a
+day range for cross-sectional kernels) and writes only those columns of ``out``, so :func:`run` can hand
+disjoint ranges to threads (kernels release the GIL). Stocks never interact, so a value does not depend
+on the panel's width or on how it was split (bit for bit).
+
+Every kernel writes its final output itself: NaN where the stock is not ``valid`` that day, where fewer
+than ``minp`` values are present, or where the result is not finite (so no separate cleaning pass).
+
+Windows: ``Mean``/``Sum``/``Std``/``Var``/``Skew``/``Kurt``/``Corr``/``Cov``/``Slope``/``Max``/``Min``/
+``IdxMax``/``IdxMin`` use the van Herk / Gil-Werman block scheme. Days are cut into blocks of ``w``; a
+window ending on day t is a suffix of the previous block plus a prefix of the current one. The prefix is
+accumulated as the days arrive; when a block ends, one backward pass over it stores its suffix states.
+Each window statistic is then one merge of two partial states: O(1) per value for any w, and, unlike
+running add/remove sums, nothing is ever subtracted, so there is no drift and no cancellation. Both
+parts hold only days <= t, so a value never depends on a later day. Partial states are (count, sum)
+for ``Mean``/``Sum`` and (count, mean, central sums) for the rest, merged with Chan's / Pebay's formulas
+in float64: a window of identical values gives exactly zero variance (and NaN ``Corr``/``Skew``/
+``Kurt``), without a tolerance.
+
+``Med`` keeps each stock's window sorted and updates it branch-free across stocks (O(w) per value,
+vectorised). ``Rank``, ``Mad``, ``WMA`` and ``EMA`` sum over the w lags of the window
+directly (vectorised across stocks; O(w) per value, exact, no running state). ``CSRank`` packs
+a truncated float order key and the column into uint32 words, sorts rows with numpy's SIMD sort and
+finishes the order within the (short) runs of equal truncated keys.
+
+Vectorisation notes (numba/LLVM): inner loops index 1-D row slices (``x[t, lo:hi]``) with the loop
+variable, and load every array element *before* any conditional expression (a load inside a
+conditional blocks LLVM's vectoriser); float reductions are not vectorised without reassociation, so
+per-stock accumulators are arrays, not scalars. No ``fastmath`` in time-series kernels: results must not
+depend on a stock's SIMD lane. Outputs come from :func:`empty` (recycled memory, see there).
+"""
+
+# ruff: noqa: PLR0124, FURB136  (``v == v`` is the NaN test numba vectorises; selects, not max/min)
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from numba import njit
+
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+NAN32 = np.float32(np.nan)
+INF32 = np.float32(np.inf)
+
+# unary / binary operator codes (see :func:`unary`, :func:`binary_aa`, :func:`binary_ac`)
+ABS, FINITE, SIGN = 0, 1, 2
+ADD, SUB, MUL, DIV, GREATER, LESS, POW, RSUB, RDIV = range(9)
+
+
+# ----------------------------------------------------------------------------------------------------
+# dispatch
+# ----------------------------------------------------------------------------------------------------
+
+_POOL: ThreadPoolExecutor | None = None
+_MIN_SPAN = 32  # stocks (or days) per thread below which a split is not worth it
+
+
+_BIG = 1 << 20  # arrays from this size on get their own mapping (and are recycled)
+_FREE_MAX = 256 << 20  # bytes of released buffers kept for reuse
+_free: dict[int, list[mmap.mmap]] = {}
+_free_bytes = 0
+_lock = threading.Lock()
+
+
+def _release(m: mmap.mmap, n: int) -> None:
+    """Called when an array from :func:`empty` dies: keep its mapping for the next array of that size."""
+    global _free_bytes
+    with _lock:
+        if _free_bytes + n <= _FREE_MAX:
+            _free.setdefault(n, []).append(m)
+            _free_bytes += n
+
+
+def empty(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """An uninitialised array for a kernel's output (the memory behind the evaluator's tensors).
+
+    A fresh (D, S) result is written once, so the first-touch page faults of fresh memory cost more than
+    a cheap operator's arithmetic (about 5 ms of kernel time per 11 MB on the shared VM this was tuned
+    on). Large arrays therefore get their own anonymous mapping, and when the array dies the mapping is
+    kept (up to 256 MiB) and reused by the next array of the same size: already-mapped memory, no faults.
+    Transparent huge pages are not requested: where the kernel has to compact memory to provide them,
+    a fault costs several times more than with 4 KiB pages."""
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape)) * dt.itemsize
+    if n < _BIG:
+        return np.empty(shape, dtype=dt)
+    global _free_bytes
+    with _lock:
+        lst = _free.get(n)
+        m = lst.pop() if lst else None
+        if m is not None:
+            _free_bytes -= n
+    if m is None:
+        m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    arr = np.frombuffer(m, dtype=dt).reshape(shape)
+    weakref.finalize(arr, _release, m, n).atexit = False
+    return arr
+
+
+def _after_fork() -> None:  # a forked child has none of the parent's threads and must not wait on them
+    global _POOL, _lock, _free, _free_bytes
+    _POOL, _lock, _free, _free_bytes = None, threading.Lock(), {}, 0
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def run(kernel: Callable, n: int, *args, parallel: bool = True) -> None:
+    """``kernel(*args, lo, hi)`` over ``[0, n)``; with ``parallel``, split into ``torch.get_num_threads()``
+    ranges run on threads (the kernels release the GIL). Memory-bound element-wise kernels pass
+    ``parallel=False``: a second thread buys little there and costs a hand-off on a busy machine."""
+    k = min(torch.get_num_threads(), max(1, n // _MIN_SPAN)) if parallel else 1
+    if k <= 1:
+        kernel(*args, 0, n)
+        return
+    global _POOL
+    if _POOL is None or _POOL._max_workers < k - 1:  # type: ignore[attr-defined]
+        _POOL = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="finllm-kernel")
+    cuts = [n * i // k for i in range(k + 1)]
+    futs = [_POOL.submit(kernel, *args, cuts[i], cuts[i + 1]) for i in range(1, k)]
+    kernel(*args, cuts[0], cuts[1])
+    for f in futs:
+        f.result()
+
+
+@njit(inline="always")
+def _fin(v):
+    """float32 ``v``, or NaN if it is not finite."""
+    r = np.float32(v)
+    return r if abs(r) < INF32 else NAN32
+
+
+# ----------------------------------------------------------------------------------------------------
+# element-wise (NaN propagates; the result is NaN wherever an input is, so ``valid`` is not needed)
+# ----------------------------------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def unary(x, code, out, lo, hi):
+    """``out = op(x)`` for rows lo..hi of (D, S) arrays (``FINITE``: x, NaN if not finite)."""
+    for t in range(lo, hi):
+        xr, o = x[t], out[t]
+        if code == ABS:
+            for i in range(xr.size):
+                o[i] = abs(xr[i])
+        elif code == FINITE:
+            for i in range(xr.size):
+                o[i] = _fin(xr[i])
+        else:
+            for i in range(xr.size):
+                v = xr[i]
+                o[i] = np.float32(1.0) if v > 0 else (np.float32(-1.0) if v < 0 else v)  # 0 -> 0, NaN -> NaN
+
+
+@njit(inline="always")
+def _bin(a, b, code):
+    a = np.float64(a)
+    b = np.float64(b)
+    if code == ADD:
+        return a + b
+    if code == SUB:
+        return a - b
+    if code == MUL:
+        return a * b
+    if code == DIV:
+        return a / b
+    if code == RSUB:
+        return b - a
+    if code == RDIV:
+        return b / a
+    if code == GREATER:
+        return np.nan if a != a or b != b else (a if a > b else b)
+    if code == LESS:
+        return np.nan if a != a or b != b else (a if a < b else b)
+    return np.nan if a != a else a ** b  # POW: NaN ** 0 stays NaN (element-wise ops propagate NaN)
+
+
+@njit(**_JIT)
+def binary_aa(a, b, code, out, lo, hi):
+    """``out = a op b`` for rows lo..hi, both (D, S). Computed in float64 and rounded once."""
+    for t in range(lo, hi):
+        ar, br, o = a[t], b[t], out[t]
+        if code == ADD:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], br[i], ADD))
+        elif code == SUB:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], br[i], SUB))
+        elif code == MUL:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], br[i], MUL))
+        elif code == DIV:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], br[i], DIV))
+        elif code == GREATER:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], br[i], GREATER))
+        else:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], br[i], LESS))
+
+
+@njit(**_JIT)
+def binary_ac(a, c, code, out, lo, hi):
+    """``out = a op c`` (c a float; RSUB/RDIV give ``c - a``, ``c / a``) for rows lo..hi."""
+    for t in range(lo, hi):
+        ar, o = a[t], out[t]
+        if code == ADD:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], c, ADD))
+        elif code == SUB:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], c, SUB))
+        elif code == MUL:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], c, MUL))
+        elif code == DIV:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], c, DIV))
+        elif code == RSUB:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], c, RSUB))
+        elif code == RDIV:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], c, RDIV))
+        elif code == GREATER:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], c, GREATER))
+        elif code == LESS:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], c, LESS))
+        else:
+            for i in range(o.size):
+                o[i] = _fin(_bin(ar[i], c, POW))
+
+
+@njit(**_JIT)
+def clean(x, valid, out, lo, hi):
+    """``out = x`` where valid and finite, else NaN (rows lo..hi)."""
+    for t in range(lo, hi):
+        xr, vr, o = x[t], valid[t], out[t]
+        for i in range(o.size):
+            v = xr[i]
+            o[i] = _fin(v) if vr[i] else NAN32
+
+
+# ----------------------------------------------------------------------------------------------------
+# time series: shifts
+# ----------------------------------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def shift(x, valid, out, d, delta, lo, hi):
+    """``Ref``: ``out[t] = x[t - d]`` (NaN outside the panel); ``delta``: ``x[t] - x[t - d]``."""
+    n = x.shape[0]
+    for t in range(n):
+        src = t - d
+        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        if src < 0 or src >= n:
+            o[:] = NAN32
+        elif delta:
+            sr = x[src, lo:hi]
+            for i in range(o.size):
+                v = np.float64(xr[i]) - np.float64(sr[i])
+                o[i] = _fin(v) if vr[i] else NAN32
+        else:
+            sr = x[src, lo:hi]
+            for i in range(o.size):
+                v = sr[i]
+                o[i] = v if vr[i] else NAN32
+
+
+# ----------------------------------------------------------------------------------------------------
+# time series: van Herk blocks (see the module docstring)
+# ----------------------------------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def roll_sum(x, valid, out, w, minp, mean, lo, hi):
+    """Rolling sum (``mean``: mean) of the present values; count/sum states, float64."""
+    d, m = x.shape[0], hi - lo
+    sn = np.zeros((w + 1, m))  # suffix states of the previous block: sn[k] = days b0-w+k .. b0-1
+    ss = np.zeros((w + 1, m))
+    pn = np.zeros(m)
+    ps = np.zeros(m)
+    for t in range(d):
+        j = t % w
+        if j == 0:
+            if t >= w:
+                for k in range(w - 1, -1, -1):
+                    xr = x[t - w + k, lo:hi]
+                    an, bn, as_, bs = sn[k], sn[k + 1], ss[k], ss[k + 1]
+                    for i in range(m):
+                        v = xr[i]
+                        p = v == v
+                        an[i] = bn[i] + (1.0 if p else 0.0)
+                        as_[i] = bs[i] + (np.float64(v) if p else 0.0)
+            pn[:] = 0.0
+            ps[:] = 0.0
+        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        qn, qs = sn[j + 1], ss[j + 1]
+        for i in range(m):
+            v = xr[i]
+            p = v == v
+            pn[i] += 1.0 if p else 0.0
+            ps[i] += np.float64(v) if p else 0.0
+            n = pn[i] + qn[i]
+            s = ps[i] + qs[i]
+            r = s / n if mean else s
+            o[i] = _fin(r) if (vr[i] and n >= minp) else NAN32
+
+
+@njit(inline="always")
+def _merge2(na, ma, qa, nb, mb, qb):
+    """Chan's merge of (count, mean, central sum of squares) states; exact for identical values."""
+    n = na + nb
+    dl = mb - ma
+    f = nb / n if n > 0 else 0.0
+    return n, ma + dl * f, qa + qb + dl * dl * na * f
+
+
+@njit(**_JIT)
+def roll_var(x, valid, out, w, minp, std, lo, hi):
+    """Rolling variance (ddof=1; ``std``: its square root) of the present values."""
+    d, m = x.shape[0], hi - lo
+    sn = np.zeros((w + 1, m))
+    sm = np.zeros((w + 1, m))
+    sq = np.zeros((w + 1, m))
+    pn = np.zeros(m)
+    pm = np.zeros(m)
+    pq = np.zeros(m)
+    for t in range(d):
+        j = t % w
+        if j == 0:
+            if t >= w:
+                for k in range(w - 1, -1, -1):
+                    xr = x[t - w + k, lo:hi]
+                    an, am, aq, bn, bm, bq = sn[k], sm[k], sq[k], sn[k + 1], sm[k + 1], sq[k + 1]
+                    for i in range(m):
+                        v = xr[i]
+                        p = v == v
+                        an[i], am[i], aq[i] = _merge2(bn[i], bm[i], bq[i], 1.0 if p else 0.0,
+                                                      np.float64(v) if p else 0.0, 0.0)
+            pn[:] = 0.0
+            pm[:] = 0.0
+            pq[:] = 0.0
+        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        bn, bm, bq = sn[j + 1], sm[j + 1], sq[j + 1]
+        for i in range(m):
+            v = xr[i]
+            p = v == v
+            pn[i], pm[i], pq[i] = _merge2(pn[i], pm[i], pq[i], 1.0 if p else 0.0, np.float64(v) if p else 0.0, 0.0)
+            n, _, q = _merge2(bn[i], bm[i], bq[i], pn[i], pm[i], pq[i])
+            r = q / (n - 1.0)
+            if std:
+                r = math.sqrt(r)
+            o[i] = _fin(r) if (vr[i] and n >= minp) else NAN32
+
+
+@njit(inline="always")
+def _merge4(na, ma, a2, a3, a4, nb, mb, b2, b3, b4):
+    """Pebay's merge of (count, mean, central sums of powers 2..4) states (the mean is not exact: this
+    only combines a window's two parts, it is not chained)."""
+    n = na + nb
+    if n == 0:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    dl = mb - ma
+    inv = 1.0 / n
+    fb = nb * inv
+    fa = na * inv
+    dn = dl * inv
+    nab = na * nb
+    m2 = a2 + b2 + dl * dn * nab
+    m3 = a3 + b3 + dl * dn * dn * nab * (na - nb) + 3.0 * dl * (fa * b2 - fb * a2)
+    m4 = (a4 + b4 + dl * dn * dn * dn * nab * (na * na - nab + nb * nb)
+          + 6.0 * dl * dl * (fa * fa * b2 + fb * fb * a2) + 4.0 * dl * (fa * b3 - fb * a3))
+    return n, ma + dl * fb, m2, m3, m4
+
+
+@njit(inline="always")
+def _push4(n, mean, m2, m3, m4, v, p, k4):
+    """Add one value ``v`` (if ``p``) to a (count, mean, central sums 2..4) state (Welford / Pebay with a
+    single value; one division; no change at all when ``v`` equals the mean). The 4th sum only if ``k4``."""
+    n1 = n + (1.0 if p else 0.0)
+    dl = (v - mean) if p else 0.0
+    dn = dl / (n1 if n1 > 0 else 1.0)
+    dn2 = dn * dn
+    t1 = dl * dn * n
+    m4n = (m4 + t1 * dn2 * (n1 * n1 - 3.0 * n1 + 3.0) + 6.0 * dn2 * m2 - 4.0 * dn * m3) if k4 else 0.0
+    m3n = m3 + t1 * dn * (n1 - 2.0) - 3.0 * dn * m2
+    return n1, mean + dn, m2 + t1, m3n, m4n
+
+
+@njit(**_JIT)
+def roll_moments(x, valid, out, w, minp, kurt, lo, hi):
+    """Rolling sample skewness (pandas' G1) or, with ``kurt``, excess kurtosis (G2); NaN when the window's
+    central sum of squares is zero (a constant window)."""
+    d, m = x.shape[0], hi - lo
+    sn = np.zeros((w + 1, m))
+    sm = np.zeros((w + 1, m))
+    s2 = np.zeros((w + 1, m))
+    s3 = np.zeros((w + 1, m))
+    s4 = np.zeros((w + 1, m))
+    pn = np.zeros(m)
+    pm = np.zeros(m)
+    p2 = np.zeros(m)
+    p3 = np.zeros(m)
+    p4 = np.zeros(m)
+    for t in range(d):
+        j = t % w
+        if j == 0:
+            if t >= w:
+                for k in range(w - 1, -1, -1):
+                    xr = x[t - w + k, lo:hi]
+                    an, am, a2, a3, a4 = sn[k], sm[k], s2[k], s3[k], s4[k]
+                    bn, bm, b2, b3, b4 = sn[k + 1], sm[k + 1], s2[k + 1], s3[k + 1], s4[k + 1]
+                    for i in range(m):
+                        v = xr[i]
+                        p = v == v
+                        an[i], am[i], a2[i], a3[i], a4[i] = _push4(bn[i], bm[i], b2[i], b3[i], b4[i],
+                                                                   np.float64(v), p, kurt)
+            pn[:] = 0.0
+            pm[:] = 0.0
+            p2[:] = 0.0
+            p3[:] = 0.0
+            p4[:] = 0.0
+        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        bn, bm, b2, b3, b4 = sn[j + 1], sm[j + 1], s2[j + 1], s3[j + 1], s4[j + 1]
+        for i in range(m):
+            v = xr[i]
+            p = v == v
+            pn[i], pm[i], p2[i], p3[i], p4[i] = _push4(pn[i], pm[i], p2[i], p3[i], p4[i], np.float64(v), p, kurt)
+            n, _, q2, q3, q4 = _merge4(bn[i], bm[i], b2[i], b3[i], b4[i], pn[i], pm[i], p2[i], p3[i], p4[i])
+            if kurt:
+                r = (n * (n + 1.0) * (n - 1.0) * q4 / (q2 * q2) - 3.0 * (n - 1.0) ** 2) / ((n - 2.0) * (n - 3.0))
+            else:
+                vv = q2 / n
+                r = math.sqrt(n * (n - 1.0)) / (n - 2.0) * (q3 / n) / (vv * math.sqrt(vv))
+            o[i] = _fin(r) if (vr[i] and n >= minp and q2 > 0) else NAN32
+
+
+@njit(inline="always")
+def _merge_pair(na, xa, ya, ca, qa, ra, nb, xb, yb, cb, qb, rb):
+    """Merge of bivariate states (count, mean x, mean y, co-moment, central sums of squares of x, y)."""
+    n = na + nb
+    f = nb / n if n > 0 else 0.0
+    dx = xb - xa
+    dy = yb - ya
+    g = na * f
+    return n, xa + dx * f, ya + dy * f, ca + cb + dx * dy * g, qa + qb + dx * dx * g, ra + rb + dy * dy * g
+
+
+@njit(**_JIT)
+def roll_pair(x, y, valid, out, w, minp, mode, lo, hi):
+    """Rolling ``mode`` 0: Pearson correlation, 1: covariance (ddof=1), 2: least-squares slope of x on
+    the day index (``y`` ignored), over the days where both are present."""
+    d, m = x.shape[0], hi - lo
+    sn = np.zeros((w + 1, m))
+    sx = np.zeros((w + 1, m))
+    sy = np.zeros((w + 1, m))
+    sc = np.zeros((w + 1, m))
+    sq = np.zeros((w + 1, m))
+    sr = np.zeros((w + 1, m))
+    pn = np.zeros(m)
+    px = np.zeros(m)
+    py = np.zeros(m)
+    pc = np.zeros(m)
+    pq = np.zeros(m)
+    pr = np.zeros(m)
+    slope = mode == 2
+    for t in range(d):
+        j = t % w
+        if j == 0:
+            if t >= w:
+                for k in range(w - 1, -1, -1):
+                    day = t - w + k
+                    xr, yr = x[day, lo:hi], y[day, lo:hi]
+                    an, ax, ay, ac, aq, ar = sn[k], sx[k], sy[k], sc[k], sq[k], sr[k]
+                    bn, bx, by, bc, bq, br = sn[k + 1], sx[k + 1], sy[k + 1], sc[k + 1], sq[k + 1], sr[k + 1]
+                    for i in range(m):
+                        u, yv = xr[i], yr[i]
+                        v = np.float32(day) if slope else yv
+                        p = u == u and v == v
+                        an[i], ax[i], ay[i], ac[i], aq[i], ar[i] = _merge_pair(
+                            bn[i], bx[i], by[i], bc[i], bq[i], br[i], 1.0 if p else 0.0,
+                            np.float64(u) if p else 0.0, np.float64(v) if p else 0.0, 0.0, 0.0, 0.0)
+            pn[:] = 0.0
+            px[:] = 0.0
+            py[:] = 0.0
+            pc[:] = 0.0
+            pq[:] = 0.0
+            pr[:] = 0.0
+        xr, yr, vr, o = x[t, lo:hi], y[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        bn, bx, by, bc, bq, br = sn[j + 1], sx[j + 1], sy[j + 1], sc[j + 1], sq[j + 1], sr[j + 1]
+        for i in range(m):
+            u, yv = xr[i], yr[i]
+            v = np.float32(t) if slope else yv
+            p = u == u and v == v
+            pn[i], px[i], py[i], pc[i], pq[i], pr[i] = _merge_pair(
+                pn[i], px[i], py[i], pc[i], pq[i], pr[i], 1.0 if p else 0.0, np.float64(u) if p else 0.0,
+                np.float64(v) if p else 0.0, 0.0, 0.0, 0.0)
+            n, _, _, c, qx, qy = _merge_pair(bn[i], bx[i], by[i], bc[i], bq[i], br[i],
+                                             pn[i], px[i], py[i], pc[i], pq[i], pr[i])
+            ok = vr[i] and n >= minp
+            if mode == 0:
+                r = min(max(c / math.sqrt(qx * qy), -1.0), 1.0)
+                ok = ok and qx > 0 and qy > 0
+            elif mode == 1:
+                r = c / (n - 1.0)
+            else:
+                r = c / qy
+            o[i] = _fin(r) if ok else NAN32
+
+
+@njit(**_JIT)
+def roll_extreme(x, valid, out, w, minp, sign, idx, lo, hi):
+    """Rolling max of ``sign * x`` (sign -1: min) of the present values, times ``sign``; with ``idx`` the
+    1-based position of the (first) extreme in the nominal window (1 = oldest day, w = today)."""
+    d, m = x.shape[0], hi - lo
+    ninf = -np.inf
+    sn = np.zeros((w + 1, m))
+    sv = np.full((w + 1, m), ninf)
+    sd = np.zeros((w + 1, m))
+    pn = np.zeros(m)
+    pv = np.full(m, ninf)
+    pd = np.zeros(m)
+    for t in range(d):
+        j = t % w
+        if j == 0:
+            if t >= w:
+                for k in range(w - 1, -1, -1):
+                    day = t - w + k
+                    xr = x[day, lo:hi]
+                    an, av, ad, bn, bv, bd = sn[k], sv[k], sd[k], sn[k + 1], sv[k + 1], sd[k + 1]
+                    for i in range(m):
+                        v = xr[i]
+                        p = v == v
+                        v_ = sign * np.float64(v) if p else ninf
+                        an[i] = bn[i] + (1.0 if p else 0.0)
+                        bvi, bdi = bv[i], bd[i]
+                        take = v_ >= bvi  # ties: the earlier day wins
+                        av[i] = v_ if take else bvi
+                        ad[i] = np.float64(day) if take else bdi
+            pn[:] = 0.0
+            pv[:] = ninf
+        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        bn, bv, bd = sn[j + 1], sv[j + 1], sd[j + 1]
+        for i in range(m):
+            v = xr[i]
+            p = v == v
+            v_ = sign * np.float64(v) if p else ninf
+            pn[i] += 1.0 if p else 0.0
+            pvi, pdi, bvi, bdi = pv[i], pd[i], bv[i], bd[i]
+            take = v_ > pvi  # ties: the earlier day wins
+            pvi = v_ if take else pvi
+            pdi = np.float64(t) if take else pdi
+            pv[i] = pvi
+            pd[i] = pdi
+            n = pn[i] + bn[i]
+            old = bvi >= pvi
+            if idx:
+                r = (bdi if old else pdi) - t + w
+            else:
+                r = sign * (bvi if old else pvi)
+            o[i] = _fin(r) if (vr[i] and n >= minp) else NAN32
+
+
+# ----------------------------------------------------------------------------------------------------
+# time series: sorted window buffers (Med) and direct sums over the lags (Rank, Mad, WMA/EMA)
+# ----------------------------------------------------------------------------------------------------
+
+
+@njit(inline="always")
+def _sorted_step(a, b, old, new, po, pn, w):
+    """One day of :func:`roll_median`: b = a without ``old`` and with ``new`` (per stock, sorted)."""
+    m = old.size
+    for i in range(m):
+        po[i] = 0
+        pn[i] = -np.int32(old[i] < new[i])
+    for q in range(1, w + 1):
+        ar = a[q]
+        for i in range(m):
+            po[i] += np.int32(ar[i] < old[i])
+            pn[i] += np.int32(ar[i] < new[i])
+    for qq in range(w):
+        q = np.int32(qq)
+        prv, cur, nxt, dst = a[qq], a[qq + 1], a[qq + 2], b[qq + 1]
+        for i in range(m):
+            p, r = pn[i], po[i]
+            c0, c1, c2, nv = prv[i], cur[i], nxt[i], new[i]  # loads outside the selects: vectorisable
+            lo_side = c1 if q < r else c2
+            hi_side = c0 if q <= r else c1
+            dst[i] = nv if q == p else (lo_side if q < p else hi_side)
+
+
+@njit(**_JIT)
+def roll_median(x, valid, out, w, minp, lo, hi):
+    """Rolling median of the present values (mean of the two middle ones for an even count).
+
+    Each stock keeps its window sorted, missing values (and days before the panel) as +inf at the end.
+    A day's update removes the day leaving the window and inserts today's value, branch-free and
+    vectorised across stocks: two counting passes give the two positions, one select pass writes the
+    next sorted window (rows 1..w of a (w + 2, m) buffer; rows 0 and w + 1 are padding)."""
+    d, m = x.shape[0], hi - lo
+    a = np.full((w + 2, m), INF32, dtype=np.float32)
+    b = np.full((w + 2, m), INF32, dtype=np.float32)
+    po = np.zeros(m, dtype=np.int32)
+    pn = np.zeros(m, dtype=np.int32)
+    cnt = np.zeros(m, dtype=np.int32)
+    old = np.full(m, INF32, dtype=np.float32)
+    new = np.empty(m, dtype=np.float32)
+    for t in range(d):
+        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        if t >= w:
+            orow = x[t - w, lo:hi]
+            for i in range(m):
+                v = orow[i]
+                old[i] = v if v == v else INF32
+        for i in range(m):
+            v = xr[i]
+            new[i] = v if v == v else INF32
+            cnt[i] += np.int32(v == v) - np.int32(old[i] < INF32)
+        if t % 2 == 0:
+            _sorted_step(a, b, old, new, po, pn, w)
+            s = b
+        else:
+            _sorted_step(b, a, old, new, po, pn, w)
+            s = a
+        for i in range(m):
+            k = cnt[i]
+            if vr[i] and k >= minp:
+                o[i] = _fin((np.float64(s[(k - 1) // 2 + 1, i]) + np.float64(s[k // 2 + 1, i])) * 0.5)
+            else:
+                o[i] = NAN32
+
+
+@njit(**_JIT)
+def roll_rank(x, valid, out, w, minp, lo, hi):
+    """Percentile rank in (0, 1] of today's value among the window's present values, ties averaged:
+    ``(n + 1 + less - greater) / (2 n)``; NaN if today's value is missing. ``less - greater`` is summed
+    over the lags (integers, exact); the count n is kept by adding today and removing day t - w."""
+    d, m = x.shape[0], hi - lo
+    bal = np.zeros(m, dtype=np.int32)
+    cnt = np.zeros(m, dtype=np.int32)
+    for t in range(d):
+        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        orow = x[max(t - w, 0), lo:hi]
+        gone = np.int32(1) if t >= w else np.int32(0)
+        for i in range(m):
+            a, b = xr[i], orow[i]
+            cnt[i] += np.int32(a == a) - gone * np.int32(b == b)
+            bal[i] = 0
+        for k in range(1, min(w, t + 1)):
+            yr = x[t - k, lo:hi]
+            for i in range(m):
+                a, b = xr[i], yr[i]
+                bal[i] += np.int32(a > b) - np.int32(a < b)
+        for i in range(m):
+            a, n = xr[i], cnt[i]
+            ok = vr[i] and a == a and n >= minp
+            o[i] = np.float32((n + 1.0 + bal[i]) / (2.0 * n)) if ok else NAN32
+
+
+@njit(**_JIT)
+def roll_mad(x, valid, out, w, minp, lo, hi):
+    """Rolling mean absolute deviation around the window mean (two passes over the lags, float64)."""
+    d, m = x.shape[0], hi - lo
+    s1 = np.zeros(m)
+    cnt = np.zeros(m)
+    acc = np.zeros(m)
+    for t in range(d):
+        s1[:] = 0.0
+        cnt[:] = 0.0
+        acc[:] = 0.0
+        lags = min(w, t + 1)
+        for k in range(lags):
+            yr = x[t - k, lo:hi]
+            for i in range(m):
+                v = yr[i]
+                p = v == v
+                s1[i] += np.float64(v) if p else 0.0
+                cnt[i] += 1.0 if p else 0.0
+        for i in range(m):
+            s1[i] /= cnt[i]
+        for k in range(lags):
+            yr = x[t - k, lo:hi]
+            for i in range(m):
+                v = yr[i]
+                dv = abs(np.float64(v) - s1[i])
+                acc[i] += dv if v == v else 0.0
+        vr, o = valid[t, lo:hi], out[t, lo:hi]
+        for i in range(m):
+            o[i] = _fin(acc[i] / cnt[i]) if (vr[i] and cnt[i] >= minp) else NAN32
+
+
+@njit(**_JIT)
+def roll_weighted(x, valid, out, wts, minp, lo, hi):
+    """Weighted mean over the window, weight ``wts[k]`` on the value k days ago; the weights of the
+    present values are renormalised (WMA, EMA). The window is ``len(wts)`` days."""
+    d, m, w = x.shape[0], hi - lo, wts.size
+    num = np.zeros(m)
+    den = np.zeros(m)
+    cnt = np.zeros(m)
+    for t in range(d):
+        num[:] = 0.0
+        den[:] = 0.0
+        cnt[:] = 0.0
+        for k in range(min(w, t + 1)):
+            yr, c = x[t - k, lo:hi], wts[k]
+            for i in range(m):
+                v = yr[i]
+                p = v == v
+                num[i] += c * np.float64(v) if p else 0.0
+                den[i] += c if p else 0.0
+                cnt[i] += 1.0 if p else 0.0
+        vr, o = valid[t, lo:hi], out[t, lo:hi]
+        for i in range(m):
+            o[i] = _fin(num[i] / den[i]) if (vr[i] and cnt[i] >= minp) else NAN32
+
+
+# ----------------------------------------------------------------------------------------------------
+# cross-sectional (per day; days lo..hi)
+# ----------------------------------------------------------------------------------------------------
+
+
+@njit(inline="always")
+def _okey(b):
+    """uint32 bits of a float32 -> uint32 whose unsigned order is the float order (-0.0 == 0.0)."""
+    b = np.uint32(0) if b == np.uint32(0x80000000) else b
+    return ~b if (b >> np.uint32(31)) else (b | np.uint32(0x80000000))
+
+
+@njit(**_JIT)
+def cs_keys(x, bits, mask, keys, cb, lo, hi):
+    """uint32 sort keys for rows lo..hi: the float order key with its low ``cb`` bits replaced by the
+    column (``cb`` bits hold any column), so one 32-bit SIMD sort orders a row by value up to those bits
+    and carries the columns along; :func:`cs_rank_assign` finishes the order within runs of equal
+    truncated keys. Names outside ``mask & finite(x)`` get the largest keys (they sort last)."""
+    top = (np.uint32(0xFFFFFFFF) >> np.uint32(cb)) << np.uint32(cb)
+    for t in range(lo, hi):
+        xr, br, mr, kr = x[t], bits[t], mask[t], keys[t - lo]
+        for i in range(br.size):
+            k = (_okey(br[i]) >> np.uint32(cb)) << np.uint32(cb)
+            fin = abs(xr[i]) < INF32
+            p = mr[i] and fin
+            kr[i] = (k if p else top) | np.uint32(i)
+
+
+@njit(**_JIT)
+def cs_rank_assign(x, bits, keys, mask, out, cb, lo, hi):
+    """Average ranks / count (rows lo..hi of ``out``; NaN outside ``mask & finite(x)``) from the sorted
+    keys of :func:`cs_keys`: runs of equal truncated keys are ordered by their full keys here."""
+    low = (np.uint32(1) << np.uint32(cb)) - np.uint32(1)
+    full = np.empty(x.shape[1], dtype=np.uint32)
+    cols = np.empty(x.shape[1], dtype=np.int64)
+    for t in range(lo, hi):
+        xr, br, kr, mr, o = x[t], bits[t], keys[t - lo], mask[t], out[t]
+        n = 0
+        for i in range(mr.size):
+            fin = abs(xr[i]) < INF32
+            n += 1 if (mr[i] and fin) else 0
+            o[i] = np.nan
+        a = 0
+        while a < n:
+            z = a + 1
+            hk = kr[a] >> np.uint32(cb)
+            while z < n and (kr[z] >> np.uint32(cb)) == hk:
+                z += 1
+            if z == a + 1:
+                o[np.int64(kr[a] & low)] = (a + 1.0) / n
+            else:  # order the run by the full keys (insertion sort: runs are short, and exact ties
+                # never move), then average the ranks of exactly equal values
+                r = z - a
+                for q in range(r):
+                    c = np.int64(kr[a + q] & low)
+                    f = _okey(br[c])
+                    e = q
+                    while e > 0 and full[e - 1] > f:
+                        full[e] = full[e - 1]
+                        cols[e] = cols[e - 1]
+                        e -= 1
+                    full[e] = f
+                    cols[e] = c
+                g = 0
+                while g < r:
+                    e = g + 1
+                    while e < r and full[e] == full[g]:
+                        e += 1
+                    rank = (2 * a + g + e + 1) * 0.5 / n  # average of the 1-based ranks a+g+1 .. a+e
+                    for q in range(g, e):
+                        o[cols[q]] = rank
+                    g = e
+            a = z
+
+
+@njit(fastmath={"reassoc"}, **_JIT)  # vectorised row sums (a cross-section's sums, order-insensitive)
+def cs_zscore(x, universe, out, lo, hi):
+    """Per-day z-score (ddof=1) among ``universe & finite(x)``; NaN elsewhere and when std is 0."""
+    for t in range(lo, hi):
+        xr, ur, o = x[t], universe[t], out[t]
+        n = 0.0
+        s = 0.0
+        for i in range(xr.size):
+            v = xr[i]
+            p = ur[i] and abs(v) < INF32
+            n += 1.0 if p else 0.0
+            s += np.float64(v) if p else 0.0
+        mu = s / n
+        q = 0.0
+        for i in range(xr.size):
+            v = xr[i]
+            p = ur[i] and abs(v) < INF32
+            dv = np.float64(v) - mu
+            q += dv * dv if p else 0.0
+        sd = math.sqrt(q / (n - 1.0))
+        for i in range(xr.size):
+            v = xr[i]
+            p = ur[i] and abs(v) < INF32 and sd > 0
+            o[i] = _fin((np.float64(v) - mu) / sd) if p else NAN32
