@@ -43,11 +43,11 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 from numba import njit
+
+from finllm.parallel import run_ranges
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 NAN32 = np.float32(np.nan)
@@ -61,10 +61,6 @@ ADD, SUB, MUL, DIV, GREATER, LESS, POW, RSUB, RDIV = range(9)
 # ----------------------------------------------------------------------------------------------------
 # dispatch
 # ----------------------------------------------------------------------------------------------------
-
-_POOL: ThreadPoolExecutor | None = None
-_MIN_SPAN = 32  # stocks (or days) per thread below which a split is not worth it
-
 
 _BIG = 1 << 20  # arrays from this size on get their own mapping (and are recycled)
 _FREE_MAX = 256 << 20  # bytes of released buffers kept for reuse
@@ -108,30 +104,19 @@ def empty(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
     return arr
 
 
-def _after_fork() -> None:  # a forked child has none of the parent's threads and must not wait on them
-    global _POOL, _lock, _free, _free_bytes
-    _POOL, _lock, _free, _free_bytes = None, threading.Lock(), {}, 0
+def _after_fork() -> None:  # a forked child must not use the parent's lock or its recycled mappings
+    global _lock, _free, _free_bytes
+    _lock, _free, _free_bytes = threading.Lock(), {}, 0
 
 
 os.register_at_fork(after_in_child=_after_fork)
 
 
 def run(kernel: Callable, n: int, *args, parallel: bool = True) -> None:
-    """``kernel(*args, lo, hi)`` over ``[0, n)``; with ``parallel``, split into ``torch.get_num_threads()``
-    ranges run on threads (the kernels release the GIL). Memory-bound element-wise kernels pass
-    ``parallel=False``: a second thread buys little there and costs a hand-off on a busy machine."""
-    k = min(torch.get_num_threads(), max(1, n // _MIN_SPAN)) if parallel else 1
-    if k <= 1:
-        kernel(*args, 0, n)
-        return
-    global _POOL
-    if _POOL is None or _POOL._max_workers < k - 1:  # type: ignore[attr-defined]
-        _POOL = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="finllm-kernel")
-    cuts = [n * i // k for i in range(k + 1)]
-    futs = [_POOL.submit(kernel, *args, cuts[i], cuts[i + 1]) for i in range(1, k)]
-    kernel(*args, cuts[0], cuts[1])
-    for f in futs:
-        f.result()
+    """``kernel(*args, lo, hi)`` over ``[0, n)`` split across ``torch.get_num_threads()`` threads
+    (:func:`finllm.parallel.run_ranges`). Memory-bound element-wise kernels pass ``parallel=False``: a
+    second thread buys little there and costs a hand-off on a busy machine."""
+    run_ranges(kernel, n, *args, parallel=parallel)
 
 
 @njit(inline="always")

@@ -2,15 +2,21 @@
 
 Messages flow ``src -> dst`` along ``edge_index`` (the data layer stores both directions). Every operator
 honours an optional per-edge weight ``w`` in [0, 1]: a weight of 0 is the same as removing the edge.
-Adjacency products use ``torch.sparse.mm`` on CSR matrices, so no (E, H) message tensor is materialised
-(what lets a 10M-edge graph train full-batch on a CPU).
+Adjacency products are CSR x dense products, so no (E, H) message tensor is materialised (what lets a
+10M-edge graph train full-batch on a CPU). Building the CSR (a counting sort, O(E)) and the product
+itself are small numba kernels: on the 1M-node / 10M-edge bench graph (one thread) they are ~4-5x and ~2x
+faster than ``argsort`` + ``torch.sparse.mm`` (torch's CPU CSR kernel), with the same sums.
 """
 
 from __future__ import annotations
 
 import warnings
 
+import numba
+import numpy as np
 import torch
+
+from finllm.parallel import run_ranges
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
@@ -24,44 +30,43 @@ class GraphOps:
         self.edge_index = edge_index.long()
         self.num_nodes = int(num_nodes)
         e = self.edge_index.size(1)
-        self.edge_type = edge_type.long() if edge_type is not None else torch.zeros(e, dtype=torch.long)
+        self._edge_type = edge_type.long().reshape(-1) if edge_type is not None else None
+        self._unweighted = edge_weight is None
         if edge_weight is None:
             edge_weight = torch.ones(e)
-        edge_weight = edge_weight.detach().float().reshape(-1)
-        if edge_weight.numel() != e:
-            raise ValueError(f"edge_weight has {edge_weight.numel()} entries, the graph has {e} edges")
-        if not torch.isfinite(edge_weight).all() or (edge_weight < 0).any():
-            raise ValueError("edge_weight must be finite and >= 0")
+        else:
+            edge_weight = edge_weight.detach().float().reshape(-1)
+            if edge_weight.numel() != e:
+                raise ValueError(f"edge_weight has {edge_weight.numel()} entries, the graph has {e} edges")
+            if not torch.isfinite(edge_weight).all() or (edge_weight < 0).any():
+                raise ValueError("edge_weight must be finite and >= 0")
         self.edge_weight = edge_weight
         self.num_relations = max(int(num_relations), 1)
         self._cache: dict = {}
 
-    def _csr(self, mask: torch.Tensor | None, norm: str) -> "SparseOp":
-        src, dst = self.edge_index
-        w = self.edge_weight
-        if mask is not None:
-            src, dst, w = src[mask], dst[mask], w[mask]
-        keep = w > 0
-        src, dst, w = src[keep], dst[keep], w[keep]
-        n = self.num_nodes
-        deg = torch.zeros(n).index_add_(0, dst, w)
-        if norm == "mean":
-            val = w / deg[dst]
-        else:  # symmetric D^-1/2 W D^-1/2 (degrees from the weighted, undirected graph)
-            dinv = deg.pow(-0.5)
-            dinv[torch.isinf(dinv)] = 0.0
-            val = dinv[dst] * w * dinv[src]
-        return SparseOp(_csr(dst, src, val, n), lambda: _csr(src, dst, val, n))
+    @property
+    def edge_type(self) -> torch.Tensor:
+        """(E,) long relation id of every edge (all 0 when the graph has one relation)."""
+        if self._edge_type is None:
+            self._edge_type = torch.zeros(self.edge_index.size(1), dtype=torch.long)
+        return self._edge_type
 
-    def mean_adj(self, relation: int | None = None) -> "SparseOp":
+    def _csr(self, relation: int | None, norm: str) -> SparseOp:
+        src, dst = self.edge_index.numpy()
+        etype = self.edge_type.numpy() if relation is not None else np.empty(0, dtype=np.int64)
+        crow, col, val = _build_csr(dst, src, self.edge_weight.numpy(), etype,
+                                    -1 if relation is None else int(relation), self.num_nodes,
+                                    0 if norm == "mean" else 1)
+        return SparseOp(torch.from_numpy(crow), torch.from_numpy(col), torch.from_numpy(val), self.num_nodes)
+
+    def mean_adj(self, relation: int | None = None) -> SparseOp:
         """Row-normalised weighted adjacency (N,N) CSR: ``A @ h`` = weighted mean over in-neighbours."""
         key = ("mean", relation)
         if key not in self._cache:
-            mask = None if relation is None else self.edge_type == relation
-            self._cache[key] = self._csr(mask, "mean")
+            self._cache[key] = self._csr(relation, "mean")
         return self._cache[key]
 
-    def sym_adj(self) -> "SparseOp":
+    def sym_adj(self) -> SparseOp:
         """Symmetric normalised weighted adjacency S (N,N) CSR; the Laplacian is L = I - S."""
         if "sym" not in self._cache:
             self._cache["sym"] = self._csr(None, "sym")
@@ -70,56 +75,156 @@ class GraphOps:
     def weighted_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(edge_index (2,E'), log_weight (E',)) of the edges with weight > 0 (for attention models)."""
         if "edges" not in self._cache:
-            keep = self.edge_weight > 0
-            self._cache["edges"] = (self.edge_index[:, keep], self.edge_weight[keep].log())
+            if self._unweighted:
+                self._cache["edges"] = (self.edge_index, torch.zeros(self.edge_index.size(1)))
+            else:
+                keep = self.edge_weight > 0
+                self._cache["edges"] = (self.edge_index[:, keep], self.edge_weight[keep].log())
         return self._cache["edges"]
 
 
-def _csr(row: torch.Tensor, col: torch.Tensor, val: torch.Tensor, n: int) -> torch.Tensor:
-    """(N,N) CSR matrix from COO triples (duplicates kept: spmm sums them, as coalescing would)."""
-    order = torch.argsort(row * n + col)
-    crow = torch.zeros(n + 1, dtype=torch.long)
-    crow[1:] = torch.cumsum(torch.bincount(row, minlength=n), 0)
-    with warnings.catch_warnings():  # torch flags CSR as "beta" on every construction
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col[order], val[order], (n, n))
-
-
 class SparseOp:
-    """A constant sparse matrix (CSR); its transpose (for a fast backward pass) is built on first use,
-    so inference never pays for it."""
+    """A constant sparse (N,N) matrix in CSR arrays (``crow`` (N+1,), ``col`` (nnz,), ``val`` (nnz,) float32).
 
-    def __init__(self, a: torch.Tensor, make_at) -> None:
-        self.a, self._make_at, self._at = a, make_at, None
+    ``a`` is the same matrix as a torch CSR tensor (shares memory); ``at`` is the transpose (for the
+    backward pass), built on first use so inference never pays for it.
+    """
 
-    @property
-    def at(self) -> torch.Tensor:
-        if self._at is None:
-            self._at = self._make_at()
-        return self._at
+    def __init__(self, crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, n: int) -> None:
+        self.crow, self.col, self.val, self.n = crow, col, val, int(n)
+        self._a: torch.Tensor | None = None
+        self._t: SparseOp | None = None
 
     @property
     def shape(self) -> torch.Size:
-        return self.a.shape
+        return torch.Size((self.n, self.n))
+
+    @property
+    def nnz(self) -> int:
+        return int(self.col.numel())
+
+    @property
+    def a(self) -> torch.Tensor:
+        if self._a is None:
+            with warnings.catch_warnings():  # torch flags CSR as "beta" on every construction
+                warnings.simplefilter("ignore", UserWarning)
+                self._a = torch.sparse_csr_tensor(self.crow, self.col, self.val, (self.n, self.n))
+        return self._a
+
+    def transpose(self) -> SparseOp:
+        if self._t is None:
+            crow, col, val = _transpose_csr(self.crow.numpy(), self.col.numpy(), self.val.numpy(), self.n)
+            self._t = SparseOp(torch.from_numpy(crow), torch.from_numpy(col), torch.from_numpy(val), self.n)
+            self._t._t = self
+        return self._t
+
+    @property
+    def at(self) -> torch.Tensor:
+        return self.transpose().a
 
     def to_dense(self) -> torch.Tensor:
         return self.a.to_dense()
+
+    def matmul(self, h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``self @ h`` for dense float32 ``h`` (N,H) (no autograd); ``out`` (N,H) is reused if given."""
+        h = h.detach().contiguous()
+        if out is None:
+            out = torch.empty(self.n, h.size(1), dtype=h.dtype)
+        args = (self.crow.numpy(), self.col.numpy(), self.val.numpy(), h.numpy(), out.numpy())
+        run_ranges(_csr_mm, self.n, *args, min_span=4096)  # rows split across threads (a row is never split)
+        return out
 
 
 class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, op: SparseOp) -> torch.Tensor:  # type: ignore[override]
         ctx.op = op
-        return torch.sparse.mm(op.a, h)
+        return op.matmul(h.detach())
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return torch.sparse.mm(ctx.op.at, grad.contiguous()), None
+        return ctx.op.transpose().matmul(grad), None
 
 
 def spmm(a: SparseOp, h: torch.Tensor) -> torch.Tensor:
-    """``a @ h`` for a constant sparse ``a`` (N,N) and dense ``h`` (N,H); differentiable in ``h``
-    (the backward multiplies by the cached transpose: torch's own CSR backward is ~10x slower)."""
-    if h.requires_grad:
+    """``a @ h`` for a constant sparse ``a`` (N,N) and dense ``h`` (N,H) or (N,); differentiable in ``h``
+    (the backward multiplies by the cached transpose)."""
+    if h.dim() == 1:
+        return spmm(a, h.unsqueeze(1)).squeeze(1)
+    if h.dtype != torch.float32:  # the kernels are float32; anything else takes torch's own CSR product
+        return torch.sparse.mm(a.a.to(h.dtype), h)
+    if h.requires_grad and torch.is_grad_enabled():
         return _SpMM.apply(h, a)
-    return torch.sparse.mm(a.a, h)
+    return a.matmul(h)
+
+
+# ---- kernels ---------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, nogil=True)
+def _build_csr(row, col, w, etype, relation, n, norm):  # pragma: no cover - compiled
+    """CSR (rows grouped by ``row``, edge order kept within a row) of the edges with ``w > 0`` (and
+    ``etype == relation`` when ``relation >= 0``). norm 0: ``w / rowsum``; 1: ``w * d[row]^-1/2 *
+    d[col]^-1/2`` with d the weighted row sums (0 where d = 0)."""
+    e = row.shape[0]
+    deg = np.zeros(n, dtype=np.float32)
+    cnt = np.zeros(n + 1, dtype=np.int64)
+    for i in range(e):
+        if w[i] > 0 and (relation < 0 or etype[i] == relation):
+            cnt[row[i] + 1] += 1
+            deg[row[i]] += w[i]
+    for i in range(n):
+        cnt[i + 1] += cnt[i]
+    nnz = cnt[n]
+    out_col = np.empty(nnz, dtype=np.int64)
+    out_val = np.empty(nnz, dtype=np.float32)
+    pos = cnt[:n].copy()
+    if norm == 1:
+        dinv = np.zeros(n, dtype=np.float32)
+        for i in range(n):
+            if deg[i] > 0:
+                dinv[i] = np.float32(1.0) / np.sqrt(deg[i])
+    for i in range(e):
+        if w[i] > 0 and (relation < 0 or etype[i] == relation):
+            r = row[i]
+            p = pos[r]
+            pos[r] = p + 1
+            out_col[p] = col[i]
+            if norm == 0:
+                out_val[p] = w[i] / deg[r]
+            else:
+                out_val[p] = dinv[r] * w[i] * dinv[col[i]]
+    return cnt, out_col, out_val
+
+
+@numba.njit(cache=True, nogil=True)
+def _transpose_csr(crow, col, val, n):  # pragma: no cover - compiled
+    cnt = np.zeros(n + 1, dtype=np.int64)
+    for j in range(col.shape[0]):
+        cnt[col[j] + 1] += 1
+    for i in range(n):
+        cnt[i + 1] += cnt[i]
+    pos = cnt[:n].copy()
+    out_col = np.empty(col.shape[0], dtype=np.int64)
+    out_val = np.empty(col.shape[0], dtype=np.float32)
+    for r in range(n):
+        for j in range(crow[r], crow[r + 1]):
+            c = col[j]
+            p = pos[c]
+            pos[c] = p + 1
+            out_col[p] = r
+            out_val[p] = val[j]
+    return cnt, out_col, out_val
+
+
+@numba.njit(cache=True, nogil=True)
+def _csr_mm(crow, col, val, h, out, lo, hi):  # pragma: no cover - compiled
+    """Rows ``lo:hi`` of out (N,H) = CSR (N,N) @ h (N,H); each row's sum in CSR order."""
+    f = h.shape[1]
+    for i in range(lo, hi):
+        for k in range(f):
+            out[i, k] = 0.0
+        for j in range(crow[i], crow[i + 1]):
+            c = col[j]
+            v = val[j]
+            for k in range(f):
+                out[i, k] += v * h[c, k]
