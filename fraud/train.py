@@ -35,6 +35,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "gat": {"lr": 0.01, "weight_decay": 0.0, "hparams": {"hidden": 32, "layers": 2, "heads": 4, "dropout": 0.1}},
     "bwgnn": {"lr": 0.01, "weight_decay": 0.0, "hparams": {"hidden": 64, "order": 2}},
     "rgnn": {"lr": 0.01, "weight_decay": 0.0, "hparams": {"hidden": 64, "layers": 2, "dropout": 0.1}},
+    "hsign": {"lr": 0.01, "weight_decay": 0.0,
+              "hparams": {"hidden": 64, "hops": 2, "bins": 8, "ensemble": 5, "l1": 0.3, "nb_l1": 10.0}},
     "xgbgraph": {"hparams": {"hops": 2, "n_estimators": 1000, "learning_rate": 0.05, "num_leaves": 31}},
 }
 
@@ -155,6 +157,8 @@ def train_model(ds, model_name: str, split: Split | None, seed: int, *, epochs: 
         weight_decay = defaults["weight_decay"] if weight_decay is None else weight_decay
         config.update(lr=lr, weight_decay=weight_decay)
         model = build_model(name, x.size(1), len(ds.relations), **hp)
+        if hasattr(model, "fit_encoding"):  # label-free input statistics (HSIGN's bins) from the whole graph
+            model.fit_encoding(x, g)
         if minibatch:
             fit = _fit_minibatch
             config.update(batch_size=batch_size, fanout=list(fanout))
@@ -192,20 +196,29 @@ def _fit_full(model, x, g, y, tr, va, w_tr, soft_idx, soft_targets, soft_weight,
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     ytr, yva = y[tr].float(), y[va]
     soft_y = soft_targets[soft_idx].float() if len(soft_idx) else None
+    members = hasattr(model, "member_logits")
+    need = torch.cat([tr, soft_idx]) if soft_y is not None else tr
     best, best_state, best_epoch, history = -math.inf, None, 0, []
     with _progress(progress, epochs, label) as bar:
         task = bar.add_task("train", total=epochs, info="") if bar else None
         for epoch in range(1, epochs + 1):
             model.train()
             opt.zero_grad()
-            logits = model(x, g)
-            loss = _loss(logits[tr], ytr, w_tr, logits[soft_idx] if soft_y is not None else None, soft_y,
-                         soft_weight)
+            if members:  # an ensemble inside the model: one loss per member, averaged; only the rows needed
+                out = model.member_logits(x, g, rows=need)
+                cols = [(c[: len(tr)], c[len(tr):] if soft_y is not None else None) for c in out.unbind(1)]
+            else:
+                out = model(x, g)
+                cols = [(out[tr], out[soft_idx] if soft_y is not None else None)]
+            loss = torch.stack([_loss(c_tr, ytr, w_tr, c_soft, soft_y, soft_weight) for c_tr, c_soft in cols]).mean()
+            if hasattr(model, "regularization"):  # a model's own penalty (e.g. HSIGN's L1), given the label count
+                loss = loss + model.regularization(len(tr))
             loss.backward()
             opt.step()
             model.eval()
             with torch.no_grad():
-                val_ap = auprc(model(x, g)[va], yva) if torch.isfinite(loss) else -math.inf
+                val_logits = model.member_logits(x, g, rows=va).mean(1) if members else model(x, g)[va]
+                val_ap = auprc(val_logits, yva) if torch.isfinite(loss) else -math.inf
             history.append({"epoch": epoch, "loss": float(loss.detach()), "val_auprc": val_ap})
             if val_ap > best:
                 best, best_epoch, best_state = val_ap, epoch, copy.deepcopy(model.state_dict())
@@ -219,22 +232,79 @@ def _fit_full(model, x, g, y, tr, va, w_tr, soft_idx, soft_targets, soft_weight,
 
 
 def minibatch_available() -> bool:
-    """NeighborLoader needs pyg-lib or torch-sparse (optional extra ``finllm[sparse]``)."""
-    import importlib.util
+    """NeighborLoader needs pyg-lib or torch-sparse (optional extra ``finllm[sparse]``), importable: PyG
+    silently disables a torch-sparse that fails to import (e.g. without its dependency torch-scatter)."""
+    import torch_geometric.typing as pyg_typing
 
-    return any(importlib.util.find_spec(m) is not None for m in ("pyg_lib", "torch_sparse"))
+    return bool(pyg_typing.WITH_PYG_LIB or pyg_typing.WITH_TORCH_SPARSE)
 
 
 def _fit_minibatch(model, x, g, y, tr, va, w_tr, soft_idx, soft_targets, soft_weight, *, epochs, patience, lr,
                    weight_decay, progress, label, data, edge_weight, batch_size, fanout, **_):
     """Mini-batch training with PyG's NeighborLoader over the training (and soft-target) nodes.
 
-    Each batch's sampled subgraph gets its own GraphOps (edge weights carried along); validation runs
+    Each batch's sampled subgraph gets its own GraphOps (edge weights and relations carried along, so a
+    weight-0 edge is still no edge); the loss is taken on the batch's seed nodes only (an ensemble model such
+    as HSIGN trains on its averaged logits here, not one loss per member as in full batch). Validation runs
     full-batch (sparse products keep that cheap). Needs pyg-lib or torch-sparse.
     """
     if not minibatch_available():
         raise ConfigError("mini-batch training needs pyg-lib or torch-sparse "
                           "(pip install 'finllm[sparse]'); use full-batch training")
+    loader = neighbor_loader(x, data, y, tr, w_tr, soft_idx, soft_targets, soft_weight, edge_weight=edge_weight,
+                             batch_size=batch_size, fanout=fanout)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    best, best_state, best_epoch, history = -math.inf, None, 0, []
+    with _progress(progress, epochs, label) as bar:
+        task = bar.add_task("train", total=epochs, info="") if bar else None
+        for epoch in range(1, epochs + 1):
+            model.train()
+            total, batches = 0.0, 0
+            for b in loader:
+                opt.zero_grad()
+                bg = GraphOps(b.edge_index, b.num_nodes, edge_type=getattr(b, "edge_type", None),
+                              edge_weight=b.edge_weight, num_relations=g.num_relations)
+                # forward = head(embed) for every GNN here; the head runs on the seed rows only
+                logits = model.head(model.embed(b.x, bg)[: b.batch_size]).squeeze(-1)
+                t, hw, sw = b.target[: b.batch_size], b.node_w[: b.batch_size], b.soft_w[: b.batch_size]
+                hard = hw > 0
+                loss = (F.binary_cross_entropy_with_logits(logits[hard], t[hard], reduction="none")
+                        * hw[hard]).sum() / hw[hard].sum().clamp_min(1e-12)
+                soft = sw > 0
+                if soft.any():
+                    loss = loss + soft_weight * F.binary_cross_entropy_with_logits(logits[soft], t[soft])
+                if hasattr(model, "regularization"):  # the model's own penalty (HSIGN's L1), as in full batch
+                    loss = loss + model.regularization(len(tr))
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                batches += 1
+            model.eval()
+            mean_loss = total / max(batches, 1)
+            with torch.no_grad():
+                val_ap = auprc(model(x, g)[va], y[va]) if math.isfinite(mean_loss) else -math.inf
+            history.append({"epoch": epoch, "loss": mean_loss, "val_auprc": val_ap, "batches": batches})
+            if val_ap > best:
+                best, best_epoch, best_state = val_ap, epoch, copy.deepcopy(model.state_dict())
+            if bar:
+                bar.update(task, advance=1, info=f"loss {mean_loss:.4f} val AUPRC {val_ap:.4f} (best {best:.4f})")
+            if epoch - best_epoch >= patience or not math.isfinite(mean_loss):
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model, history, best_epoch
+
+
+def neighbor_loader(x, data, y, tr, w_tr, soft_idx, soft_targets, soft_weight, *, edge_weight=None,
+                    batch_size: int = 2048, fanout: tuple[int, ...] = (15, 10), shuffle: bool = True):
+    """PyG NeighborLoader over the training (and soft-target) seed nodes of ``data``.
+
+    Batches carry ``x`` (normalised), ``edge_weight`` (E_b,), ``edge_type`` (when the graph has one),
+    ``target`` (label, or soft target, NaN elsewhere), ``node_w`` (class weight x node weight on
+    training nodes, 0 elsewhere) and ``soft_w``; the first ``batch_size`` nodes of a batch are its seeds.
+    """
+    import warnings
+
     from torch_geometric.data import Data
     from torch_geometric.loader import NeighborLoader
 
@@ -248,50 +318,17 @@ def _fit_minibatch(model, x, g, y, tr, va, w_tr, soft_idx, soft_targets, soft_we
         keep = torch.isnan(target[soft_idx])
         target[soft_idx[keep]] = soft_targets[soft_idx[keep]].float()
         soft_w[soft_idx[keep]] = soft_weight
-    ew = edge_weight if edge_weight is not None else torch.ones(data.edge_index.size(1))
+    ew = edge_weight.float() if edge_weight is not None else torch.ones(data.edge_index.size(1))
     sub = Data(x=x, edge_index=data.edge_index, edge_weight=ew, target=target, node_w=node_w, soft_w=soft_w,
                num_nodes=n)
     et = getattr(data, "edge_type", None)
     if et is not None:
         sub.edge_type = et
     seeds = torch.cat([tr, soft_idx[torch.isin(soft_idx, tr, invert=True)]]) if len(soft_idx) else tr
-    loader = NeighborLoader(sub, num_neighbors=list(fanout), batch_size=batch_size, input_nodes=seeds,
-                            shuffle=True)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    best, best_state, best_epoch, history = -math.inf, None, 0, []
-    with _progress(progress, epochs, label) as bar:
-        task = bar.add_task("train", total=epochs, info="") if bar else None
-        for epoch in range(1, epochs + 1):
-            model.train()
-            total = 0.0
-            for b in loader:
-                opt.zero_grad()
-                bg = GraphOps(b.edge_index, b.num_nodes, edge_type=getattr(b, "edge_type", None),
-                              edge_weight=b.edge_weight, num_relations=g.num_relations)
-                logits = model(b.x, bg)[: b.batch_size]
-                t, hw, sw = b.target[: b.batch_size], b.node_w[: b.batch_size], b.soft_w[: b.batch_size]
-                hard = hw > 0
-                loss = (F.binary_cross_entropy_with_logits(logits[hard], t[hard], reduction="none")
-                        * hw[hard]).sum() / hw[hard].sum().clamp_min(1e-12)
-                soft = sw > 0
-                if soft.any():
-                    loss = loss + soft_weight * F.binary_cross_entropy_with_logits(logits[soft], t[soft])
-                loss.backward()
-                opt.step()
-                total += float(loss)
-            model.eval()
-            with torch.no_grad():
-                val_ap = auprc(model(x, g)[va], y[va])
-            history.append({"epoch": epoch, "loss": total, "val_auprc": val_ap})
-            if val_ap > best:
-                best, best_epoch, best_state = val_ap, epoch, copy.deepcopy(model.state_dict())
-            if bar:
-                bar.update(task, advance=1, info=f"val AUPRC {val_ap:.4f} (best {best:.4f})")
-            if epoch - best_epoch >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return model, history, best_epoch
+    with warnings.catch_warnings():  # "NeighborSampler without pyg-lib is deprecated": torch-sparse is our path
+        warnings.filterwarnings("ignore", message=".*without a 'pyg-lib' installation is deprecated.*")
+        return NeighborLoader(sub, num_neighbors=list(fanout), batch_size=batch_size, input_nodes=seeds,
+                              shuffle=shuffle)
 
 
 # ---- several seeds -----------------------------------------------------------------------------

@@ -12,10 +12,11 @@ from finllm.errors import ConfigError
 from fraud.models.bwgnn import BWGNN
 from fraud.models.gat import GAT
 from fraud.models.graph_ops import GraphOps
+from fraud.models.hsign import HSIGN
 from fraud.models.rgnn import RGNN
 from fraud.models.sage import SAGE
 
-GNN_MODELS: dict[str, type[nn.Module]] = {"sage": SAGE, "gat": GAT, "bwgnn": BWGNN, "rgnn": RGNN}
+GNN_MODELS: dict[str, type[nn.Module]] = {"sage": SAGE, "gat": GAT, "bwgnn": BWGNN, "rgnn": RGNN, "hsign": HSIGN}
 TREE_MODELS = ("xgbgraph",)
 MODEL_NAMES = tuple(GNN_MODELS) + TREE_MODELS
 ALIASES = {"graphsage": "sage", "rgcn": "rgnn", "xgb": "xgbgraph", "beta": "bwgnn"}
@@ -37,4 +38,4 @@ def build_model(name: str, in_dim: int, num_relations: int = 1, **hparams) -> nn
 
 
 __all__ = ["GNN_MODELS", "TREE_MODELS", "MODEL_NAMES", "GraphOps", "build_model", "canonical_name",
-           "SAGE", "GAT", "BWGNN", "RGNN"]
+           "SAGE", "GAT", "BWGNN", "RGNN", "HSIGN"]

@@ -12,10 +12,10 @@ from fraud.models import GNN_MODELS, GraphOps, build_model
 from fraud.splits import make_split
 from fraud.train import minibatch_available, run_seeds, train_model
 
-EPOCHS = {"sage": 25, "gat": 8, "bwgnn": 25, "rgnn": 12, "xgbgraph": 60}
+EPOCHS = {"sage": 25, "gat": 8, "bwgnn": 25, "rgnn": 12, "hsign": 25, "xgbgraph": 60}
 
 
-@pytest.mark.parametrize("name", ["sage", "gat", "bwgnn", "xgbgraph"])
+@pytest.mark.parametrize("name", ["sage", "gat", "bwgnn", "hsign", "xgbgraph"])
 def test_model_beats_random_on_amazon_slice(amazon_slice, name):
     split = make_split(amazon_slice, "full", 0)
     res = train_model(amazon_slice, name, split, 0, epochs=EPOCHS[name], patience=EPOCHS[name])
@@ -55,6 +55,30 @@ def test_edge_weight_zero_equals_removing_the_edge(bitcoin, name):
     assert not torch.allclose(a, c, atol=1e-3)  # the weights did change the messages
 
 
+def test_hsign_bins_are_frozen_and_saved(bitcoin):
+    """HSIGN fits its quantile bins (no labels) on the first graph it sees; a reloaded model keeps them and
+    scores another graph exactly like the original."""
+    d = bitcoin.data
+    x = (d.x - d.x.mean(0)) / (d.x.std(0) + 1e-6)
+    g = GraphOps(d.edge_index, d.num_nodes, edge_type=d.edge_type, num_relations=2)
+    model = build_model("hsign", d.x.size(1), 2).eval()
+    assert not bool(model.fitted)
+    with torch.no_grad():
+        first = model(x, g)
+    assert bool(model.fitted) and torch.isfinite(model.edges).all()
+    clone = build_model("hsign", d.x.size(1), 2).eval()
+    clone.load_state_dict(model.state_dict())
+    sub = torch.arange(0, d.num_nodes, 2)  # another graph: every other node and the edges among them
+    keep = (d.edge_index % 2 == 0).all(0)
+    g2 = GraphOps(d.edge_index[:, keep] // 2, len(sub), edge_type=d.edge_type[keep], num_relations=2)
+    with torch.no_grad():
+        assert torch.allclose(clone(x, g), first, atol=1e-6)
+        other = model(x[sub], g2)
+    with torch.inference_mode():  # how fraud.score runs it
+        assert torch.allclose(clone(x[sub], g2), other, atol=1e-6)
+    assert torch.equal(clone.edges, model.edges)  # scoring g2 did not refit the bins
+
+
 def test_xgbgraph_features_honour_edge_weight(bitcoin):
     d = bitcoin.data
     w = torch.zeros(d.edge_index.size(1))
@@ -84,6 +108,25 @@ def test_supervisor_hooks_change_training(amazon_slice):
     assert tree.config["soft_nodes"] == int(unl.sum())
     with pytest.raises(ConfigError):
         train_model(amazon_slice, "sage", split, 0, edge_weight=torch.full((3,), 0.5), **kw)
+
+
+def test_hsign_member_losses_take_the_hooks(amazon_slice):
+    """HSIGN trains its members on the labelled rows only: the soft-target and node-weight hooks still
+    reach every member."""
+    split = make_split(amazon_slice, "semi", 0)
+    n = amazon_slice.num_nodes
+    kw = {"epochs": 8, "patience": 8}
+    base = train_model(amazon_slice, "hsign", split, 0, **kw)
+    soft = torch.full((n,), float("nan"))
+    unl = torch.ones(n, dtype=torch.bool)
+    unl[split.train] = False
+    soft[unl] = 1.0
+    pushed = train_model(amazon_slice, "hsign", split, 0, soft_targets=soft, soft_weight=2.0, **kw)
+    assert pushed.probs.mean() > base.probs.mean() + 0.05
+    nw = torch.ones(n)
+    nw[amazon_slice.data.y == 1] = 0.0
+    down = train_model(amazon_slice, "hsign", split, 0, node_weight=nw + 1e-3, **kw)
+    assert down.probs.mean() < base.probs.mean()
 
 
 def test_minibatch_path():
