@@ -200,6 +200,8 @@ def binary_aa(a, b, code, out, lo, hi):
 @njit(**_JIT)
 def binary_ac(a, c, code, out, lo, hi):
     """``out = a op c`` (c a float; RSUB/RDIV give ``c - a``, ``c / a``) for rows lo..hi."""
+    # One loop per code on purpose: with the operator a constant inside the loop LLVM vectorises it; a
+    # single loop dispatching on ``code`` per element does not vectorise.
     for t in range(lo, hi):
         ar, o = a[t], out[t]
         if code == ADD:
