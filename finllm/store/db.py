@@ -41,12 +41,49 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.close()
 
 
+_MIGRATE_LOCK_KEY = 0x66696E6C6C6D  # PostgreSQL advisory lock id of finllm's migrations ("finllm")
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """Serialise migrations across processes: parallel jobs that open a fresh database at the same time
+    would otherwise all try to create Alembic's version table. SQLite: an exclusive ``flock`` on
+    ``<db file>.migrate.lock``; PostgreSQL: a session advisory lock; other back ends: none."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        import fcntl
+
+        lock = Path(url.removeprefix("sqlite:///")).expanduser()
+        with open(lock.with_name(lock.name + ".migrate.lock"), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    elif url.startswith(("postgresql", "postgres")):
+        from sqlalchemy import text
+
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATE_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATE_LOCK_KEY})
+        finally:
+            engine.dispose()
+    else:
+        yield
+
+
 def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``)."""
+    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``); safe to call from
+    several processes at once."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    with _migration_lock(url):
+        command.upgrade(cfg, "head")
 
 
 class Store:

@@ -112,6 +112,32 @@ def test_killed_writer_leaves_no_rows(db_url: str) -> None:
     store.dispose()
 
 
+_RACER = textwrap.dedent("""
+    import os, sys, time
+    from finllm.store import open_store
+    url, go = sys.argv[1], sys.argv[2]
+    while not os.path.exists(go):  # imports done: wait so that every process migrates at the same moment
+        time.sleep(0.005)
+    open_store(url).dispose()
+""")
+
+
+def test_parallel_first_opens_migrate_once(db_url: str, tmp_path) -> None:
+    """Parallel jobs opening a fresh database at the same time (the mining bench's worker processes, two
+    Airflow tasks) all succeed: migrations are serialised (a file lock / an advisory lock)."""
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, db_url, str(go)], stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    time.sleep(3.0)  # let the interpreters import finllm
+    go.touch()
+    errs = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert all(rc == 0 for rc, _ in errs), [e[-800:] for rc, e in errs if rc]
+    store = open_store(db_url)
+    with store.engine.connect() as c:
+        assert c.execute(sa.text("select version_num from alembic_version")).scalar() == "0001"
+    store.dispose()
+
+
 def test_settings_never_expose_key(monkeypatch: pytest.MonkeyPatch) -> None:
     from finllm.config import load_settings
 
