@@ -28,7 +28,7 @@ PARAMS = {
     "data": Param(data_path("fraud/amazon_upu.mat"), type="string",
                   description="Graph file (.mat / .npz / CSV edge list) with fraud labels."),
     "date": Param(None, type=["null", "string"], description="Business date (YYYY-MM-DD); default: logical date."),
-    "model": Param("bwgnn", type="string", description="GNN family to train (see `finllm fraud train --help`)."),
+    "model": Param("hsign", type="string", description="GNN family to train (see `finllm fraud train --help`)."),
     "setting": Param("full", enum=["full", "semi"],
                      description="Labels used: full (the file's split / 40-20-40) or semi (20 fraud + 80 normal)."),
     "seeds": Param(3, type="integer", minimum=1, description="Training seeds (the best on validation is kept)."),

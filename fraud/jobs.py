@@ -135,7 +135,7 @@ def _predictions_npz(path: Path, ds: Any, kept: Any, setting: str) -> str:
     return str(path)
 
 
-def train_job(data: str, *, model: str = "bwgnn", setting: str = "semi", seeds: int = 3, epochs: int = 200,
+def train_job(data: str, *, model: str = "hsign", setting: str = "semi", seeds: int = 3, epochs: int = 200,
               llm_budget: int = 60, uses: str | None = None, idempotency_key: str | None = None,
               progress: bool = False, store: Any = None) -> dict[str, Any]:
     """Train a detector with the LLM supervisor (:func:`fraud.supervisor.loop.run_seeds_supervised`;

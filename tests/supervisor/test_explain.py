@@ -60,3 +60,19 @@ def test_explain_cli_json(saved, monkeypatch):
     assert doc["node"] == node_id and len(doc["features"]) == 2 and "llm" not in doc and doc["summary"]
     bad = CliRunner().invoke(app, ["fraud", "explain", "--model", loaded.id, "--node", "no-such-node", "--no-llm"])
     assert bad.exit_code == 2 and "no node 'no-such-node'" in bad.output
+
+
+def test_hsign_features_get_gradient_attributions(bitcoin, bitcoin_split):
+    """HSIGN caches its label-free encoding without gradients for training; an explanation still needs
+    d logit / d x, so the attribution must be finite and not all zero."""
+    from fraud.artifacts import LoadedModel
+    from fraud.supervisor.explain import feature_attribution
+    from fraud.train import train_model
+
+    res = train_model(bitcoin, "hsign", bitcoin_split, 0, epochs=3, patience=3)
+    loaded = LoadedModel(id="t", name="hsign", model=res.model, threshold=res.threshold,
+                         normalization=res.normalization, config=res.config, metrics={}, dataset="")
+    node = int(torch.argmax(res.probs))
+    feats = feature_attribution(loaded, bitcoin, node, top=3)
+    assert len(feats) == 3 and feats[0]["method"] == "gradient_x_input"
+    assert all(math.isfinite(f["attribution"]) for f in feats) and abs(feats[0]["attribution"]) > 0
