@@ -95,7 +95,8 @@ def register(app: typer.Typer) -> None:
 
         _stage(1, 4, f"mining a factor pool ({method.upper()}, {minutes:g} min) on {market.name}")
         cfg = MineConfig(data=str(market), train=m["train"], valid=m["valid"], test=m["test"], method=method,
-                         minutes=minutes, pool_size=m["pool_size"], seed=seed, max_tickers=m["max_tickers"])
+                         minutes=minutes, pool_size=m["pool_size"], seed=seed, max_tickers=m["max_tickers"],
+                         rebalance=20)  # hold the book for the 20-day target's horizon (daily turns it into costs)
         mined = mine(cfg, out / "mine", store=store, progress=True, resume=False,
                      idempotency_key=f"demo/{tag}/mine/{method}/{seed}")
         secs = {"mining": time.perf_counter() - t0}
