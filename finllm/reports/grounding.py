@@ -26,7 +26,9 @@ _DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 _NUMBER = re.compile(
     r"(?<![\w$@.])(?P<sign>[-+\u2212])?(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?P<pct>\s?%)?(?![\w])"
 )
-_FACT_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# A number inside a fact's text, by the same word-boundary rule: digits inside an identifier (a run's
+# UUID "9c99ab...", "auprc@100") are not facts, or an invented "99%" would be grounded by a run id.
+_FACT_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?!\w)")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'*`\-\u2022])|\n+")
 
 
@@ -75,11 +77,12 @@ def fact_numbers(facts: Any) -> tuple[set[float], set[str]]:
                 nums.add(float(x))
         elif isinstance(x, str):
             strings.add(x)
-            nums.update(float(m) for m in _FACT_NUMBER.findall(x))
+            nums.update(float(m) for m in _FACT_NUMBER.findall(_DATE.sub(" ", x)))  # dates: see find_dates
         elif isinstance(x, dict):
             for k, v in x.items():
                 walk(str(k))
-                walk(v)
+                if not (str(k) == "id" or str(k).endswith("_id")):  # identifiers carry no facts
+                    walk(v)
         elif isinstance(x, (list, tuple)):
             for v in x:
                 walk(v)

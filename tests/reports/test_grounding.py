@@ -68,3 +68,12 @@ def test_comparisons_give_the_llm_supported_differences():
     rows = comparisons({"test": {"ic": 0.05}}, {"gp": {"test": {"ic": 0.03, "rank_ic": 0.02}}})
     assert rows == [{"baseline": "gp", "split": "test", "metric": "ic", "ours": 0.05,
                      "baseline_value": 0.03, "difference": pytest.approx(0.02)}]
+
+
+def test_digits_inside_identifiers_and_dates_ground_nothing():
+    """A run id (a UUID with a "99" in it) or a date must not make an invented "99%" look supported."""
+    facts = {"id": "9c99ab12-0f3e-4d99-8a1b-77c3d2e1f0aa", "run_id": "99", "name": "amazon hsign 99x",
+             "started_at": "2026-11-28T19:59:27", "test": {"auroc": 0.9123}}
+    rep = check_numbers("Test AUROC was 0.9123. About 99% of alerts are real fraud. There were 28 of them.", facts)
+    assert rep.text == "Test AUROC was 0.9123."
+    assert {"99%", "28"} <= set(rep.unsupported)
