@@ -13,16 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fraud.models.graph_ops import GraphOps, spmm
+from fraud.models.graph_ops import GraphOps, powers
 
 
 def aggregate_features(x: torch.Tensor, g: GraphOps, hops: int = 2) -> torch.Tensor:
     """(N,F) -> (N, (hops+1)*F): ``[x, A x, A^2 x]``."""
-    a = g.mean_adj()
-    outs = [x]
-    for _ in range(hops):
-        outs.append(spmm(a, outs[-1]))
-    return torch.cat(outs, 1)
+    return torch.cat([x, *powers(g.mean_adj(), x, hops)], 1)
 
 
 @dataclass

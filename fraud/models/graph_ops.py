@@ -158,6 +158,16 @@ def spmm(a: SparseOp, h: torch.Tensor) -> torch.Tensor:
     return a.matmul(h)
 
 
+def powers(a: SparseOp, x: torch.Tensor, k: int) -> list[torch.Tensor]:
+    """``[a x, a^2 x, ..., a^k x]`` for a constant sparse ``a`` (N,N) and ``x`` (N,F): the multi-hop
+    neighbourhood features of XGBGraph-style baselines and of HSIGN."""
+    out, h = [], x
+    for _ in range(k):
+        h = spmm(a, h)
+        out.append(h)
+    return out
+
+
 # ---- kernels ---------------------------------------------------------------------------------------
 
 @numba.njit(cache=True, nogil=True)

@@ -34,7 +34,7 @@ import weakref
 import torch
 from torch import nn
 
-from fraud.models.graph_ops import GraphOps, spmm
+from fraud.models.graph_ops import GraphOps, powers, spmm
 
 
 def propagate(x: torch.Tensor, g: GraphOps, hops: int = 2, relations: bool = True) -> torch.Tensor:
@@ -45,13 +45,9 @@ def propagate(x: torch.Tensor, g: GraphOps, hops: int = 2, relations: bool = Tru
         ops += [g.mean_adj(r) for r in range(g.num_relations)]
     outs = [x]
     for a in ops:
-        h = x
-        for _ in range(hops):
-            h = spmm(a, h)
-            outs.append(h)
-        m1 = outs[-hops]  # A x
-        var = (spmm(a, x * x) - m1 * m1).clamp_min(0.0)
-        outs.append(var.sqrt())
+        hop = powers(a, x, hops)
+        var = (spmm(a, x * x) - hop[0] * hop[0]).clamp_min(0.0)  # E_A[x^2] - (A x)^2
+        outs += [*hop, var.sqrt()]
     return torch.cat(outs, 1)
 
 
@@ -112,6 +108,8 @@ class HSIGN(nn.Module):
                  feat_dropout: float = 0.0, ensemble: int = 5, l1: float = 0.3, nb_l1: float = 10.0,
                  relations: bool = True, num_relations: int = 1) -> None:
         super().__init__()
+        if int(hops) < 1:
+            raise ValueError(f"hops must be >= 1 (the neighbour std needs A x), got {hops}")
         self.hops, self.bins, self.use_rel = int(hops), int(bins), bool(relations)
         self.l1, self.nb_l1 = float(l1), float(nb_l1)
         n_ops = 1 + (num_relations if relations and num_relations > 1 else 0)
