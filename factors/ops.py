@@ -162,7 +162,7 @@ def _log(x: Tensor) -> Tensor:
     out = K.empty(xa.shape)
     with np.errstate(all="ignore"):
         np.log(xa, out=out)  # numpy's SIMD float32 log (LLVM would call the scalar libm log)
-    K.run(K.unary, xa.shape[0], out, K.FINITE, out, parallel=False)  # log(0) = -inf -> NaN
+    K.run(K.finite_inplace, xa.shape[0], out, parallel=False)  # log(0) = -inf -> NaN
     return torch.from_numpy(out)
 
 

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 MIN_SPAN = 32  # items per thread below which a split is not worth the hand-off
+ALIGN = 16  # items: a 64-byte cache line of float32
 
 _POOL: ThreadPoolExecutor | None = None
 
@@ -40,7 +41,9 @@ def run_ranges(kernel: Callable, n: int, *args, parallel: bool = True, min_span:
     global _POOL
     if _POOL is None or _POOL._max_workers < k - 1:  # type: ignore[attr-defined]
         _POOL = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="finllm-kernel")
-    cuts = [n * i // k for i in range(k + 1)]
+    # inner cuts on multiples of ALIGN items: two threads writing the two halves of one cache line of
+    # every row (false sharing) made a 2-thread Corr 25% slower
+    cuts = [0, *((n * i // k + ALIGN // 2) // ALIGN * ALIGN for i in range(1, k)), n]
     futs = [_POOL.submit(kernel, *args, cuts[i], cuts[i + 1]) for i in range(1, k)]
     kernel(*args, cuts[0], cuts[1])
     for f in futs:
