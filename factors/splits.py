@@ -78,6 +78,11 @@ def check_covered(split: Split, dates: np.ndarray, purge: int = 0) -> torch.Tens
     """``split.days`` that raises ConfigError when the split selects no day of the panel."""
     sel = split.days(dates, purge)
     if not bool(sel.any()):
-        raise ConfigError(f"--{split.name} {split.text()}: no panel days in this range "
-                          f"(panel covers {dates[0]} .. {dates[-1]})")
+        what = "the panel" if split.start is None and split.end is None else f"--{split.name} {split.text()}"
+        n = int(split.days(dates).sum())
+        if n:  # the range has days, but all of them are purged (no full forward-return horizon after them)
+            raise ConfigError(f"{what}: all its {n} day(s) are within its last {purge} days, which are dropped "
+                              f"because their {purge}-day forward return reaches past it; use a shorter "
+                              f"--horizon or a longer range (panel covers {dates[0]} .. {dates[-1]})")
+        raise ConfigError(f"{what}: no panel days in this range (panel covers {dates[0]} .. {dates[-1]})")
     return sel

@@ -95,7 +95,7 @@ def eval_cmd(
                            "periods_per_year": ppy,
                            "panel": {"days": len(panel.dates), "tickers": len(panel.tickers),
                                      "start": str(panel.dates[0]), "end": str(panel.dates[-1])},
-                           "splits": {}}
+                           "data_report": panel.report.to_dict(), "splits": {}}
     for sp in splits:
         days = check_covered(sp, panel.dates, purge=horizon)
         rep = factor_report(x, y, mask, fwd_1d=fwd1, cost_bps=cost_bps, quantiles=quantiles, horizon=horizon,
@@ -142,3 +142,9 @@ def _print(out: dict[str, Any]) -> None:
     for h in out["splits"][names[0]]["rank_ic_decay"]:
         t.add_row(f"RankIC h={h}", *[f(out["splits"][n]["rank_ic_decay"][h]) for n in names])
     Console().print(t)
+    rep = out["data_report"]
+    shown = [i for i in rep["issues"] if i["action"] not in ("kept", "reordered")]
+    if shown:  # what the loader repaired, derived or set aside, so that a new market's quirks are visible
+        found = "; ".join(f"{i['check']} {i['count']:,} ({i['action']})" for i in shown)
+        Console().print(f"data: {rep['rows_read']:,} rows read, {rep['rows_valid']:,} valid; {found}. "
+                        f"Details: finllm data validate {out['data']}")

@@ -38,3 +38,45 @@ def test_unknown_feature_and_bad_split_exit_2():
     assert res.exit_code == 2 and "unknown feature '$foo'" in res.output
     res = CliRunner().invoke(app, ["factors", "eval", "Mean($close, 5)", *ARGS, "--train", "2009:2010"])
     assert res.exit_code == 2 and "--train" in res.output
+
+
+def _csv(tmp_path, days: int, bad_close_row: int | None = None):
+    """A small long-format CSV market (3 tickers, ``days`` business days); optionally one close <= 0."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(3):
+        px = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, days)))
+        for d, c in zip(pd.bdate_range("2021-03-01", periods=days), px):
+            rows.append({"Date": d.strftime("%Y%m%d"), "Symbol": f"X{k}", "Open": c, "High": c * 1.01,
+                         "Low": c * 0.99, "Close": c, "Volume": 1000})
+    df = pd.DataFrame(rows)
+    if bad_close_row is not None:
+        df.loc[bad_close_row, "Close"] = -1.0
+    path = tmp_path / "market.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_eval_reports_the_loaders_repairs(tmp_path):
+    """A new market's quirks are visible where the factor is scored: the row set aside for a close <= 0."""
+    path = _csv(tmp_path, 80, bad_close_row=10)
+    res = CliRunner().invoke(app, ["factors", "eval", "Div($close, Mean($close, 5))", "--data", str(path),
+                                   "--horizon", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)["data_report"]
+    assert rep["rows_read"] == 240 and rep["rows_valid"] == 239
+    assert {i["check"]: i["count"] for i in rep["issues"]}["non_positive_price"] == 1
+    res = CliRunner().invoke(app, ["factors", "eval", "Div($close, Mean($close, 5))", "--data", str(path),
+                                   "--horizon", "5"])
+    assert res.exit_code == 0 and "non_positive_price 1 (row invalid)" in " ".join(res.output.split())
+
+
+def test_eval_on_a_panel_shorter_than_the_horizon_says_why(tmp_path):
+    path = _csv(tmp_path, 12)
+    res = CliRunner().invoke(app, ["factors", "eval", "Mean($close, 3)", "--data", str(path), "--horizon", "20"])
+    assert res.exit_code == 2
+    msg = " ".join(res.output.split())
+    assert "the panel: all its 12 day(s) are within its last 20 days" in msg and "shorter --horizon" in msg
