@@ -41,6 +41,7 @@ from finllm.errors import ConfigError, DataError
 SLOW_OPS = ("Med", "Mad", "Skew", "Kurt", "Rank", "IdxMax", "IdxMin", "CSRank", "Slope")
 MINER_CONSTS = ("-1", "-0.5", "0.01", "0.5", "1", "2", "5")
 MINER_WINDOWS = ("5", "10", "20", "40")
+US_SPLITS = ("2003-01-01:2014-12-31", "2015-01-01:2016-12-31", "2017-01-01:2021-04-21")  # shipped US file
 
 
 @dataclass
@@ -240,12 +241,17 @@ def _clean(v: Any) -> Any:
 
 def load_for_mining(cfg: MineConfig) -> tuple[Any, list[Any]]:
     from factors.panel import load_panel
-    from factors.splits import parse_splits
+    from factors.splits import AUTO, parse_splits, time_splits
 
-    splits = parse_splits(cfg.train, cfg.valid, cfg.test)
-    if len(splits) != 3:
-        raise ConfigError("give --train, --valid and --test date ranges (START:END)")
+    auto = [s == AUTO for s in (cfg.train, cfg.valid, cfg.test)]
+    splits = [] if any(auto) else parse_splits(cfg.train, cfg.valid, cfg.test)
+    if not all(auto) and len(splits) != 3:
+        raise ConfigError("give all of --train, --valid and --test (START:END), or none of them: then the "
+                          "shipped US file uses its documented split and other data is cut 60/20/20 by time")
     panel = load_panel(cfg.data, max_tickers=cfg.max_tickers)
+    if all(auto):  # the chosen ranges are written back, so the run's config records them
+        splits = time_splits(panel.dates)
+        cfg.train, cfg.valid, cfg.test = (sp.text() for sp in splits)
     return panel, splits
 
 

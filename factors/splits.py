@@ -74,6 +74,22 @@ def parse_splits(train: str | None = None, valid: str | None = None, test: str |
     return out
 
 
+AUTO = "auto"  # a split given as "auto": cut the panel's own dates by TIME_FRACTIONS (time_splits)
+TIME_FRACTIONS = (0.6, 0.2, 0.2)
+
+
+def time_splits(dates: np.ndarray, fractions: tuple[float, float, float] = TIME_FRACTIONS) -> list[Split]:
+    """Train / valid / test as consecutive blocks of the panel's days, ``fractions`` of them each (the
+    default when a market comes without split dates: the first 60% train, then 20% valid, 20% test)."""
+    d = np.asarray(dates).astype("datetime64[D]")
+    n = len(d)
+    c1 = int(round(n * fractions[0]))
+    c2 = int(round(n * (fractions[0] + fractions[1])))
+    if not 0 < c1 < c2 < n:
+        raise ConfigError(f"the panel has {n} day(s): too few to cut into train / valid / test by time")
+    return [Split("train", d[0], d[c1 - 1]), Split("valid", d[c1], d[c2 - 1]), Split("test", d[c2], d[-1])]
+
+
 def check_covered(split: Split, dates: np.ndarray, purge: int = 0) -> torch.Tensor:
     """``split.days`` that raises ConfigError when the split selects no day of the panel."""
     sel = split.days(dates, purge)

@@ -25,9 +25,14 @@ def mine_cmd(
     minutes: float = typer.Option(5.0, "--minutes", min=0.0, help="Wall-clock budget of the search."),
     pool_size: int = typer.Option(20, "--pool-size", min=1, max=200, help="Pool capacity K (10/20/50 are usual)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (policy, environment, GP)."),
-    train: str = typer.Option("2003-01-01:2014-12-31", "--train", help="Train range START:END (inclusive)."),
-    valid: str = typer.Option("2015-01-01:2016-12-31", "--valid", help="Validation range START:END."),
-    test: str = typer.Option("2017-01-01:2021-04-21", "--test", help="Test range START:END."),
+    train: str = typer.Option(None, "--train", show_default=False,
+                              help="Train range START:END (inclusive). Default: 2003-01-01:2014-12-31 on the "
+                                   "shipped US file; on other data the first 60% of its days (then 20% valid, "
+                                   "20% test). Give all three ranges or none."),
+    valid: str = typer.Option(None, "--valid", show_default=False,
+                              help="Validation range START:END. Default: 2015-01-01:2016-12-31 on the US file."),
+    test: str = typer.Option(None, "--test", show_default=False,
+                             help="Test range START:END. Default: 2017-01-01:2021-04-21 on the US file."),
     out: Path = typer.Option(Path("runs/mine"), "--out", help="Folder for result.json and checkpoints "
                                                                "(a killed RL run resumes from here)."),
     horizon: int = typer.Option(20, "--horizon", min=1, max=252, help="Target: the H-day forward return."),
@@ -52,8 +57,11 @@ def mine_cmd(
 ) -> None:
     """Mine a pool of formulaic alphas on the train split, fit its weights on train and report IC, RankIC,
     ICIR and a long-short backtest with costs on train/valid/test. The pool is saved to the factor library."""
-    from factors.mine import MineConfig, mine
+    from factors.mine import US_SPLITS, MineConfig, mine
+    from factors.splits import AUTO
 
+    if train is None and valid is None and test is None:
+        train, valid, test = US_SPLITS if Path(data).name == Path(DEFAULT_DATA).name else (AUTO, AUTO, AUTO)
     cfg = MineConfig(data=str(data), train=train, valid=valid, test=test, method=method, minutes=minutes,
                      pool_size=pool_size, seed=seed, horizon=horizon, cost_bps=cost_bps, rebalance=rebalance,
                      max_tickers=max_tickers,

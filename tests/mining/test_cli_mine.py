@@ -55,3 +55,25 @@ def test_bad_input_is_one_clear_line(us_slice, tmp_path) -> None:
     assert res.exit_code == 2 and "overlap" in res.output
     res = runner.invoke(app, ["factors", "mine", "--data", str(tmp_path / "missing.parquet")])
     assert res.exit_code == 2 and "missing.parquet" in res.output
+
+
+def test_a_market_without_split_dates_is_cut_by_time(us_slice, tmp_path) -> None:
+    """Data other than the shipped US file, no --train/--valid/--test: its own days are cut 60/20/20 by
+    time and the run records the ranges it used; giving only some of the three is an error."""
+    import numpy as np
+    import polars as pl
+
+    from factors.splits import time_splits
+
+    res = runner.invoke(app, ["factors", "mine", "--data", str(us_slice), "--out", str(tmp_path / "auto"),
+                              "--method", "gp", "--max-factors", "30", "--pool-size", "3", "--no-store", "--json"])
+    assert res.exit_code == 0, res.output
+    splits = json.loads(res.stdout)["config"]["splits"]
+    dates = np.unique(pl.read_parquet(us_slice, columns=["date"])["date"].to_numpy())
+    n = len(dates)
+    assert splits["train"] == f"{dates[0]}:{dates[round(0.6 * n) - 1]}"
+    assert splits["valid"].startswith(str(dates[round(0.6 * n)])) and splits["test"].endswith(str(dates[-1]))
+    assert [s.text() for s in time_splits(dates)] == [splits["train"], splits["valid"], splits["test"]]
+    part = runner.invoke(app, ["factors", "mine", "--data", str(us_slice), "--train", SPLITS["train"],
+                               "--out", str(tmp_path / "part"), "--no-store"])
+    assert part.exit_code == 2 and "or none of them" in part.output
