@@ -60,11 +60,16 @@ def eval_cmd(
                                        "that day's factor values (costs on each rebalance); 1 = daily. Use the "
                                        "target horizon for an H-day signal."),
     decay: str = typer.Option("1,5,10,20,60", "--decay", help="Horizons for the RankIC decay curve."),
+    min_names: int = typer.Option(10, "--min-names", min=3,  # factors.metrics.MIN_NAMES (not imported: CLI start-up)
+                                  help="Names a day's cross-section needs for its IC, quantiles and backtest "
+                                       "positions (fewer: the day is left out). Lower it for a small market."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Evaluate one factor: IC, RankIC, ICIR, t-stats, quintile returns, turnover, IC decay and a long-short
     backtest with costs, per split (whole panel when no split is given). Exit code 2 on a bad expression."""
     _precheck(expr)
+    import torch
+
     from factors.evaluate import Evaluator, target_expr
     from factors.metrics import factor_report, ic_decay
     from factors.panel import load_panel
@@ -89,27 +94,37 @@ def eval_cmd(
         fwd = {h: ev.forward_return(h) for h in hs}
     mask = ev.universe
     ppy = _periods_per_year(panel.dates)
+    warnings: list[str] = []
+    widest = int((mask & torch.isfinite(x)).sum(1).max()) if mask.numel() else 0
+    if widest < max(min_names, quantiles):
+        warnings.append(f"no day has {max(min_names, quantiles)} names with a factor value (at most {widest}): "
+                        f"cross-sectional metrics need --min-names {min_names} names per day and --quantiles "
+                        f"{quantiles} at least one name per bucket, so IC, quantile returns and the backtest "
+                        f"are NaN or flat; lower --min-names / --quantiles or use a wider universe")
     out: dict[str, Any] = {"expr": e.infix, "tokens": list(e.tokens), "key": e.key, "data": str(data),
                            "target": ev.parse(tgt_text, allow_future=True).infix, "horizon": horizon,
                            "cost_bps": cost_bps, "delay": delay, "rebalance": rebalance,
                            "periods_per_year": ppy,
                            "panel": {"days": len(panel.dates), "tickers": len(panel.tickers),
                                      "start": str(panel.dates[0]), "end": str(panel.dates[-1])},
-                           "data_report": panel.report.to_dict(), "splits": {}}
+                           "min_names": min_names, "data_report": panel.report.to_dict(),
+                           "warnings": warnings, "splits": {}}
     for sp in splits:
         days = check_covered(sp, panel.dates, purge=horizon)
         rep = factor_report(x, y, mask, fwd_1d=fwd1, cost_bps=cost_bps, quantiles=quantiles, horizon=horizon,
-                            delay=delay, periods_per_year=ppy, days=days, rebalance=rebalance)
+                            delay=delay, periods_per_year=ppy, days=days, rebalance=rebalance, min_names=min_names)
         rep["range"] = sp.text()
         sel = days.numpy()
         rep["first_day"], rep["last_day"] = str(panel.dates[sel][0]), str(panel.dates[sel][-1])
         rep["rank_ic_decay"] = {str(h): v for h, v in ic_decay(x[days], {h: t[days] for h, t in fwd.items()},
-                                                                 mask[days]).items()}
+                                                                 mask[days], min_names=min_names).items()}
         out["splits"][sp.name] = rep
     if as_json:
         emit_json(out)
         return
     _print(out)
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
 
 
 def _print(out: dict[str, Any]) -> None:

@@ -80,3 +80,18 @@ def test_eval_on_a_panel_shorter_than_the_horizon_says_why(tmp_path):
     assert res.exit_code == 2
     msg = " ".join(res.output.split())
     assert "the panel: all its 12 day(s) are within its last 20 days" in msg and "shorter --horizon" in msg
+
+
+def test_a_small_market_is_told_why_its_metrics_are_nan(tmp_path):
+    """3 names a day: the default 10-name cross-section rule leaves every IC NaN, and the command says so;
+    --min-names 3 --quantiles 3 scores it."""
+    path = _csv(tmp_path, 80)
+    args = ["factors", "eval", "Div($close, Mean($close, 5))", "--data", str(path), "--horizon", "5", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["splits"]["all"]["ic"] != doc["splits"]["all"]["ic"]  # NaN
+    assert len(doc["warnings"]) == 1 and "at most 3" in doc["warnings"][0]
+    res = CliRunner().invoke(app, [*args, "--min-names", "3", "--quantiles", "3"])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["warnings"] == [] and -1 <= doc["splits"]["all"]["ic"] <= 1
