@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from finllm.errors import ConfigError, DataError
+from finllm.jsonsafe import json_safe
 
 # Operators left out of the miners' vocabulary by default: on the full US panel their kernels cost
 # 1.5-6x a rolling Mean at window 20 (Med ~6x, Skew/Kurt ~5x) and far more at long windows; keeping
@@ -207,7 +207,7 @@ class SplitScorer:
                               horizon=self.horizon, days=days, periods_per_year=self.periods_per_year,
                               rebalance=self.rebalance)
             bt = r.get("backtest", {})
-            out[name] = {k: _clean(v) for k, v in {
+            out[name] = {k: json_safe(v) for k, v in {
                 "ic": r["ic"], "rank_ic": r["rank_ic"], "icir": r["icir"], "rank_icir": r["rank_icir"],
                 "ic_t_nw": r["t_stat_nw"], "sharpe": bt.get("sharpe"), "ann_return": bt.get("ann_return"),
                 "turnover": bt.get("turnover"), "n_days": r["n_days"]}.items()}
@@ -223,15 +223,9 @@ class SplitScorer:
         out = {}
         for name, days in self.days.items():
             a, b = ic[days], ric[days]
-            out[name] = {"ic": _clean(float(a[torch.isfinite(a)].mean())),
-                         "rank_ic": _clean(float(b[torch.isfinite(b)].mean()))}
+            out[name] = {"ic": json_safe(float(a[torch.isfinite(a)].mean())),
+                         "rank_ic": json_safe(float(b[torch.isfinite(b)].mean()))}
         return out
-
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 # ------------------------------------------------------------------------------------------------
@@ -354,7 +348,7 @@ def _mine(cfg: MineConfig, out: Path, store: Any, use_store: bool, progress: boo
         result["config"] = cfg.run_config()
         result["seconds_total"] = round(time.perf_counter() - t_start, 1)
         result["run_id"] = run_id
-        (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        (out / "result.json").write_text(json.dumps(json_safe(result), indent=2, default=str, allow_nan=False))
         if store is not None:
             store.save_pool(run_id, [{"tokens": m["tokens"], "formula": m["formula"], "weight": m["weight"],
                                       "metrics": m["metrics"]} for m in result["pool"]], source=f"mined_{cfg.method}")

@@ -35,6 +35,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from finllm.errors import ConfigError, FinllmError
+from finllm.jsonsafe import json_safe
 
 EXAMPLES = (
     {"idea": "short-term reversal: last week's losers bounce back",
@@ -151,7 +152,7 @@ class AskResult:
         return [{"formula": c.formula, "error": c.error} for c in self.candidates if c.error]
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({"request": self.request, "status": self.status, "message": self.message, "run_id": self.run_id,
+        return json_safe({"request": self.request, "status": self.status, "message": self.message, "run_id": self.run_id,
                 "splits": self.splits, "llm_calls": self.llm_calls, "llm_failures": self.llm_failures,
                 "saved": [c.to_dict() for c in self.saved], "candidates": [c.to_dict() for c in self.candidates],
                 "grammar_errors": self.grammar_errors})
@@ -394,7 +395,7 @@ def _finish(s: _Session, request_text: str, split_list: list[Any], split_text: d
     if store is not None:
         for c in best:
             expl = c.explanation or "(the LLM gave no explanation)"
-            c.factor_id = store.save_factor(list(c.expr.tokens), c.expr.infix, "llm", metrics=_json_safe(c.scores),
+            c.factor_id = store.save_factor(list(c.expr.tokens), c.expr.infix, "llm", metrics=json_safe(c.scores),
                                             explanation=expl, request_text=request_text, run_id=run_id)
         metrics = {"status": status, "n_candidates": len(s.candidates), "n_valid": sum(c.ok for c in s.candidates),
                    "n_saved": len(best), "llm_calls": s.calls, "llm_failures": s.failures,
@@ -402,17 +403,7 @@ def _finish(s: _Session, request_text: str, split_list: list[Any], split_text: d
                                                                                     for k, v in c.scores.items()}}
                             for c in best],
                    "grammar_errors": [{"formula": c.formula, "error": c.error} for c in s.candidates if c.error][:20]}
-        store.finish_run(run_id, metrics=_json_safe(metrics), status="finished" if status == "ok" else "failed",
+        store.finish_run(run_id, metrics=json_safe(metrics), status="finished" if status == "ok" else "failed",
                          error=None if status == "ok" else message)
     return AskResult(request=request_text, status=status, message=message, candidates=s.candidates, saved=best,
                      llm_calls=s.calls, llm_failures=s.failures, run_id=run_id, splits=split_text)
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x

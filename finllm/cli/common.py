@@ -36,5 +36,7 @@ def friendly_errors(fn: F) -> F:
 
 
 def emit_json(obj: Any) -> None:
-    """Write one JSON document to stdout (for pipelines and DAGs)."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """Write one JSON document to stdout (for pipelines and DAGs); NaN and +-inf are written as null."""
+    from finllm.jsonsafe import json_safe
+
+    sys.stdout.write(json.dumps(json_safe(obj), indent=2, default=str, allow_nan=False) + "\n")

@@ -21,9 +21,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from finllm.config import Settings, load_settings
+from finllm.jsonsafe import json_safe
 from finllm.store.tables import Alert, Factor, FraudModel, PoolMember, Run, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _json_dumps(obj: Any) -> str:
+    return json.dumps(json_safe(obj), default=str, allow_nan=False)
 
 
 def tokens_hash(tokens: Sequence[str]) -> str:
@@ -95,7 +100,8 @@ class Store:
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         if run_migrations:
             migrate(url)
-        self.engine = create_engine(url, future=True, pool_pre_ping=True)
+        # NaN / inf are not JSON (PostgreSQL's json type rejects them): metrics with a NaN IC store null
+        self.engine = create_engine(url, future=True, pool_pre_ping=True, json_serializer=_json_dumps)
         if url.startswith("sqlite"):
             _sqlite_pragmas(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

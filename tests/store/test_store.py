@@ -158,3 +158,15 @@ def test_bad_config_file_is_clear(tmp_path, monkeypatch: pytest.MonkeyPatch) -> 
     cfg.write_text("[finllm]\nnot_a_setting = 1\n")
     with pytest.raises(ConfigError, match="not_a_setting"):
         load_settings(cfg)
+
+
+def test_non_finite_metrics_are_stored_as_null(db_url: str) -> None:
+    """NaN is not JSON: PostgreSQL's json type rejects it. A run whose IC is NaN (too few names) is still
+    stored, with null in its place, on both back ends."""
+    store = open_store(db_url)
+    rid = store.start_run("factor_eval", {"cost": float("inf")})
+    store.finish_run(rid, metrics={"test": {"ic": float("nan"), "sharpe": 1.5, "path": [1.0, float("-inf")]}})
+    run = store.get_run(rid)
+    assert run.metrics == {"test": {"ic": None, "sharpe": 1.5, "path": [1.0, None]}}
+    assert run.config == {"cost": None}
+    store.dispose()
