@@ -430,3 +430,6 @@ def warm_up() -> None:
         else:
             spec.fn(x, valid)
     cs_rank(x, valid)  # the float64 variant (metrics)
+    from factors.pool import warm_up as pool_warm_up  # the pool's z-score + IC kernel (mining)
+
+    pool_warm_up()

@@ -103,6 +103,13 @@ def _zscore_kernel(x: np.ndarray, mask: np.ndarray, out: np.ndarray, live: np.nd
 _NO_W = np.zeros((0, 0), dtype=np.float32)
 
 
+def warm_up() -> None:
+    """Compile (after an install) or load the z-score kernel, with and without day weights."""
+    x, m = torch.rand(4, 3), torch.ones(4, 3, dtype=torch.bool)
+    _zscore(x, m)
+    _zscore(x, m, np.ones((4, 3), dtype=np.float32))
+
+
 def _zscore(x: torch.Tensor, mask: torch.Tensor, day_w: np.ndarray = _NO_W) -> tuple[torch.Tensor, float, float, float]:
     """(z, finite_frac, live_day_frac, dot with ``day_w``); see :func:`zscore_days`."""
     xa = torch.as_tensor(x).detach().to(torch.float32).numpy()
