@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
     def train(
         data: Path = typer.Option(..., "--data", help="Graph file: .mat, .npz, CSV edge list (+ --nodes) or "
                                   "a signed trust CSV (source,target,rating,time) such as Bitcoin OTC."),
-        model: str = typer.Option("bwgnn", "--model", help="sage | gat | bwgnn | rgnn | hsign | xgbgraph"),
+        model: str = typer.Option("hsign", "--model", help="hsign (the best in bench/bench_fraud.py) | sage | gat | "
+                                  "bwgnn | rgnn | xgbgraph"),
         setting: str = typer.Option("full", "--setting", help="full: the file's split or stratified 40/20/40; "
                                     "semi: 20 fraud + 80 normal for train and for validation."),
         seeds: int = typer.Option(5, "--seeds", min=1, help="Number of seeds (0..N-1); mean ± std reported."),
