@@ -79,6 +79,9 @@ def register(app: typer.Typer) -> None:
                 note = f"measured supervisor reliability {trust}" if trust is not None else "reliability not measured"
                 typer.echo(f"LLM verdict ({note}): {v['label']}, p={v['fraud_probability']:.2f}, "
                            f"confidence {v['confidence']:.2f}")
-                typer.echo(f"  rationale: {v['rationale']}")
+                from fraud.supervisor.verdict import readable
+
+                typer.echo(f"  rationale: {v['rationale']}" if readable(v["rationale"]) else
+                           f"  rationale: none readable (the model wrote {v['rationale']!r})")
                 if v["suspicious_neighbors"]:
                     typer.echo(f"  suspicious neighbours: {', '.join(v['suspicious_neighbors'])}")

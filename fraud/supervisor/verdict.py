@@ -7,6 +7,8 @@ that invents ids must not be able to down-weight arbitrary edges.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
@@ -33,6 +35,13 @@ def _strip_titles(node: Any) -> Any:
 
 # A label and a probability that point in opposite directions by more than this are rejected.
 CONTRADICTION_MARGIN = 0.25
+
+
+def readable(rationale: str, min_words: int = 3) -> bool:
+    """Whether a (schema-valid) rationale reads as an explanation: at least ``min_words`` words of two or
+    more letters, in any script. A tiny model under a JSON grammar can fill the field with ``"]["``;
+    such a verdict still counts as a verdict, but its text is not shown as an explanation."""
+    return len(re.findall(r"[^\W\d_]{2,}", rationale)) >= min_words
 
 
 class FraudVerdict(BaseModel):

@@ -46,3 +46,10 @@ def test_neighbour_ids_must_have_been_shown():
     v = FraudVerdict.model_validate({**GOOD, "suspicious_neighbors": [12, 40, 12, 999]})
     kept, dropped = clean_neighbors(v, shown=[12, 40, 41])
     assert kept == [12, 40] and dropped == 2
+
+
+def test_readable_rationale():
+    from fraud.supervisor.verdict import readable
+
+    assert readable(GOOD["rationale"]) and readable("Cuenta con reseñas muy altas")
+    assert not readable("][") and not readable("0.9 0.8 fraud") and not readable("a b c d")
