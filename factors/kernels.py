@@ -22,7 +22,8 @@ in float64: a window of identical values gives exactly zero variance (and NaN ``
 ``Kurt``), without a tolerance.
 
 ``Med`` keeps each stock's window sorted and updates it branch-free across stocks (O(w) per value,
-vectorised). ``Rank``, ``Mad``, ``WMA`` and ``EMA`` sum over the w lags of the window
+vectorised). ``WMA`` and ``EMA`` use the block scheme too (their weights split into per-block sums).
+``Rank`` and ``Mad`` sum over the w lags of the window
 directly (vectorised across stocks; O(w) per value, exact, no running state). ``CSRank`` packs
 a truncated float order key and the column into uint32 words, sorts rows with numpy's SIMD sort and
 finishes the order within the (short) runs of equal truncated keys.
@@ -576,7 +577,7 @@ def roll_extreme(x, valid, out, w, minp, sign, idx, lo, hi):
 
 
 # ----------------------------------------------------------------------------------------------------
-# time series: sorted window buffers (Med) and direct sums over the lags (Rank, Mad, WMA/EMA)
+# time series: sorted window buffers (Med), direct sums over the lags (Rank, Mad), weighted blocks (EMA/WMA)
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -704,28 +705,103 @@ def roll_mad(x, valid, out, w, minp, lo, hi):
 
 
 @njit(**_JIT)
-def roll_weighted(x, valid, out, wts, minp, lo, hi):
-    """Weighted mean over the window, weight ``wts[k]`` on the value k days ago; the weights of the
-    present values are renormalised (WMA, EMA). The window is ``len(wts)`` days."""
-    d, m, w = x.shape[0], hi - lo, wts.size
-    num = np.zeros(m)
-    den = np.zeros(m)
-    cnt = np.zeros(m)
+def roll_ema(x, valid, out, w, minp, a, lo, hi):
+    """EMA over the window: weight ``a**k`` on the value k days ago (k < w), renormalised over the
+    present values. Van Herk blocks (O(1) per value): the current block's part is a running
+    ``p = a * p + x`` (nothing subtracted), the previous block's suffix part is summed backwards with
+    weight ``a**(b0 - 1 - s)`` and scaled by ``a**(j + 1)`` when it is merged."""
+    d, m = x.shape[0], hi - lo
+    pw = np.empty(w + 1)
+    pw[0] = 1.0
+    for k in range(1, w + 1):
+        pw[k] = pw[k - 1] * a
+    sn = np.zeros((w + 1, m))
+    sd = np.zeros((w + 1, m))
+    ss = np.zeros((w + 1, m))
+    pn = np.zeros(m)
+    pd = np.zeros(m)
+    ps = np.zeros(m)
     for t in range(d):
-        num[:] = 0.0
-        den[:] = 0.0
-        cnt[:] = 0.0
-        for k in range(min(w, t + 1)):
-            yr, c = x[t - k, lo:hi], wts[k]
-            for i in range(m):
-                v = yr[i]
-                p = v == v
-                num[i] += c * np.float64(v) if p else 0.0
-                den[i] += c if p else 0.0
-                cnt[i] += 1.0 if p else 0.0
-        vr, o = valid[t, lo:hi], out[t, lo:hi]
+        j = t % w
+        if j == 0:
+            if t >= w:
+                for k in range(w - 1, -1, -1):
+                    xr, c = x[t - w + k, lo:hi], pw[w - 1 - k]
+                    an, ad, as_, bn, bd, bs = sn[k], sd[k], ss[k], sn[k + 1], sd[k + 1], ss[k + 1]
+                    for i in range(m):
+                        v = xr[i]
+                        p = v == v
+                        an[i] = bn[i] + (1.0 if p else 0.0)
+                        ad[i] = bd[i] + (c if p else 0.0)
+                        as_[i] = bs[i] + (c * np.float64(v) if p else 0.0)
+            pn[:] = 0.0
+            pd[:] = 0.0
+            ps[:] = 0.0
+        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        f = pw[j + 1]
+        qn, qd, qs = sn[j + 1], sd[j + 1], ss[j + 1]
         for i in range(m):
-            o[i] = _fin(num[i] / den[i]) if (vr[i] and cnt[i] >= minp) else NAN32
+            v = xr[i]
+            p = v == v
+            pn[i] += 1.0 if p else 0.0
+            pd[i] = a * pd[i] + (1.0 if p else 0.0)
+            ps[i] = a * ps[i] + (np.float64(v) if p else 0.0)
+            n = pn[i] + qn[i]
+            r = (ps[i] + f * qs[i]) / (pd[i] + f * qd[i])
+            o[i] = _fin(r) if (vr[i] and n >= minp) else NAN32
+
+
+@njit(**_JIT)
+def roll_wma(x, valid, out, w, minp, lo, hi):
+    """Linearly weighted mean over the window: weight ``w - k`` on the value k days ago, renormalised
+    over the present values. Van Herk blocks (O(1) per value): with r a day's offset in its block, the
+    weights are ``(w - j) + r`` in the current block and ``r - j`` in the previous one, so both parts
+    are (count, sum x, sum r x, sum r) states (no running add/remove). The suffix's weights come out as
+    ``sum r x - j sum x``: that one subtraction loses at most log10(w) of float64's ~16 digits."""
+    d, m = x.shape[0], hi - lo
+    sn = np.zeros((w + 1, m))
+    s1 = np.zeros((w + 1, m))
+    sr = np.zeros((w + 1, m))
+    sc = np.zeros((w + 1, m))
+    pn = np.zeros(m)
+    p1 = np.zeros(m)
+    pr = np.zeros(m)
+    pc = np.zeros(m)
+    for t in range(d):
+        j = t % w
+        if j == 0:
+            if t >= w:
+                for k in range(w - 1, -1, -1):
+                    xr, rk = x[t - w + k, lo:hi], np.float64(k)
+                    an, a1, ar, ac = sn[k], s1[k], sr[k], sc[k]
+                    bn, b1, br, bc = sn[k + 1], s1[k + 1], sr[k + 1], sc[k + 1]
+                    for i in range(m):
+                        v = xr[i]
+                        p = v == v
+                        vv = np.float64(v) if p else 0.0
+                        an[i] = bn[i] + (1.0 if p else 0.0)
+                        a1[i] = b1[i] + vv
+                        ar[i] = br[i] + rk * vv
+                        ac[i] = bc[i] + (rk if p else 0.0)
+            pn[:] = 0.0
+            p1[:] = 0.0
+            pr[:] = 0.0
+            pc[:] = 0.0
+        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        rj, cj = np.float64(j), np.float64(w - j)
+        qn, q1, qr, qc = sn[j + 1], s1[j + 1], sr[j + 1], sc[j + 1]
+        for i in range(m):
+            v = xr[i]
+            p = v == v
+            vv = np.float64(v) if p else 0.0
+            pn[i] += 1.0 if p else 0.0
+            p1[i] += vv
+            pr[i] += rj * vv
+            pc[i] += rj if p else 0.0
+            n = pn[i] + qn[i]
+            num = cj * p1[i] + pr[i] + (qr[i] - rj * q1[i])
+            den = cj * pn[i] + pc[i] + (qc[i] - rj * qn[i])
+            o[i] = _fin(num / den) if (vr[i] and n >= minp) else NAN32
 
 
 # ----------------------------------------------------------------------------------------------------

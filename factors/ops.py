@@ -45,10 +45,10 @@ day t is computed from days <= t only (tested bit for bit by perturbing later da
 
 Speed notes (CPU): the kernels are numba loops over day-major (D, S) float32 arrays, one pass each, with
 the valid mask and the inf -> NaN rule fused in; the inner loop runs over a day's stocks (contiguous,
-vectorised). Window sums/moments/extremes use the van Herk / Gil-Werman block scheme: O(1) per value
-for any window, no running add/remove drift (see :mod:`factors.kernels`). ``Med`` keeps a sorted window
-per stock, updated branch-free across stocks; ``Rank``, ``Mad``, ``WMA``, ``EMA`` sum over the w lags
-(O(w), exact); ``CSRank`` is one SIMD sort of packed uint32 keys per day. Window and cross-sectional
+vectorised). Window sums/moments/extremes and ``WMA``/``EMA`` use the van Herk / Gil-Werman block
+scheme: O(1) per value for any window, no running add/remove drift (see :mod:`factors.kernels`). ``Med``
+keeps a sorted window per stock, updated branch-free across stocks; ``Rank`` and ``Mad`` sum over the w
+lags (O(w), exact); ``CSRank`` is one SIMD sort of packed uint32 keys per day. Window and cross-sectional
 kernels split stocks (days) over ``torch.get_num_threads()`` threads; memory-bound element-wise ones run
 on one. Outputs live in recycled memory (:func:`factors.kernels.empty`): on a VM, faulting in fresh
 memory costs more than a cheap operator's arithmetic. Compiled code is cached on disk by numba: after an
@@ -300,16 +300,14 @@ def _mad(x: Tensor, w: int, valid: Tensor) -> Tensor:
 def _wma(x: Tensor, w: int, valid: Tensor) -> Tensor:
     """Linearly weighted mean: weight 1 on the oldest day of the window .. w on today; the weights
     of the present values are renormalised."""
-    wts = np.arange(w, 0, -1, dtype=np.float64)  # wts[k]: the value k days ago
-    return _rolling(K.roll_weighted, (x,), valid, wts, _minp("WMA", w))
+    return _rolling(K.roll_wma, (x,), valid, w, _minp("WMA", w))
 
 
 @op("EMA", ("expr", "window"), "ts")
 def _ema(x: Tensor, w: int, valid: Tensor) -> Tensor:
     """Exponentially weighted mean over the window: weight a**k on the value k days ago,
     a = 1 - 2 / (w + 1) (Qlib's span convention); the weights of the present values are renormalised."""
-    wts = (1.0 - 2.0 / (w + 1.0)) ** np.arange(w, dtype=np.float64)
-    return _rolling(K.roll_weighted, (x,), valid, wts, _minp("EMA", w))
+    return _rolling(K.roll_ema, (x,), valid, w, _minp("EMA", w), 1.0 - 2.0 / (w + 1.0))
 
 
 @op("Skew", ("expr", "window"), "ts", min_window=3)

@@ -66,3 +66,32 @@ def test_cs_rank_matches_pandas_with_ties_and_close_values():
     ref = pd.DataFrame(np.where(keep, x, np.nan).astype(np.float64)).rank(axis=1, pct=True).to_numpy()
     np.testing.assert_array_equal(np.isnan(ours), ~keep)
     np.testing.assert_allclose(ours[keep], ref[keep], rtol=1e-12)
+
+
+def test_block_ema_and_wma_equal_the_direct_weighted_sums():
+    """EMA/WMA split their weights into per-block sums (O(1) per value); they must equal the direct
+    sum over the window's present values with renormalised weights, for windows shorter and longer
+    than the gaps, at the panel start and across many blocks."""
+    rng = np.random.default_rng(3)
+    x = (rng.lognormal(0, 1, (300, 7)) * 100).astype(np.float32)
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x[40:90, 2] = np.nan  # a long gap
+    valid = np.isfinite(x) | (rng.random(x.shape) < 0.5)
+    for w in (1, 2, 3, 7, 40, 252):
+        minp = max(1, (w + 1) // 2)
+        for name, wts in (("wma", np.arange(w, 0, -1, dtype=np.float64)),
+                          ("ema", (1.0 - 2.0 / (w + 1.0)) ** np.arange(w, dtype=np.float64))):
+            out = np.empty_like(x)
+            if name == "wma":
+                K.roll_wma(x, valid, out, w, minp, 0, x.shape[1])
+            else:
+                K.roll_ema(x, valid, out, w, minp, 1.0 - 2.0 / (w + 1.0), 0, x.shape[1])
+            ref = np.full(x.shape, np.nan)
+            for t in range(x.shape[0]):
+                win = x[max(0, t - w + 1): t + 1][::-1].astype(np.float64)  # win[k]: k days ago
+                c = wts[: len(win)][:, None] * np.isfinite(win)
+                num, den, n = np.nansum(c * np.nan_to_num(win), 0), c.sum(0), np.isfinite(win).sum(0)
+                ok = valid[t] & (n >= minp)
+                ref[t, ok] = num[ok] / den[ok]
+            assert np.array_equal(np.isnan(out), np.isnan(ref)), (name, w)
+            np.testing.assert_allclose(out, ref.astype(np.float32), rtol=3e-7, err_msg=f"{name} w={w}")
