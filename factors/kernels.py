@@ -2,10 +2,12 @@
 
 Layout: the panel is (D, S), days x stocks, C-contiguous, so one day is a contiguous row. Time-series
 kernels walk the days in order and keep per-stock state vectors; the inner loop runs over the stocks of
-a day (contiguous, branch-free, so LLVM vectorises it). Every kernel takes a stock range ``lo, hi`` (or a
-day range for cross-sectional kernels) and writes only those columns of ``out``, so :func:`run` can hand
-disjoint ranges to threads (kernels release the GIL). Stocks never interact, so a value does not depend
-on the panel's width or on how it was split (bit for bit).
+a day (contiguous, branch-free, so LLVM vectorises it). Every kernel takes a day range ``lo, hi`` and
+writes only those rows of ``out``, so :func:`run` can hand disjoint ranges to threads (kernels release
+the GIL). A time-series kernel starts a little before ``lo`` (at the block holding ``lo``, or ``w`` days
+earlier for the sorted-window kernels) so that its state on day ``lo`` is exactly the state of a run from
+day 0: a value does not depend on how the days were split (bit for bit). Threads get whole rows: split by
+stocks, each thread read half of every row, which made the cheap kernels slower on two threads than on one.
 
 Every kernel writes its final output itself: NaN where the stock is not ``valid`` that day, where fewer
 than ``minp`` values are present, or where the result is not finite (so no separate cleaning pass).
@@ -28,7 +30,7 @@ directly (vectorised across stocks; O(w) per value, exact, no running state). ``
 a truncated float order key and the column into uint32 words, sorts rows with numpy's SIMD sort and
 finishes the order within the (short) runs of equal truncated keys.
 
-Vectorisation notes (numba/LLVM): inner loops index 1-D row slices (``x[t, lo:hi]``) with the loop
+Vectorisation notes (numba/LLVM): inner loops index 1-D rows (``x[t]``) with the loop
 variable, and load every array element *before* any conditional expression (a load inside a
 conditional blocks LLVM's vectoriser); float reductions are not vectorised without reassociation, so
 per-stock accumulators are arrays, not scalars. No ``fastmath`` in time-series kernels: results must not
@@ -48,7 +50,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from finllm.parallel import run_ranges
+from finllm.parallel import MIN_SPAN, run_ranges
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 NAN32 = np.float32(np.nan)
@@ -114,11 +116,11 @@ def _after_fork() -> None:  # a forked child must not use the parent's lock or i
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def run(kernel: Callable, n: int, *args, parallel: bool = True) -> None:
-    """``kernel(*args, lo, hi)`` over ``[0, n)`` split across ``torch.get_num_threads()`` threads
-    (:func:`finllm.parallel.run_ranges`). Memory-bound element-wise kernels pass ``parallel=False``: a
-    second thread buys little there and costs a hand-off on a busy machine."""
-    run_ranges(kernel, n, *args, parallel=parallel)
+def run(kernel: Callable, n: int, *args, parallel: bool = True, min_span: int = MIN_SPAN) -> None:
+    """``kernel(*args, lo, hi)`` over ``[0, n)`` split across ``torch.get_num_threads()`` threads, at least
+    ``min_span`` items each (:func:`finllm.parallel.run_ranges`). Memory-bound element-wise kernels pass
+    ``parallel=False``: a second thread buys little there and costs a hand-off on a busy machine."""
+    run_ranges(kernel, n, *args, parallel=parallel, min_span=min_span)
 
 
 @njit(inline="always")
@@ -262,20 +264,20 @@ def clean(x, valid, out, lo, hi):
 
 @njit(**_JIT)
 def shift(x, valid, out, d, delta, lo, hi):
-    """``Ref``: ``out[t] = x[t - d]`` (NaN outside the panel); ``delta``: ``x[t] - x[t - d]``."""
+    """``Ref``: ``out[t] = x[t - d]`` (NaN outside the panel); ``delta``: ``x[t] - x[t - d]`` (days lo..hi)."""
     n = x.shape[0]
-    for t in range(n):
+    for t in range(lo, hi):
         src = t - d
-        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        xr, vr, o = x[t], valid[t], out[t]
         if src < 0 or src >= n:
             o[:] = NAN32
         elif delta:
-            sr = x[src, lo:hi]
+            sr = x[src]
             for i in range(o.size):
                 v = np.float64(xr[i]) - np.float64(sr[i])
                 o[i] = _fin(v) if vr[i] else NAN32
         else:
-            sr = x[src, lo:hi]
+            sr = x[src]
             for i in range(o.size):
                 v = sr[i]
                 o[i] = v if vr[i] else NAN32
@@ -289,17 +291,18 @@ def shift(x, valid, out, d, delta, lo, hi):
 @njit(**_JIT)
 def roll_sum(x, valid, out, w, minp, mean, lo, hi):
     """Rolling sum (``mean``: mean) of the present values; count/sum states, float64."""
-    d, m = x.shape[0], hi - lo
+    m = x.shape[1]
+    scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     sn = np.zeros((w + 1, m))  # suffix states of the previous block: sn[k] = days b0-w+k .. b0-1
     ss = np.zeros((w + 1, m))
     pn = np.zeros(m)
     ps = np.zeros(m)
-    for t in range(d):
+    for t in range((lo // w) * w, hi):  # from the block holding day lo: the states are exact from there
         j = t % w
         if j == 0:
             if t >= w:
                 for k in range(w - 1, -1, -1):
-                    xr = x[t - w + k, lo:hi]
+                    xr = x[t - w + k]
                     an, bn, as_, bs = sn[k], sn[k + 1], ss[k], ss[k + 1]
                     for i in range(m):
                         v = xr[i]
@@ -308,7 +311,8 @@ def roll_sum(x, valid, out, w, minp, mean, lo, hi):
                         as_[i] = bs[i] + (np.float64(v) if p else 0.0)
             pn[:] = 0.0
             ps[:] = 0.0
-        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        xr, vr = x[t], valid[t]
+        o = out[t] if t >= lo else scratch
         qn, qs = sn[j + 1], ss[j + 1]
         for i in range(m):
             v = xr[i]
@@ -333,19 +337,20 @@ def _merge2(na, ma, qa, nb, mb, qb):
 @njit(**_JIT)
 def roll_var(x, valid, out, w, minp, std, lo, hi):
     """Rolling variance (ddof=1; ``std``: its square root) of the present values."""
-    d, m = x.shape[0], hi - lo
+    m = x.shape[1]
+    scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     sn = np.zeros((w + 1, m))
     sm = np.zeros((w + 1, m))
     sq = np.zeros((w + 1, m))
     pn = np.zeros(m)
     pm = np.zeros(m)
     pq = np.zeros(m)
-    for t in range(d):
+    for t in range((lo // w) * w, hi):  # from the block holding day lo: the states are exact from there
         j = t % w
         if j == 0:
             if t >= w:
                 for k in range(w - 1, -1, -1):
-                    xr = x[t - w + k, lo:hi]
+                    xr = x[t - w + k]
                     an, am, aq, bn, bm, bq = sn[k], sm[k], sq[k], sn[k + 1], sm[k + 1], sq[k + 1]
                     for i in range(m):
                         v = xr[i]
@@ -355,7 +360,8 @@ def roll_var(x, valid, out, w, minp, std, lo, hi):
             pn[:] = 0.0
             pm[:] = 0.0
             pq[:] = 0.0
-        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        xr, vr = x[t], valid[t]
+        o = out[t] if t >= lo else scratch
         bn, bm, bq = sn[j + 1], sm[j + 1], sq[j + 1]
         for i in range(m):
             v = xr[i]
@@ -406,7 +412,8 @@ def _push4(n, mean, m2, m3, m4, v, p, k4):
 def roll_moments(x, valid, out, w, minp, kurt, lo, hi):
     """Rolling sample skewness (pandas' G1) or, with ``kurt``, excess kurtosis (G2); NaN when the window's
     central sum of squares is zero (a constant window)."""
-    d, m = x.shape[0], hi - lo
+    m = x.shape[1]
+    scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     sn = np.zeros((w + 1, m))
     sm = np.zeros((w + 1, m))
     s2 = np.zeros((w + 1, m))
@@ -417,12 +424,12 @@ def roll_moments(x, valid, out, w, minp, kurt, lo, hi):
     p2 = np.zeros(m)
     p3 = np.zeros(m)
     p4 = np.zeros(m)
-    for t in range(d):
+    for t in range((lo // w) * w, hi):  # from the block holding day lo: the states are exact from there
         j = t % w
         if j == 0:
             if t >= w:
                 for k in range(w - 1, -1, -1):
-                    xr = x[t - w + k, lo:hi]
+                    xr = x[t - w + k]
                     an, am, a2, a3, a4 = sn[k], sm[k], s2[k], s3[k], s4[k]
                     bn, bm, b2, b3, b4 = sn[k + 1], sm[k + 1], s2[k + 1], s3[k + 1], s4[k + 1]
                     for i in range(m):
@@ -435,7 +442,8 @@ def roll_moments(x, valid, out, w, minp, kurt, lo, hi):
             p2[:] = 0.0
             p3[:] = 0.0
             p4[:] = 0.0
-        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        xr, vr = x[t], valid[t]
+        o = out[t] if t >= lo else scratch
         bn, bm, b2, b3, b4 = sn[j + 1], sm[j + 1], s2[j + 1], s3[j + 1], s4[j + 1]
         for i in range(m):
             v = xr[i]
@@ -465,7 +473,8 @@ def _merge_pair(na, xa, ya, ca, qa, ra, nb, xb, yb, cb, qb, rb):
 def roll_pair(x, y, valid, out, w, minp, mode, lo, hi):
     """Rolling ``mode`` 0: Pearson correlation, 1: covariance (ddof=1), 2: least-squares slope of x on
     the day index (``y`` ignored), over the days where both are present."""
-    d, m = x.shape[0], hi - lo
+    m = x.shape[1]
+    scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     sn = np.zeros((w + 1, m))
     sx = np.zeros((w + 1, m))
     sy = np.zeros((w + 1, m))
@@ -479,13 +488,13 @@ def roll_pair(x, y, valid, out, w, minp, mode, lo, hi):
     pq = np.zeros(m)
     pr = np.zeros(m)
     slope = mode == 2
-    for t in range(d):
+    for t in range((lo // w) * w, hi):  # from the block holding day lo: the states are exact from there
         j = t % w
         if j == 0:
             if t >= w:
                 for k in range(w - 1, -1, -1):
                     day = t - w + k
-                    xr, yr = x[day, lo:hi], y[day, lo:hi]
+                    xr, yr = x[day], y[day]
                     an, ax, ay, ac, aq, ar = sn[k], sx[k], sy[k], sc[k], sq[k], sr[k]
                     bn, bx, by, bc, bq, br = sn[k + 1], sx[k + 1], sy[k + 1], sc[k + 1], sq[k + 1], sr[k + 1]
                     for i in range(m):
@@ -501,7 +510,8 @@ def roll_pair(x, y, valid, out, w, minp, mode, lo, hi):
             pc[:] = 0.0
             pq[:] = 0.0
             pr[:] = 0.0
-        xr, yr, vr, o = x[t, lo:hi], y[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        xr, yr, vr = x[t], y[t], valid[t]
+        o = out[t] if t >= lo else scratch
         bn, bx, by, bc, bq, br = sn[j + 1], sx[j + 1], sy[j + 1], sc[j + 1], sq[j + 1], sr[j + 1]
         for i in range(m):
             u, yv = xr[i], yr[i]
@@ -527,7 +537,8 @@ def roll_pair(x, y, valid, out, w, minp, mode, lo, hi):
 def roll_extreme(x, valid, out, w, minp, sign, idx, lo, hi):
     """Rolling max of ``sign * x`` (sign -1: min) of the present values, times ``sign``; with ``idx`` the
     1-based position of the (first) extreme in the nominal window (1 = oldest day, w = today)."""
-    d, m = x.shape[0], hi - lo
+    m = x.shape[1]
+    scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     ninf = -np.inf
     sn = np.zeros((w + 1, m))
     sv = np.full((w + 1, m), ninf)
@@ -535,13 +546,13 @@ def roll_extreme(x, valid, out, w, minp, sign, idx, lo, hi):
     pn = np.zeros(m)
     pv = np.full(m, ninf)
     pd = np.zeros(m)
-    for t in range(d):
+    for t in range((lo // w) * w, hi):  # from the block holding day lo: the states are exact from there
         j = t % w
         if j == 0:
             if t >= w:
                 for k in range(w - 1, -1, -1):
                     day = t - w + k
-                    xr = x[day, lo:hi]
+                    xr = x[day]
                     an, av, ad, bn, bv, bd = sn[k], sv[k], sd[k], sn[k + 1], sv[k + 1], sd[k + 1]
                     for i in range(m):
                         v = xr[i]
@@ -554,7 +565,8 @@ def roll_extreme(x, valid, out, w, minp, sign, idx, lo, hi):
                         ad[i] = np.float64(day) if take else bdi
             pn[:] = 0.0
             pv[:] = ninf
-        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        xr, vr = x[t], valid[t]
+        o = out[t] if t >= lo else scratch
         bn, bv, bd = sn[j + 1], sv[j + 1], sd[j + 1]
         for i in range(m):
             v = xr[i]
@@ -612,7 +624,9 @@ def roll_median(x, valid, out, w, minp, lo, hi):
     A day's update removes the day leaving the window and inserts today's value, branch-free and
     vectorised across stocks: two counting passes give the two positions, one select pass writes the
     next sorted window (rows 1..w of a (w + 2, m) buffer; rows 0 and w + 1 are padding)."""
-    d, m = x.shape[0], hi - lo
+    m = x.shape[1]
+    s0 = max(0, lo - w)  # w warm-up days fill the sorted window
+    scratch = np.empty(m, dtype=np.float32)
     a = np.full((w + 2, m), INF32, dtype=np.float32)
     b = np.full((w + 2, m), INF32, dtype=np.float32)
     po = np.zeros(m, dtype=np.int32)
@@ -620,10 +634,11 @@ def roll_median(x, valid, out, w, minp, lo, hi):
     cnt = np.zeros(m, dtype=np.int32)
     old = np.full(m, INF32, dtype=np.float32)
     new = np.empty(m, dtype=np.float32)
-    for t in range(d):
-        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
-        if t >= w:
-            orow = x[t - w, lo:hi]
+    for t in range(s0, hi):
+        xr, vr = x[t], valid[t]
+        o = out[t] if t >= lo else scratch
+        if t - w >= s0:  # days before s0 were never inserted
+            orow = x[t - w]
             for i in range(m):
                 v = orow[i]
                 old[i] = v if v == v else INF32
@@ -650,19 +665,22 @@ def roll_rank(x, valid, out, w, minp, lo, hi):
     """Percentile rank in (0, 1] of today's value among the window's present values, ties averaged:
     ``(n + 1 + less - greater) / (2 n)``; NaN if today's value is missing. ``less - greater`` is summed
     over the lags (integers, exact); the count n is kept by adding today and removing day t - w."""
-    d, m = x.shape[0], hi - lo
+    m = x.shape[1]
+    s0 = max(0, lo - w)  # w warm-up days make the running count exact
+    scratch = np.empty(m, dtype=np.float32)
     bal = np.zeros(m, dtype=np.int32)
     cnt = np.zeros(m, dtype=np.int32)
-    for t in range(d):
-        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
-        orow = x[max(t - w, 0), lo:hi]
-        gone = np.int32(1) if t >= w else np.int32(0)
+    for t in range(s0, hi):
+        xr, vr = x[t], valid[t]
+        o = out[t] if t >= lo else scratch
+        orow = x[max(t - w, 0)]
+        gone = np.int32(1) if t - w >= s0 else np.int32(0)
         for i in range(m):
             a, b = xr[i], orow[i]
             cnt[i] += np.int32(a == a) - gone * np.int32(b == b)
             bal[i] = 0
         for k in range(1, min(w, t + 1)):
-            yr = x[t - k, lo:hi]
+            yr = x[t - k]
             for i in range(m):
                 a, b = xr[i], yr[i]
                 bal[i] += np.int32(a > b) - np.int32(a < b)
@@ -675,17 +693,17 @@ def roll_rank(x, valid, out, w, minp, lo, hi):
 @njit(**_JIT)
 def roll_mad(x, valid, out, w, minp, lo, hi):
     """Rolling mean absolute deviation around the window mean (two passes over the lags, float64)."""
-    d, m = x.shape[0], hi - lo
+    m = x.shape[1]
     s1 = np.zeros(m)
     cnt = np.zeros(m)
     acc = np.zeros(m)
-    for t in range(d):
+    for t in range(lo, hi):
         s1[:] = 0.0
         cnt[:] = 0.0
         acc[:] = 0.0
         lags = min(w, t + 1)
         for k in range(lags):
-            yr = x[t - k, lo:hi]
+            yr = x[t - k]
             for i in range(m):
                 v = yr[i]
                 p = v == v
@@ -694,12 +712,12 @@ def roll_mad(x, valid, out, w, minp, lo, hi):
         for i in range(m):
             s1[i] /= cnt[i]
         for k in range(lags):
-            yr = x[t - k, lo:hi]
+            yr = x[t - k]
             for i in range(m):
                 v = yr[i]
                 dv = abs(np.float64(v) - s1[i])
                 acc[i] += dv if v == v else 0.0
-        vr, o = valid[t, lo:hi], out[t, lo:hi]
+        vr, o = valid[t], out[t]
         for i in range(m):
             o[i] = _fin(acc[i] / cnt[i]) if (vr[i] and cnt[i] >= minp) else NAN32
 
@@ -710,7 +728,8 @@ def roll_ema(x, valid, out, w, minp, a, lo, hi):
     present values. Van Herk blocks (O(1) per value): the current block's part is a running
     ``p = a * p + x`` (nothing subtracted), the previous block's suffix part is summed backwards with
     weight ``a**(b0 - 1 - s)`` and scaled by ``a**(j + 1)`` when it is merged."""
-    d, m = x.shape[0], hi - lo
+    m = x.shape[1]
+    scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     pw = np.empty(w + 1)
     pw[0] = 1.0
     for k in range(1, w + 1):
@@ -721,12 +740,12 @@ def roll_ema(x, valid, out, w, minp, a, lo, hi):
     pn = np.zeros(m)
     pd = np.zeros(m)
     ps = np.zeros(m)
-    for t in range(d):
+    for t in range((lo // w) * w, hi):  # from the block holding day lo: the states are exact from there
         j = t % w
         if j == 0:
             if t >= w:
                 for k in range(w - 1, -1, -1):
-                    xr, c = x[t - w + k, lo:hi], pw[w - 1 - k]
+                    xr, c = x[t - w + k], pw[w - 1 - k]
                     an, ad, as_, bn, bd, bs = sn[k], sd[k], ss[k], sn[k + 1], sd[k + 1], ss[k + 1]
                     for i in range(m):
                         v = xr[i]
@@ -737,7 +756,8 @@ def roll_ema(x, valid, out, w, minp, a, lo, hi):
             pn[:] = 0.0
             pd[:] = 0.0
             ps[:] = 0.0
-        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        xr, vr = x[t], valid[t]
+        o = out[t] if t >= lo else scratch
         f = pw[j + 1]
         qn, qd, qs = sn[j + 1], sd[j + 1], ss[j + 1]
         for i in range(m):
@@ -758,7 +778,8 @@ def roll_wma(x, valid, out, w, minp, lo, hi):
     weights are ``(w - j) + r`` in the current block and ``r - j`` in the previous one, so both parts
     are (count, sum x, sum r x, sum r) states (no running add/remove). The suffix's weights come out as
     ``sum r x - j sum x``: that one subtraction loses at most log10(w) of float64's ~16 digits."""
-    d, m = x.shape[0], hi - lo
+    m = x.shape[1]
+    scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     sn = np.zeros((w + 1, m))
     s1 = np.zeros((w + 1, m))
     sr = np.zeros((w + 1, m))
@@ -767,12 +788,12 @@ def roll_wma(x, valid, out, w, minp, lo, hi):
     p1 = np.zeros(m)
     pr = np.zeros(m)
     pc = np.zeros(m)
-    for t in range(d):
+    for t in range((lo // w) * w, hi):  # from the block holding day lo: the states are exact from there
         j = t % w
         if j == 0:
             if t >= w:
                 for k in range(w - 1, -1, -1):
-                    xr, rk = x[t - w + k, lo:hi], np.float64(k)
+                    xr, rk = x[t - w + k], np.float64(k)
                     an, a1, ar, ac = sn[k], s1[k], sr[k], sc[k]
                     bn, b1, br, bc = sn[k + 1], s1[k + 1], sr[k + 1], sc[k + 1]
                     for i in range(m):
@@ -787,7 +808,8 @@ def roll_wma(x, valid, out, w, minp, lo, hi):
             p1[:] = 0.0
             pr[:] = 0.0
             pc[:] = 0.0
-        xr, vr, o = x[t, lo:hi], valid[t, lo:hi], out[t, lo:hi]
+        xr, vr = x[t], valid[t]
+        o = out[t] if t >= lo else scratch
         rj, cj = np.float64(j), np.float64(w - j)
         qn, q1, qr, qc = sn[j + 1], s1[j + 1], sr[j + 1], sc[j + 1]
         for i in range(m):

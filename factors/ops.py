@@ -49,7 +49,7 @@ vectorised). Window sums/moments/extremes and ``WMA``/``EMA`` use the van Herk /
 scheme: O(1) per value for any window, no running add/remove drift (see :mod:`factors.kernels`). ``Med``
 keeps a sorted window per stock, updated branch-free across stocks; ``Rank`` and ``Mad`` sum over the w
 lags (O(w), exact); ``CSRank`` is one SIMD sort of packed uint32 keys per day. Window and cross-sectional
-kernels split stocks (days) over ``torch.get_num_threads()`` threads; memory-bound element-wise ones run
+kernels split days over ``torch.get_num_threads()`` threads; memory-bound element-wise ones run
 on one. Outputs live in recycled memory (:func:`factors.kernels.empty`): on a VM, faulting in fresh
 memory costs more than a cheap operator's arithmetic. Compiled code is cached on disk by numba: after an
 install, the first use of each kernel compiles it (1-3 s each, about 25 s for all; :func:`warm_up` does
@@ -132,11 +132,13 @@ def _by_rows(kernel: Callable, x: np.ndarray, *args, parallel: bool = False) -> 
     return torch.from_numpy(out)
 
 
-def _rolling(kernel: Callable, xs: tuple[Tensor, ...], valid: Tensor, *args, parallel: bool = True) -> Tensor:
-    """Run a time-series kernel ``kernel(*xs, valid, out, *args, lo, hi)``, stocks split over threads."""
+def _rolling(kernel: Callable, xs: tuple[Tensor, ...], valid: Tensor, w: int, *args, parallel: bool = True) -> Tensor:
+    """Run a time-series kernel ``kernel(*xs, valid, out, w, *args, lo, hi)``, days split over threads (at
+    least 4 w days each: a thread re-reads up to w days before its range)."""
     arrs = [_arr(x) for x in xs]
     out = K.empty(arrs[0].shape)
-    K.run(kernel, arrs[0].shape[1], *arrs, _mask(valid), out, *args, parallel=parallel)
+    K.run(kernel, arrs[0].shape[0], *arrs, _mask(valid), out, w, *args, parallel=parallel,
+          min_span=max(64, 4 * abs(w)))
     return torch.from_numpy(out)
 
 
