@@ -159,12 +159,10 @@ class AskResult:
 
 
 def default_splits(dates: np.ndarray) -> dict[str, str]:
-    """Chronological 60 / 20 / 20 train / valid / test ranges over the panel's dates."""
-    d = np.asarray(dates).astype("datetime64[D]")
-    if len(d) < 60:
-        raise ConfigError(f"the panel has {len(d)} days: too few to split into train/valid/test (need 60+)")
-    a, b = int(len(d) * 0.6), int(len(d) * 0.8)
-    return {"train": f"{d[0]}:{d[a - 1]}", "valid": f"{d[a]}:{d[b - 1]}", "test": f"{d[b]}:{d[-1]}"}
+    """Chronological 60 / 20 / 20 train / valid / test ranges over the panel's dates (as ``factors mine``)."""
+    from factors.splits import time_splits
+
+    return {sp.name: sp.text() for sp in time_splits(dates)}
 
 
 def _as_splits(splits: Mapping[str, str] | Sequence[Any] | None, dates: np.ndarray) -> list[Any]:

@@ -83,10 +83,9 @@ def time_splits(dates: np.ndarray, fractions: tuple[float, float, float] = TIME_
     default when a market comes without split dates: the first 60% train, then 20% valid, 20% test)."""
     d = np.asarray(dates).astype("datetime64[D]")
     n = len(d)
-    c1 = round(n * fractions[0])
-    c2 = round(n * (fractions[0] + fractions[1]))
-    if not 0 < c1 < c2 < n:
-        raise ConfigError(f"the panel has {n} day(s): too few to cut into train / valid / test by time")
+    if n < 60:
+        raise ConfigError(f"the panel has {n} days: too few to split into train/valid/test (need 60+)")
+    c1, c2 = int(n * fractions[0]), int(n * (fractions[0] + fractions[1]))
     return [Split("train", d[0], d[c1 - 1]), Split("valid", d[c1], d[c2 - 1]), Split("test", d[c2], d[-1])]
 
 

@@ -71,8 +71,8 @@ def test_a_market_without_split_dates_is_cut_by_time(us_slice, tmp_path) -> None
     splits = json.loads(res.stdout)["config"]["splits"]
     dates = np.unique(pl.read_parquet(us_slice, columns=["date"])["date"].to_numpy())
     n = len(dates)
-    assert splits["train"] == f"{dates[0]}:{dates[round(0.6 * n) - 1]}"
-    assert splits["valid"].startswith(str(dates[round(0.6 * n)])) and splits["test"].endswith(str(dates[-1]))
+    assert splits["train"] == f"{dates[0]}:{dates[int(0.6 * n) - 1]}"
+    assert splits["valid"].startswith(str(dates[int(0.6 * n)])) and splits["test"].endswith(str(dates[-1]))
     assert [s.text() for s in time_splits(dates)] == [splits["train"], splits["valid"], splits["test"]]
     part = runner.invoke(app, ["factors", "mine", "--data", str(us_slice), "--train", SPLITS["train"],
                                "--out", str(tmp_path / "part"), "--no-store"])
