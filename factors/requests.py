@@ -393,7 +393,7 @@ def _finish(s: _Session, request_text: str, split_list: list[Any], split_text: d
     if store is not None:
         for c in best:
             expl = c.explanation or "(the LLM gave no explanation)"
-            c.factor_id = store.save_factor(list(c.expr.tokens), c.expr.infix, "llm", metrics=json_safe(c.scores),
+            c.factor_id = store.save_factor(list(c.expr.tokens), c.expr.infix, "llm", metrics=c.scores,
                                             explanation=expl, request_text=request_text, run_id=run_id)
         metrics = {"status": status, "n_candidates": len(s.candidates), "n_valid": sum(c.ok for c in s.candidates),
                    "n_saved": len(best), "llm_calls": s.calls, "llm_failures": s.failures,
@@ -401,7 +401,7 @@ def _finish(s: _Session, request_text: str, split_list: list[Any], split_text: d
                                                                                     for k, v in c.scores.items()}}
                             for c in best],
                    "grammar_errors": [{"formula": c.formula, "error": c.error} for c in s.candidates if c.error][:20]}
-        store.finish_run(run_id, metrics=json_safe(metrics), status="finished" if status == "ok" else "failed",
+        store.finish_run(run_id, metrics=metrics, status="finished" if status == "ok" else "failed",
                          error=None if status == "ok" else message)
     return AskResult(request=request_text, status=status, message=message, candidates=s.candidates, saved=best,
                      llm_calls=s.calls, llm_failures=s.failures, run_id=run_id, splits=split_text)
