@@ -21,7 +21,8 @@ shared VM, against about 1 ms for the pass), while a dropped one is recycled
 (:func:`factors.kernels.empty`).
 
 Speed: the kernels (:mod:`factors.ops`, :mod:`factors.kernels`) return clean results (valid mask and
-inf -> NaN fused in), so a node costs one kernel pass into one array and no extra copies.
+inf -> NaN fused in), so a node costs one kernel pass into one array and no extra copies, and a tree of
+element-wise operators (``Div(Sub($close, $open), $open)``) runs as one fused pass (:mod:`factors.fuse`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from factors import fuse
 from factors import kernels as K
 from factors.expr import Expr, Node, from_postfix, parse, to_expr
 from factors.ops import OPS
@@ -154,6 +156,10 @@ class Evaluator:
         self.misses += 1
         spec = OPS[node.token]
         cat = spec.category
+        if spec.fuse is not None:  # an element-wise tree: one fused pass when it has several operators
+            fused = fuse.run(node, self._eval)
+            if fused is not None:
+                return fused  # element-wise results are not cached (see the module docstring)
         if cat == "binary":
             args = [c.value if c.kind == "const" else self._eval(c) for c in node.children]
             out = spec.fn(*args)

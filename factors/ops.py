@@ -50,7 +50,8 @@ scheme: O(1) per value for any window, no running add/remove drift (see :mod:`fa
 keeps a sorted window per stock, updated branch-free across stocks; ``Rank`` and ``Mad`` sum over the w
 lags (O(w), exact); ``CSRank`` is one SIMD sort of packed uint32 keys per day. Window and cross-sectional
 kernels split days over ``torch.get_num_threads()`` threads; memory-bound element-wise ones run
-on one. Outputs live in recycled memory (:func:`factors.kernels.empty`): on a VM, faulting in fresh
+on one, and a tree of them runs as one fused pass (:mod:`factors.fuse`; the operators that take part
+give their kernel code in ``@op(..., fuse=...)``). Outputs live in recycled memory (:func:`factors.kernels.empty`): on a VM, faulting in fresh
 memory costs more than a cheap operator's arithmetic. Compiled code is cached on disk by numba: after an
 install, the first use of each kernel compiles it (1-3 s each, about 25 s for all; :func:`warm_up` does
 them all), later processes load it in milliseconds.
@@ -81,6 +82,7 @@ class OpSpec:
     fn: Callable
     min_window: int = 1  # smallest window allowed (also the minimum number of observations)
     doc: str = ""
+    fuse: int | None = None  # element-wise ops: the kernel code of this op in a fused program (factors.fuse)
 
     @property
     def arity(self) -> int:
@@ -96,14 +98,18 @@ CATEGORIES = ("unary", "binary", "ts", "ts_pair", "cs")
 ARG_KINDS = ("expr", "window", "const", "expr_or_const")
 
 
-def op(name: str, arg_kinds: tuple[str, ...], category: str, min_window: int = 1) -> Callable:
-    """Register ``fn`` as operator ``name`` (the one place an operator is defined)."""
+def op(name: str, arg_kinds: tuple[str, ...], category: str, min_window: int = 1,
+       fuse: int | None = None) -> Callable:
+    """Register ``fn`` as operator ``name`` (the one place an operator is defined). ``fuse``: for a unary
+    or binary operator whose kernel is one of :func:`factors.kernels.unary` / ``binary_*``, its code
+    there, so that chains of such operators run as one fused pass (:mod:`factors.fuse`)."""
     assert category in CATEGORIES and all(k in ARG_KINDS for k in arg_kinds)
+    assert fuse is None or category in ("unary", "binary")
 
     def deco(fn: Callable) -> Callable:
         if name in OPS:
             raise ValueError(f"operator {name} registered twice")
-        OPS[name] = OpSpec(name, tuple(arg_kinds), category, fn, min_window, (fn.__doc__ or "").strip())
+        OPS[name] = OpSpec(name, tuple(arg_kinds), category, fn, min_window, (fn.__doc__ or "").strip(), fuse)
         return fn
 
     return deco
@@ -151,7 +157,7 @@ def _minp(name: str, w: int) -> int:
 # ----------------------------------------------------------------------------------------------------
 
 
-@op("Abs", ("expr",), "unary")
+@op("Abs", ("expr",), "unary", fuse=K.ABS)
 def _abs(x: Tensor) -> Tensor:
     """|x|."""
     return _by_rows(K.unary, _arr(x), K.ABS)
@@ -168,7 +174,7 @@ def _log(x: Tensor) -> Tensor:
     return torch.from_numpy(out)
 
 
-@op("Sign", ("expr",), "unary")
+@op("Sign", ("expr",), "unary", fuse=K.SIGN)
 def _sign(x: Tensor) -> Tensor:
     """-1, 0 or 1 (NaN stays NaN)."""
     return _by_rows(K.unary, _arr(x), K.SIGN)
@@ -179,7 +185,7 @@ def _sign(x: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------------------
 
 _EOC = ("expr_or_const", "expr_or_const")
-_FLIP = {K.SUB: K.RSUB, K.DIV: K.RDIV}  # c op x  ->  x op' c
+FLIP = {K.SUB: K.RSUB, K.DIV: K.RDIV}  # c op x  ->  x op' c
 
 
 def _binary(a: Tensor | float, b: Tensor | float, code: int) -> Tensor:
@@ -188,46 +194,46 @@ def _binary(a: Tensor | float, b: Tensor | float, code: int) -> Tensor:
     if isinstance(a, Tensor):
         return _by_rows(K.binary_ac, _arr(a), float(b), code)
     assert isinstance(b, Tensor)
-    return _by_rows(K.binary_ac, _arr(b), float(a), _FLIP.get(code, code))
+    return _by_rows(K.binary_ac, _arr(b), float(a), FLIP.get(code, code))
 
 
-@op("Add", _EOC, "binary")
+@op("Add", _EOC, "binary", fuse=K.ADD)
 def _add(a: Tensor | float, b: Tensor | float) -> Tensor:
     """a + b."""
     return _binary(a, b, K.ADD)
 
 
-@op("Sub", _EOC, "binary")
+@op("Sub", _EOC, "binary", fuse=K.SUB)
 def _sub(a: Tensor | float, b: Tensor | float) -> Tensor:
     """a - b."""
     return _binary(a, b, K.SUB)
 
 
-@op("Mul", _EOC, "binary")
+@op("Mul", _EOC, "binary", fuse=K.MUL)
 def _mul(a: Tensor | float, b: Tensor | float) -> Tensor:
     """a * b."""
     return _binary(a, b, K.MUL)
 
 
-@op("Div", _EOC, "binary")
+@op("Div", _EOC, "binary", fuse=K.DIV)
 def _div(a: Tensor | float, b: Tensor | float) -> Tensor:
     """a / b; b == 0 gives NaN (never inf)."""
     return _binary(a, b, K.DIV)
 
 
-@op("Greater", _EOC, "binary")
+@op("Greater", _EOC, "binary", fuse=K.GREATER)
 def _greater(a: Tensor | float, b: Tensor | float) -> Tensor:
     """Element-wise max(a, b) (Qlib's Greater); NaN if either is NaN."""
     return _binary(a, b, K.GREATER)
 
 
-@op("Less", _EOC, "binary")
+@op("Less", _EOC, "binary", fuse=K.LESS)
 def _less(a: Tensor | float, b: Tensor | float) -> Tensor:
     """Element-wise min(a, b) (Qlib's Less); NaN if either is NaN."""
     return _binary(a, b, K.LESS)
 
 
-@op("Pow", ("expr", "const"), "binary")
+@op("Pow", ("expr", "const"), "binary", fuse=K.POW)
 def _pow(a: Tensor, b: float) -> Tensor:
     """a ** b; a negative base with a fractional exponent gives NaN (so does a NaN base, even for b = 0)."""
     return _binary(a, b, K.POW)
@@ -430,6 +436,9 @@ def warm_up() -> None:
         else:
             spec.fn(x, valid)
     cs_rank(x, valid)  # the float64 variant (metrics)
+    xs = _arr(x)
+    prog = np.array([[K.P_AC, K.MUL, 0, 0], [K.P_AA, K.ADD, K.P_INPUTS, 0]], dtype=np.int64)
+    K.program((xs,) * K.P_INPUTS, prog, np.array([2.0]), K.empty(xs.shape), 0, xs.shape[0])  # factors.fuse
     from factors.pool import warm_up as pool_warm_up  # the pool's z-score + IC kernel (mining)
 
     pool_warm_up()

@@ -16,8 +16,9 @@ def _const() -> st.SearchStrategy[list[str]]:
     return st.sampled_from(CONSTS).map(lambda c: [c])
 
 
-def valid_postfix(max_leaves: int = 6) -> st.SearchStrategy[list[str]]:
-    """Random well-typed postfix token lists (windows respect each operator's minimum)."""
+def valid_postfix(max_leaves: int = 6, ops: list[str] | None = None) -> st.SearchStrategy[list[str]]:
+    """Random well-typed postfix token lists (windows respect each operator's minimum), with operators
+    from ``ops`` (default: all)."""
     leaf = st.sampled_from(FEATURES).map(lambda f: [f])
 
     def extend(sub: st.SearchStrategy[list[str]]) -> st.SearchStrategy[list[str]]:
@@ -39,7 +40,7 @@ def valid_postfix(max_leaves: int = 6) -> st.SearchStrategy[list[str]]:
                 return [t for p in ps for t in p] + [name]
             return st.tuples(*parts).map(join)
 
-        return st.sampled_from(OP_NAMES).flatmap(build)
+        return st.sampled_from(ops or OP_NAMES).flatmap(build)
 
     return st.recursive(leaf, extend, max_leaves=max_leaves)
 

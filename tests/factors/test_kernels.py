@@ -29,6 +29,36 @@ def test_recycled_memory_never_aliases_a_live_array():
     assert small.shape == (4, 4) and small.dtype == np.float32
 
 
+def test_fresh_memory_is_populated_on_threads_and_falls_back_when_the_os_cannot(monkeypatch):
+    shape = (700, 1000)  # 2.8 MB: a mapping of its own, split over the threads
+    threads = torch.get_num_threads()
+    calls: list[tuple[int, int]] = []
+    real = K._madvise
+
+    def spy(addr, length, advice):
+        calls.append((addr, length))
+        return real(addr, length, advice)
+
+    def refuse(addr, length, advice):  # what a kernel older than 5.14 says
+        return -1
+
+    try:
+        torch.set_num_threads(2)
+        if real is not None:
+            monkeypatch.setattr(K, "_madvise", spy)
+            a = K.empty(shape)
+            a.fill(3.0)
+            assert len(calls) == 2 and sum(n for _, n in calls) >= a.nbytes  # both halves, every byte
+            assert min(p for p, _ in calls) == a.ctypes.data
+        monkeypatch.setattr(K, "_madvise", refuse)
+        b = K.empty((701, 1000))  # a size with nothing to recycle: a new mapping
+        b.fill(4.0)  # still usable: its pages fault on first touch
+        assert float(b.sum()) == 4.0 * b.size
+        assert K._madvise is None  # and later arrays do not try again
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_threads_give_the_same_values_as_one_thread(us_wide):
     texts = ["Med($close, 20)", "Skew($volume, 20)", "Corr($close, $volume, 20)", "CSRank(Delta($close, 5))",
              "CSZScore($volume)", "Rank($close, 20)", "Max($high, 10)", "EMA($close, 20)"]

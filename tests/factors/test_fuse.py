@@ -1,0 +1,90 @@
+"""Fused element-wise trees (factors.fuse) give the same values, bit for bit, as running the operators one
+by one, and a tree really does run as one pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+
+from factors import fuse
+from factors import kernels as K
+from factors.evaluate import Evaluator
+from factors.expr import from_postfix, parse
+from factors.ops import OPS
+from finllm.errors import ExpressionError
+from tests.factors.strategies import valid_postfix
+
+NINE_MEANS = "Add(Add(Add(Mean($close, 2), Mean($close, 3)), Add(Mean($close, 4), Mean($close, 5))), " \
+             "Add(Add(Mean($close, 6), Mean($close, 7)), Add(Mean($close, 8), Add(Mean($close, 9), Mean($close, 10)))))"
+TEXTS = [
+    "Div(Sub(Mul($close, 2), Add($high, $low)), $open)",  # KSFT
+    "Sub(1, Div(2, $close))",  # constants first: flipped codes
+    "Pow(Abs(Sub($close, $open)), 0.5)",
+    "Greater(Sign(Sub($close, $open)), Less($high, Mul($low, 1.01)))",
+    "Add(Mul($close, $close), Mul($close, $close))",  # a shared subtree, computed once
+    "Mul(Add(Abs($low), Sub($close, $open)), Sub($close, $open))",  # ... and read again later
+    "Div(Sub($close, Mean($close, 5)), Add(Std($close, 5), 1e-05))",  # inputs from cached window results
+    "Mul(Log(Add($volume, 1)), Sub($close, $open))",  # Log is an input, not fused
+    "Div(Mean(Abs(Sub(Div($close, Ref($close, 1)), 1)), 5), Add(Std($volume, 5), 1e-12))",  # fused below a window
+    "Div($close, Sub($open, $open))",  # division by zero: NaN everywhere (never inf)
+    NINE_MEANS,  # more inputs than a program takes: the root is not fused, its subtrees are
+]
+
+
+# mostly element-wise operators (what fuses), with windows and Log in between (what feeds a fused tree)
+ELEMENTWISE_HEAVY = [n for n, s in OPS.items() if s.category in ("unary", "binary")] * 3 + ["Mean", "Ref", "Std"]
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.equal(torch.isnan(a), torch.isnan(b)) and torch.equal(a.nan_to_num(0), b.nan_to_num(0))
+
+
+def _both(panel, texts, monkeypatch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    fused = [Evaluator(panel).evaluate(t) for t in texts]
+    with monkeypatch.context() as m:
+        m.setattr(fuse, "run", lambda node, leaf: None)
+        plain = [Evaluator(panel).evaluate(t) for t in texts]
+    return fused, plain
+
+
+def test_fused_trees_equal_one_operator_at_a_time(us_panel, monkeypatch):
+    fused, plain = _both(us_panel, TEXTS, monkeypatch)
+    for t, a, b in zip(TEXTS, fused, plain, strict=True):
+        assert _same(a, b), t
+        if "Sub($open, $open)" in t:
+            assert torch.isnan(a).all()
+        else:
+            assert torch.isfinite(a).any(), t  # not vacuous: real values were compared
+
+
+def test_a_tree_runs_as_one_pass(us_panel, monkeypatch):
+    calls = {"program": 0, "binary": 0}
+    real_program, real_aa, real_ac = K.program, K.binary_aa, K.binary_ac
+
+    def count(name, fn):
+        def wrapped(*a):
+            calls[name] += 1
+            return fn(*a)
+        return wrapped
+
+    monkeypatch.setattr(K, "program", count("program", real_program))
+    monkeypatch.setattr(K, "binary_aa", count("binary", real_aa))
+    monkeypatch.setattr(K, "binary_ac", count("binary", real_ac))
+    Evaluator(us_panel).evaluate(TEXTS[0])
+    assert calls == {"program": 1, "binary": 0}
+    leaves, prog, _ = fuse.compile_tree(parse(TEXTS[4]).root)
+    assert [n.token for n in leaves] == ["$close"] and len(prog) == 2  # Mul($close, $close) once, then Add
+    assert fuse.run(parse(NINE_MEANS).root, lambda n: pytest.fail("evaluated a leaf")) is None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tokens=valid_postfix(max_leaves=10, ops=ELEMENTWISE_HEAVY))
+def test_random_trees_fused_equal_unfused(us_panel, monkeypatch, tokens):
+    try:
+        e = from_postfix(tokens)
+    except ExpressionError as err:  # only the size limits may reject a well-typed tree
+        assert "max_depth" in str(err) or "max_len" in str(err)
+        return
+    fused, plain = _both(us_panel, [e], monkeypatch)
+    assert _same(fused[0], plain[0]), e.infix
