@@ -14,7 +14,8 @@ Semantics (see :mod:`factors.ops` for each operator's NaN rule):
 The subexpression cache maps a subtree's canonical postfix hash to its (D, S) tensor; it is shared by
 every expression evaluated with the same :class:`Evaluator` and never holds more than ``cache_bytes``
 (least recently used results are evicted first). It keeps the results of window (``ts``, ``ts_pair``)
-and cross-sectional operators, the ones that cost real work. Element-wise results are not kept: one is
+and cross-sectional operators, the ones that cost real work (a ``Ref``/``Delta`` of an input inside an
+element-wise tree is not one of them: the fused pass reads it in place, see :mod:`factors.fuse`). Element-wise results are not kept: one is
 a single memory-bound pass over its (cached) inputs, cheaper than keeping it, because a kept result
 needs fresh memory and faulting in fresh memory costs more than that pass (about 5 ms per 11 MB on a
 shared VM, against about 1 ms for the pass), while a dropped one is recycled
@@ -157,7 +158,7 @@ class Evaluator:
         spec = OPS[node.token]
         cat = spec.category
         if spec.fuse is not None:  # an element-wise tree: one fused pass when it has several operators
-            fused = fuse.run(node, self._eval)
+            fused = fuse.run(node, self._eval, self.valid)
             if fused is not None:
                 return fused  # element-wise results are not cached (see the module docstring)
         if cat == "binary":

@@ -10,8 +10,10 @@ are the same, bit for bit, as running the operators one by one: each instruction
 exactly as its own kernel.
 
 An operator takes part when its registration gives its kernel code (``@op(..., fuse=K.ADD)``). The
-inputs of the tree are its features and its non-element-wise subtrees (windows, cross-sections, ``Log``),
-evaluated (and cached) by the evaluator as usual. A tree with a single element-wise operator, or with
+inputs of the tree are its features and its other subtrees (windows, cross-sections, ``Log``), evaluated
+(and cached) by the evaluator as usual. ``Ref``/``Delta`` of an input also take part, as a read of the
+input d rows back: ``Div(Ref($close, 5), $close)`` then needs no (D, S) array for ``Ref($close, 5)``,
+neither fresh memory in a cold pass nor a place in the cache. A tree with a single element-wise operator, or with
 more than :data:`factors.kernels.P_INPUTS` distinct inputs, is not fused (the evaluator then runs its
 operators one by one, and their subtrees may fuse on their own).
 """
@@ -32,8 +34,14 @@ _PAD = np.full((1, 1), np.nan, dtype=np.float32)  # fills the unused input slots
 
 
 def fusable(node: Node) -> bool:
-    """Whether ``node`` is an element-wise operator that can run inside a fused program."""
-    return node.kind == "op" and OPS[node.token].fuse is not None
+    """Whether ``node`` can run inside a fused program: an element-wise operator, or ``Ref``/``Delta`` of
+    an input (a shifted read of an array the program is given; a shift of a fused result is not)."""
+    if node.kind != "op":
+        return False
+    spec = OPS[node.token]
+    if spec.fuse is None:
+        return False
+    return spec.category != "ts" or not fusable(node.children[0])
 
 
 def compile_tree(node: Node) -> tuple[list[Node], np.ndarray, np.ndarray]:
@@ -57,8 +65,14 @@ def compile_tree(node: Node) -> tuple[list[Node], np.ndarray, np.ndarray]:
         key = n.key
         if key in done:
             return done[key]
-        code = OPS[n.token].fuse
-        if len(n.children) == 1:
+        spec = OPS[n.token]
+        code = spec.fuse
+        if spec.category == "ts":  # Ref / Delta of an input: a shifted read (then x - that, for Delta)
+            x, w = n.children
+            a = operand(x)
+            prog.append((K.P_SHIFT, 0, a, int(w.value)))
+            ins = (K.P_AA, K.SUB, a, K.P_INPUTS + len(prog) - 1) if code == K.DELTA else None
+        elif len(n.children) == 1:
             ins = (K.P_UNARY, code, operand(n.children[0]), 0)
         else:
             a, b = n.children
@@ -70,7 +84,8 @@ def compile_tree(node: Node) -> tuple[list[Node], np.ndarray, np.ndarray]:
                 consts.append(float(a.value))
             else:
                 ins = (K.P_AA, code, operand(a), operand(b))
-        prog.append(ins)
+        if ins is not None:
+            prog.append(ins)
         done[key] = K.P_INPUTS + len(prog) - 1
         return done[key]
 
@@ -78,12 +93,14 @@ def compile_tree(node: Node) -> tuple[list[Node], np.ndarray, np.ndarray]:
     return leaves, np.asarray(prog, dtype=np.int64), np.asarray(consts or [0.0], dtype=np.float64)
 
 
-def run(node: Node, leaf: Callable[[Node], Tensor]) -> Tensor | None:
-    """Evaluate the element-wise tree at ``node`` in one pass; ``leaf`` evaluates its inputs (D, S).
+def run(node: Node, leaf: Callable[[Node], Tensor], valid: Tensor) -> Tensor | None:
+    """Evaluate the element-wise tree at ``node`` in one pass; ``leaf`` evaluates its inputs (D, S);
+    ``valid`` (D, S) bool is the panel's mask (for the shifts).
 
     Returns a fresh (D, S) float32 tensor, or None when the tree is not worth fusing or does not fit
-    (see the module docstring); nothing has been evaluated then."""
-    if not fusable(node):
+    (see the module docstring); nothing has been evaluated then. A ``Ref``/``Delta`` at the root is not
+    fused: as a window operator's result it is cached by the evaluator."""
+    if not fusable(node) or OPS[node.token].category == "ts":
         return None
     leaves, prog, consts = compile_tree(node)
     if len(prog) < 2 or len(leaves) > K.P_INPUTS:
@@ -97,5 +114,5 @@ def run(node: Node, leaf: Callable[[Node], Tensor]) -> Tensor | None:
     shape = arrs[0].shape
     out = K.empty(shape)
     ins = tuple(arrs + [_PAD] * (K.P_INPUTS - len(arrs)))
-    K.run(K.program, shape[0], ins, prog, consts, out, parallel=False)
+    K.run(K.program, shape[0], ins, valid.numpy(), prog, consts, out, parallel=False)
     return torch.from_numpy(out)

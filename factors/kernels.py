@@ -62,6 +62,7 @@ INF32 = np.float32(np.inf)
 # unary / binary operator codes (see :func:`unary`, :func:`binary_aa`, :func:`binary_ac`)
 ABS, FINITE, SIGN = 0, 1, 2
 ADD, SUB, MUL, DIV, GREATER, LESS, POW, RSUB, RDIV = range(9)
+REF, DELTA = 0, 1  # the shifts that fuse (see :data:`P_SHIFT`)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -297,24 +298,35 @@ def binary_ac(a, c, code, out, lo, hi):
 
 
 # a fused element-wise program (see :mod:`factors.fuse`): instruction kinds and its input slots
-P_UNARY, P_AA, P_AC = 0, 1, 2
+P_UNARY, P_AA, P_AC, P_SHIFT = 0, 1, 2, 3
 P_INPUTS = 8  # operand k < P_INPUTS is input k; k >= P_INPUTS is the result of instruction k - P_INPUTS
 
 
 @njit(**_JIT)
-def program(ins, prog, consts, out, lo, hi):
+def program(ins, valid, prog, consts, out, lo, hi):
     """Run an element-wise program row by row over rows lo..hi: instruction k is ``prog[k] = (kind, code,
     a, b)`` and writes its own one-row buffer (the last one writes ``out``), so intermediates stay in L1
     and only the inputs and the result cross memory. ``ins`` is a tuple of ``P_INPUTS`` (D, S) arrays
-    (unused slots any float32 2-D array); ``b`` is an operand for ``P_AA`` and an index into ``consts``
-    for ``P_AC``. Each instruction computes and rounds exactly as its own kernel does: same values, bit
-    for bit, as running the operators one by one."""
+    (unused slots any float32 2-D array); ``b`` is an operand for ``P_AA``, an index into ``consts`` for
+    ``P_AC``, and the shift d for ``P_SHIFT`` (``Ref``: input ``a`` at day t - d where ``valid``, as
+    :func:`shift` does; ``a`` must be an input). Each instruction computes and rounds exactly as its own
+    kernel does: same values, bit for bit, as running the operators one by one."""
     n = prog.shape[0]
+    d_all = out.shape[0]
     regs = np.empty((n, out.shape[1]), dtype=np.float32)
     for t in range(lo, hi):
         for k in range(n):
             kind, code, a, b = prog[k, 0], prog[k, 1], prog[k, 2], prog[k, 3]
             o = out[t] if k == n - 1 else regs[k]
+            if kind == P_SHIFT:
+                src = t - b
+                if src < 0 or src >= d_all:
+                    o[:] = NAN32
+                else:
+                    sr, vr = ins[a][src], valid[t]
+                    for i in range(o.size):
+                        o[i] = sr[i] if vr[i] else NAN32
+                continue
             xa = ins[a][t] if a < P_INPUTS else regs[a - P_INPUTS]
             if kind == P_UNARY:
                 _row_unary(xa, code, o)

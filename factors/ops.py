@@ -102,9 +102,10 @@ def op(name: str, arg_kinds: tuple[str, ...], category: str, min_window: int = 1
        fuse: int | None = None) -> Callable:
     """Register ``fn`` as operator ``name`` (the one place an operator is defined). ``fuse``: for a unary
     or binary operator whose kernel is one of :func:`factors.kernels.unary` / ``binary_*``, its code
-    there, so that chains of such operators run as one fused pass (:mod:`factors.fuse`)."""
+    there (``K.REF`` / ``K.DELTA`` for the shifts), so that chains of such operators run as one fused
+    pass (:mod:`factors.fuse`)."""
     assert category in CATEGORIES and all(k in ARG_KINDS for k in arg_kinds)
-    assert fuse is None or category in ("unary", "binary")
+    assert fuse is None or category in ("unary", "binary") or (category == "ts" and fuse in (K.REF, K.DELTA))
 
     def deco(fn: Callable) -> Callable:
         if name in OPS:
@@ -244,13 +245,13 @@ def _pow(a: Tensor, b: float) -> Tensor:
 # ----------------------------------------------------------------------------------------------------
 
 
-@op("Ref", ("expr", "window"), "ts")
+@op("Ref", ("expr", "window"), "ts", fuse=K.REF)
 def _ref(x: Tensor, w: int, valid: Tensor) -> Tensor:
     """x of w days ago (w < 0 looks forward: targets only)."""
     return _rolling(K.shift, (x,), valid, w, False, parallel=False)
 
 
-@op("Delta", ("expr", "window"), "ts")
+@op("Delta", ("expr", "window"), "ts", fuse=K.DELTA)
 def _delta(x: Tensor, w: int, valid: Tensor) -> Tensor:
     """x - Ref(x, w)."""
     return _rolling(K.shift, (x,), valid, w, True, parallel=False)
@@ -436,9 +437,10 @@ def warm_up() -> None:
         else:
             spec.fn(x, valid)
     cs_rank(x, valid)  # the float64 variant (metrics)
-    xs = _arr(x)
-    prog = np.array([[K.P_AC, K.MUL, 0, 0], [K.P_AA, K.ADD, K.P_INPUTS, 0]], dtype=np.int64)
-    K.program((xs,) * K.P_INPUTS, prog, np.array([2.0]), K.empty(xs.shape), 0, xs.shape[0])  # factors.fuse
+    xs = _arr(x)  # a fused program (factors.fuse)
+    prog = np.array([[K.P_SHIFT, 0, 0, 1], [K.P_AC, K.MUL, K.P_INPUTS, 0], [K.P_AA, K.ADD, K.P_INPUTS + 1, 0]],
+                    dtype=np.int64)
+    K.program((xs,) * K.P_INPUTS, _mask(valid), prog, np.array([2.0]), K.empty(xs.shape), 0, xs.shape[0])
     from factors.pool import warm_up as pool_warm_up  # the pool's z-score + IC kernel (mining)
 
     pool_warm_up()

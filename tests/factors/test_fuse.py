@@ -28,12 +28,18 @@ TEXTS = [
     "Mul(Log(Add($volume, 1)), Sub($close, $open))",  # Log is an input, not fused
     "Div(Mean(Abs(Sub(Div($close, Ref($close, 1)), 1)), 5), Add(Std($volume, 5), 1e-12))",  # fused below a window
     "Div($close, Sub($open, $open))",  # division by zero: NaN everywhere (never inf)
+    "Div(Ref($close, 5), $close)",  # a shifted read: no array for Ref($close, 5)
+    "Mul(Ref($close, 5), 2)",  # ... NaN on the days the stock is not valid (nothing else would make it NaN)
+    "Sub(Delta($close, 3), Ref(Mean($close, 5), 2))",  # Delta, and a shift of a cached window result
+    "Mul(Ref(Sub($close, $open), 1), 2)",  # a shift of a fused result: Ref runs on its own
+    "Greater(Ref($volume, 200), Mul($volume, 1.5))",  # a shift longer than most of the panel
     NINE_MEANS,  # more inputs than a program takes: the root is not fused, its subtrees are
 ]
 
 
 # mostly element-wise operators (what fuses), with windows and Log in between (what feeds a fused tree)
-ELEMENTWISE_HEAVY = [n for n, s in OPS.items() if s.category in ("unary", "binary")] * 3 + ["Mean", "Ref", "Std"]
+ELEMENTWISE_HEAVY = [n for n, s in OPS.items() if s.category in ("unary", "binary")] * 3 + \
+    ["Ref", "Delta"] * 3 + ["Mean", "Std"]
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -43,7 +49,7 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 def _both(panel, texts, monkeypatch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     fused = [Evaluator(panel).evaluate(t) for t in texts]
     with monkeypatch.context() as m:
-        m.setattr(fuse, "run", lambda node, leaf: None)
+        m.setattr(fuse, "run", lambda node, leaf, valid: None)
         plain = [Evaluator(panel).evaluate(t) for t in texts]
     return fused, plain
 
@@ -75,7 +81,19 @@ def test_a_tree_runs_as_one_pass(us_panel, monkeypatch):
     assert calls == {"program": 1, "binary": 0}
     leaves, prog, _ = fuse.compile_tree(parse(TEXTS[4]).root)
     assert [n.token for n in leaves] == ["$close"] and len(prog) == 2  # Mul($close, $close) once, then Add
-    assert fuse.run(parse(NINE_MEANS).root, lambda n: pytest.fail("evaluated a leaf")) is None
+    assert fuse.run(parse(NINE_MEANS).root, lambda n: pytest.fail("evaluated a leaf"), us_panel.valid) is None
+    ev = Evaluator(us_panel)
+    ev.evaluate("Div(Ref($close, 5), $close)")
+    assert ev.cache_info()["entries"] == 0  # the shift was read in place, not made into an array
+
+
+def test_targets_with_a_forward_shift_fuse_the_same(us_panel, monkeypatch):
+    text = "Sub(Div(Ref($close, -5), $close), 1)"
+    fused = Evaluator(us_panel).target(text)
+    with monkeypatch.context() as m:
+        m.setattr(fuse, "run", lambda node, leaf, valid: None)
+        plain = Evaluator(us_panel).target(text)
+    assert _same(fused, plain) and torch.isnan(fused[-5:]).all() and torch.isfinite(fused[:-5]).any()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
