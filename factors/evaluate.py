@@ -15,11 +15,11 @@ The subexpression cache maps a subtree's canonical postfix hash to its (D, S) te
 every expression evaluated with the same :class:`Evaluator` and never holds more than ``cache_bytes``
 (least recently used results are evicted first). It keeps the results of window (``ts``, ``ts_pair``)
 and cross-sectional operators, the ones that cost real work (a ``Ref``/``Delta`` of an input inside an
-element-wise tree is not one of them: the fused pass reads it in place, see :mod:`factors.fuse`). Element-wise results are not kept: one is
-a single memory-bound pass over its (cached) inputs, cheaper than keeping it, because a kept result
-needs fresh memory and faulting in fresh memory costs more than that pass (about 5 ms per 11 MB on a
-shared VM, against about 1 ms for the pass), while a dropped one is recycled
-(:func:`factors.kernels.empty`).
+element-wise tree is not one of them: the fused pass reads it in place, see :mod:`factors.fuse`).
+Element-wise results are not kept: one is a single memory-bound pass over its (cached) inputs, cheaper
+than keeping it, because a kept result needs fresh memory and faulting in fresh memory costs more than
+that pass (about 5 ms per 11 MB on a shared VM, against about 1 ms for the pass), while a dropped one is
+recycled (:func:`factors.kernels.empty`).
 
 Speed: the kernels (:mod:`factors.ops`, :mod:`factors.kernels`) return clean results (valid mask and
 inf -> NaN fused in), so a node costs one kernel pass into one array and no extra copies, and a tree of

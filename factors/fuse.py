@@ -13,9 +13,9 @@ An operator takes part when its registration gives its kernel code (``@op(..., f
 inputs of the tree are its features and its other subtrees (windows, cross-sections, ``Log``), evaluated
 (and cached) by the evaluator as usual. ``Ref``/``Delta`` of an input also take part, as a read of the
 input d rows back: ``Div(Ref($close, 5), $close)`` then needs no (D, S) array for ``Ref($close, 5)``,
-neither fresh memory in a cold pass nor a place in the cache. A tree with a single element-wise operator, or with
-more than :data:`factors.kernels.P_INPUTS` distinct inputs, is not fused (the evaluator then runs its
-operators one by one, and their subtrees may fuse on their own).
+neither fresh memory in a cold pass nor a place in the cache. A tree with a single element-wise
+operator, or with more than :data:`factors.kernels.P_INPUTS` distinct inputs, is not fused (the
+evaluator then runs its operators one by one, and their subtrees may fuse on their own).
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from factors.ops import OPS
 from finllm.errors import ExpressionError
 from tests.factors.strategies import valid_postfix
 
-NINE_MEANS = "Add(Add(Add(Mean($close, 2), Mean($close, 3)), Add(Mean($close, 4), Mean($close, 5))), " \
-             "Add(Add(Mean($close, 6), Mean($close, 7)), Add(Mean($close, 8), Add(Mean($close, 9), Mean($close, 10)))))"
+NINE_MEANS = ("Add(Add(Add(Mean($close, 2), Mean($close, 3)), Add(Mean($close, 4), Mean($close, 5))), "
+              "Add(Add(Mean($close, 6), Mean($close, 7)), "
+              "Add(Mean($close, 8), Add(Mean($close, 9), Mean($close, 10)))))")
 TEXTS = [
     "Div(Sub(Mul($close, 2), Add($high, $low)), $open)",  # KSFT
     "Sub(1, Div(2, $close))",  # constants first: flipped codes
@@ -26,7 +27,8 @@ TEXTS = [
     "Mul(Add(Abs($low), Sub($close, $open)), Sub($close, $open))",  # ... and read again later
     "Div(Sub($close, Mean($close, 5)), Add(Std($close, 5), 1e-05))",  # inputs from cached window results
     "Mul(Log(Add($volume, 1)), Sub($close, $open))",  # Log is an input, not fused
-    "Div(Mean(Abs(Sub(Div($close, Ref($close, 1)), 1)), 5), Add(Std($volume, 5), 1e-12))",  # fused below a window
+    # fused below a window, and above it
+    "Div(Mean(Abs(Sub(Div($close, Ref($close, 1)), 1)), 5), Add(Std($volume, 5), 1e-12))",
     "Div($close, Sub($open, $open))",  # division by zero: NaN everywhere (never inf)
     "Div(Ref($close, 5), $close)",  # a shifted read: no array for Ref($close, 5)
     "Mul(Ref($close, 5), 2)",  # ... NaN on the days the stock is not valid (nothing else would make it NaN)
