@@ -249,38 +249,35 @@ def _at_numba(b, i):
 
 
 @njit(inline="always")
+def _bin_loop(ar, b, code, o):
+    for i in range(o.size):
+        o[i] = _fin(_bin(ar[i], _at(b, i), code))
+
+
+@njit(inline="always")
 def _row_bin(ar, b, code, o):
     """``o = ar op b`` for one row, ``b`` a row or a float (RSUB/RDIV give ``b - ar``, ``b / ar``),
     computed in float64 and rounded once."""
-    # One loop per code on purpose: with the operator a constant inside the loop LLVM vectorises it; a
-    # single loop dispatching on ``code`` per element does not vectorise.
+    # A call per code on purpose: with the operator a constant inside the inlined loop LLVM vectorises
+    # it; a single loop dispatching on ``code`` per element does not vectorise.
     if code == ADD:
-        for i in range(o.size):
-            o[i] = _fin(_bin(ar[i], _at(b, i), ADD))
+        _bin_loop(ar, b, ADD, o)
     elif code == SUB:
-        for i in range(o.size):
-            o[i] = _fin(_bin(ar[i], _at(b, i), SUB))
+        _bin_loop(ar, b, SUB, o)
     elif code == MUL:
-        for i in range(o.size):
-            o[i] = _fin(_bin(ar[i], _at(b, i), MUL))
+        _bin_loop(ar, b, MUL, o)
     elif code == DIV:
-        for i in range(o.size):
-            o[i] = _fin(_bin(ar[i], _at(b, i), DIV))
+        _bin_loop(ar, b, DIV, o)
     elif code == RSUB:
-        for i in range(o.size):
-            o[i] = _fin(_bin(ar[i], _at(b, i), RSUB))
+        _bin_loop(ar, b, RSUB, o)
     elif code == RDIV:
-        for i in range(o.size):
-            o[i] = _fin(_bin(ar[i], _at(b, i), RDIV))
+        _bin_loop(ar, b, RDIV, o)
     elif code == GREATER:
-        for i in range(o.size):
-            o[i] = _fin(_bin(ar[i], _at(b, i), GREATER))
+        _bin_loop(ar, b, GREATER, o)
     elif code == LESS:
-        for i in range(o.size):
-            o[i] = _fin(_bin(ar[i], _at(b, i), LESS))
+        _bin_loop(ar, b, LESS, o)
     else:
-        for i in range(o.size):
-            o[i] = _fin(_bin(ar[i], _at(b, i), POW))
+        _bin_loop(ar, b, POW, o)
 
 
 @njit(**_JIT)
