@@ -18,12 +18,15 @@ and cross-sectional operators, the ones that cost real work (a ``Ref``/``Delta``
 element-wise tree is not one of them: the fused pass reads it in place, see :mod:`factors.fuse`).
 Element-wise results are not kept: one is a single memory-bound pass over its (cached) inputs, cheaper
 than keeping it, because a kept result needs fresh memory and faulting in fresh memory costs more than
-that pass (about 5 ms per 11 MB on a shared VM, against about 1 ms for the pass), while a dropped one is
-recycled (:func:`factors.kernels.empty`).
+that pass (2-3 ms per 11 MB on a shared 2-vCPU VM, against about 1 ms for the pass), while a dropped one
+is recycled (:func:`factors.kernels.empty`). One exception, within a single expression: an element-wise
+subtree that feeds two window operators (``M`` in ``Div(Std(M, 20), Mean(M, 20))``) is kept until the
+expression is done, so it is computed once (:func:`shared_regions`).
 
 Speed: the kernels (:mod:`factors.ops`, :mod:`factors.kernels`) return clean results (valid mask and
 inf -> NaN fused in), so a node costs one kernel pass into one array and no extra copies, and a tree of
-element-wise operators (``Div(Sub($close, $open), $open)``) runs as one fused pass (:mod:`factors.fuse`).
+element-wise operators (``Div(Sub($close, $open), $open)``) runs as one fused pass (:mod:`factors.fuse`),
+inside the kernel of a window input when that window has to be computed (an epilogue).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from torch import Tensor
 from factors import fuse
 from factors import kernels as K
 from factors.expr import Expr, Node, from_postfix, parse, to_expr
-from factors.ops import OPS
+from factors.ops import OPS, Epilogue
 
 
 class Evaluator:
@@ -64,6 +67,8 @@ class Evaluator:
         self._bytes = 0
         self.hits = 0
         self.misses = 0
+        self._shared: frozenset[str] = frozenset()  # see shared_regions; set while an expression runs
+        self._memo: dict[str, Tensor] = {}
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -126,7 +131,11 @@ class Evaluator:
         return torch.from_numpy(K.empty(tuple(x.shape))).copy_(x)  # recycled memory where there is some
 
     def _run(self, e: Expr) -> Tensor:
-        return self._owned(e.root, self._eval(e.root))
+        self._shared = shared_regions(e.root)
+        try:
+            return self._owned(e.root, self._eval(e.root))
+        finally:
+            self._shared, self._memo = frozenset(), {}
 
     def _get(self, key: str) -> Tensor | None:
         t = self._cache.get(key)
@@ -147,11 +156,16 @@ class Evaluator:
         self._sizes[key] = size
         self._bytes += size
 
-    def _eval(self, node: Node) -> Tensor:
+    def _eval(self, node: Node, epi: Epilogue | None = None) -> Tensor:
+        """``node``'s values (D, S). ``epi``: an element-wise program for ``node``'s kernel to run on each
+        row it writes (:mod:`factors.fuse`), if ``node`` is a window operator that has to be computed;
+        ``epi.done`` tells whether it ran."""
         if node.kind == "feature":
             return self._feat[node.token]
         key = node.key
         hit = self._get(key)
+        if hit is None:
+            hit = self._memo.get(key)
         if hit is not None:
             return hit
         self.misses += 1
@@ -159,21 +173,51 @@ class Evaluator:
         cat = spec.category
         if spec.fuse is not None:  # an element-wise tree: one fused pass when it has several operators
             fused = fuse.run(node, self._eval, self.valid)
-            if fused is not None:
-                return fused  # element-wise results are not cached (see the module docstring)
+            if fused is not None:  # element-wise results are not cached (see the module docstring) ...
+                if key in self._shared:  # ... but kept while this expression needs them again
+                    self._memo[key] = fused
+                return fused
         if cat == "binary":
             args = [c.value if c.kind == "const" else self._eval(c) for c in node.children]
             out = spec.fn(*args)
         elif cat in ("ts", "ts_pair"):
             *xs, wnode = node.children
-            out = spec.fn(*[self._eval(c) for c in xs], int(wnode.value), self.valid)
+            out = spec.fn(*[self._eval(c) for c in xs], int(wnode.value), self.valid, epi=epi)
         elif cat == "cs":
             out = spec.fn(self._eval(node.children[0]), self.universe)
         else:
             out = spec.fn(self._eval(node.children[0]))
         if self._cached(spec):
             self._put(key, out)  # kernels return clean results: NaN outside valid, never +-inf
+        elif key in self._shared:
+            self._memo[key] = out
         return out
+
+
+def shared_regions(root: Node) -> frozenset[str]:
+    """Keys of the element-wise subtrees that feed two or more non-element-wise parents in ``root``'s tree,
+    e.g. ``M`` in ``Div(Std(M, 20), Mean(M, 20))``. The evaluator keeps such a result while the expression
+    runs (not in the cache): it is computed once, not once per parent. Inside one fused region a repeated
+    subtree is computed once anyway (:func:`factors.fuse.compile_tree`), so only region roots count."""
+    seen: set[str] = set()
+    visited: set[str] = set()
+    twice: set[str] = set()
+
+    def walk(n: Node, in_region: bool) -> None:
+        if n.kind != "op":
+            return
+        spec = OPS[n.token]
+        elementwise = spec.category in ("unary", "binary")
+        if elementwise and not in_region:
+            (twice if n.key in seen else seen).add(n.key)
+        if n.key in visited:
+            return
+        visited.add(n.key)
+        for c in n.children:
+            walk(c, elementwise and spec.fuse is not None)
+
+    walk(root, False)
+    return frozenset(twice)
 
 
 def target_expr(horizon: int = 20, field: str = "$close") -> str:
@@ -181,4 +225,4 @@ def target_expr(horizon: int = 20, field: str = "$close") -> str:
     return f"Sub(Div(Ref({field}, -{horizon}), {field}), 1)"
 
 
-__all__ = ["Evaluator", "from_postfix", "parse", "target_expr"]
+__all__ = ["Evaluator", "from_postfix", "parse", "shared_regions", "target_expr"]

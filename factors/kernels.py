@@ -334,6 +334,16 @@ def program(ins, valid, prog, consts, out, lo, hi):
                 _row_bin(xa, consts[b], code, o)
 
 
+# An epilogue ``(ins, prog, consts, out)`` is a :func:`program` that a time-series kernel runs on the rows
+# of its output it has just written, EPI_ROWS at a time, while they are in L1/L2 (see :mod:`factors.fuse`).
+# One of ``ins`` is the kernel's own output; the program reads it only at the row it computes, never
+# shifted (another thread may still be writing the rows before this thread's range). Every time-series
+# kernel takes one (``epi``; :data:`NO_EPILOGUE` for none).
+EPI_ROWS = 16  # a call per row instead made the program 15-25% slower (argument handling per call)
+PAD = np.full((1, 1), np.nan, dtype=np.float32)  # an unused input slot (never read)
+NO_EPILOGUE = ((PAD,) * P_INPUTS, np.zeros((0, 4), dtype=np.int64), np.zeros(1), PAD)
+
+
 @njit(**_JIT)
 def clean(x, valid, out, lo, hi):
     """``out = x`` where valid and finite, else NaN (rows lo..hi)."""
@@ -350,8 +360,11 @@ def clean(x, valid, out, lo, hi):
 
 
 @njit(**_JIT)
-def shift(x, valid, out, d, delta, lo, hi):
+def shift(x, valid, out, d, delta, epi, lo, hi):
     """``Ref``: ``out[t] = x[t - d]`` (NaN outside the panel); ``delta``: ``x[t] - x[t - d]`` (days lo..hi)."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     n = x.shape[0]
     for t in range(lo, hi):
         src = t - d
@@ -368,6 +381,9 @@ def shift(x, valid, out, d, delta, lo, hi):
             for i in range(o.size):
                 v = sr[i]
                 o[i] = v if vr[i] else NAN32
+        if has_epi and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -376,8 +392,11 @@ def shift(x, valid, out, d, delta, lo, hi):
 
 
 @njit(**_JIT)
-def roll_sum(x, valid, out, w, minp, mean, lo, hi):
+def roll_sum(x, valid, out, w, minp, mean, epi, lo, hi):
     """Rolling sum (``mean``: mean) of the present values; count/sum states, float64."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     m = x.shape[1]
     scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     sn = np.zeros((w + 1, m))  # suffix states of the previous block: sn[k] = days b0-w+k .. b0-1
@@ -410,6 +429,9 @@ def roll_sum(x, valid, out, w, minp, mean, lo, hi):
             s = ps[i] + qs[i]
             r = s / n if mean else s
             o[i] = _fin(r) if (vr[i] and n >= minp) else NAN32
+        if has_epi and t >= lo and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 @njit(inline="always")
@@ -422,8 +444,11 @@ def _merge2(na, ma, qa, nb, mb, qb):
 
 
 @njit(**_JIT)
-def roll_var(x, valid, out, w, minp, std, lo, hi):
+def roll_var(x, valid, out, w, minp, std, epi, lo, hi):
     """Rolling variance (ddof=1; ``std``: its square root) of the present values."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     m = x.shape[1]
     scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     sn = np.zeros((w + 1, m))
@@ -454,31 +479,33 @@ def roll_var(x, valid, out, w, minp, std, lo, hi):
             v = xr[i]
             p = v == v
             pn[i], pm[i], pq[i] = _merge2(pn[i], pm[i], pq[i], 1.0 if p else 0.0, np.float64(v) if p else 0.0, 0.0)
-            n, _, q = _merge2(bn[i], bm[i], bq[i], pn[i], pm[i], pq[i])
-            r = q / (n - 1.0)
+            na, nb = bn[i], pn[i]
+            n = na + nb
+            dl = pm[i] - bm[i]
+            r = ((bq[i] + pq[i]) * n + dl * dl * na * nb) / (n * (n - 1.0))  # Chan's merge, / (n - 1) folded in
             if std:
                 r = math.sqrt(r)
             o[i] = _fin(r) if (vr[i] and n >= minp) else NAN32
+        if has_epi and t >= lo and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 @njit(inline="always")
-def _merge4(na, ma, a2, a3, a4, nb, mb, b2, b3, b4):
-    """Pebay's merge of (count, mean, central sums of powers 2..4) states (the mean is not exact: this
-    only combines a window's two parts, it is not chained)."""
+def _merge4n(na, ma, a2, a3, a4, nb, mb, b2, b3, b4, k4):
+    """Pebay's merge of two (count, mean, central sums of powers 2..4) states, returned scaled by powers
+    of the merged count n so that no division is needed: ``(n, n m2, n^2 m3, n^3 m4)`` (``m4`` only if
+    ``k4``). G1 and G2 depend only on ratios of these, so each costs one division (the old form divided
+    five times per value; skewness is 40% faster, values equal to within 2 float32 ulps)."""
     n = na + nb
-    if n == 0:
-        return 0.0, 0.0, 0.0, 0.0, 0.0
     dl = mb - ma
-    inv = 1.0 / n
-    fb = nb * inv
-    fa = na * inv
-    dn = dl * inv
     nab = na * nb
-    m2 = a2 + b2 + dl * dn * nab
-    m3 = a3 + b3 + dl * dn * dn * nab * (na - nb) + 3.0 * dl * (fa * b2 - fb * a2)
-    m4 = (a4 + b4 + dl * dn * dn * dn * nab * (na * na - nab + nb * nb)
-          + 6.0 * dl * dl * (fa * fa * b2 + fb * fb * a2) + 4.0 * dl * (fa * b3 - fb * a3))
-    return n, ma + dl * fb, m2, m3, m4
+    d2 = dl * dl
+    q2 = n * (a2 + b2) + d2 * nab
+    q3 = n * n * (a3 + b3) + d2 * dl * nab * (na - nb) + 3.0 * dl * n * (na * b2 - nb * a2)
+    q4 = (n * n * n * (a4 + b4) + d2 * d2 * nab * (na * na - nab + nb * nb)
+          + 6.0 * d2 * n * (na * na * b2 + nb * nb * a2) + 4.0 * dl * n * n * (na * b3 - nb * a3)) if k4 else 0.0
+    return n, q2, q3, q4
 
 
 @njit(inline="always")
@@ -496,9 +523,12 @@ def _push4(n, mean, m2, m3, m4, v, p, k4):
 
 
 @njit(**_JIT)
-def roll_moments(x, valid, out, w, minp, kurt, lo, hi):
+def roll_moments(x, valid, out, w, minp, kurt, epi, lo, hi):
     """Rolling sample skewness (pandas' G1) or, with ``kurt``, excess kurtosis (G2); NaN when the window's
     central sum of squares is zero (a constant window)."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     m = x.shape[1]
     scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     sn = np.zeros((w + 1, m))
@@ -536,13 +566,16 @@ def roll_moments(x, valid, out, w, minp, kurt, lo, hi):
             v = xr[i]
             p = v == v
             pn[i], pm[i], p2[i], p3[i], p4[i] = _push4(pn[i], pm[i], p2[i], p3[i], p4[i], np.float64(v), p, kurt)
-            n, _, q2, q3, q4 = _merge4(bn[i], bm[i], b2[i], b3[i], b4[i], pn[i], pm[i], p2[i], p3[i], p4[i])
+            n, q2, q3, q4 = _merge4n(bn[i], bm[i], b2[i], b3[i], b4[i], pn[i], pm[i], p2[i], p3[i], p4[i], kurt)
             if kurt:
-                r = (n * (n + 1.0) * (n - 1.0) * q4 / (q2 * q2) - 3.0 * (n - 1.0) ** 2) / ((n - 2.0) * (n - 3.0))
+                n1 = n - 1.0
+                r = ((n + 1.0) * n1 * q4 - 3.0 * n1 * n1 * q2 * q2) / (q2 * q2 * (n - 2.0) * (n - 3.0))
             else:
-                vv = q2 / n
-                r = math.sqrt(n * (n - 1.0)) / (n - 2.0) * (q3 / n) / (vv * math.sqrt(vv))
+                r = q3 * math.sqrt(n * (n - 1.0) / (q2 * q2 * q2 * (n - 2.0) * (n - 2.0)))
             o[i] = _fin(r) if (vr[i] and n >= minp and q2 > 0) else NAN32
+        if has_epi and t >= lo and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 @njit(inline="always")
@@ -557,9 +590,12 @@ def _merge_pair(na, xa, ya, ca, qa, ra, nb, xb, yb, cb, qb, rb):
 
 
 @njit(**_JIT)
-def roll_pair(x, y, valid, out, w, minp, mode, lo, hi):
+def roll_pair(x, y, valid, out, w, minp, mode, epi, lo, hi):
     """Rolling ``mode`` 0: Pearson correlation, 1: covariance (ddof=1), 2: least-squares slope of x on
     the day index (``y`` ignored), over the days where both are present."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     m = x.shape[1]
     scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     sn = np.zeros((w + 1, m))
@@ -607,23 +643,36 @@ def roll_pair(x, y, valid, out, w, minp, mode, lo, hi):
             pn[i], px[i], py[i], pc[i], pq[i], pr[i] = _merge_pair(
                 pn[i], px[i], py[i], pc[i], pq[i], pr[i], 1.0 if p else 0.0, np.float64(u) if p else 0.0,
                 np.float64(v) if p else 0.0, 0.0, 0.0, 0.0)
-            n, _, _, c, qx, qy = _merge_pair(bn[i], bx[i], by[i], bc[i], bq[i], br[i],
-                                             pn[i], px[i], py[i], pc[i], pq[i], pr[i])
+            na, nb = bn[i], pn[i]
+            n = na + nb
+            dx = px[i] - bx[i]
+            dy = py[i] - by[i]
+            nab = na * nb
+            # the merged co-moment and central sums of squares, each times n (which cancels below)
+            c = (bc[i] + pc[i]) * n + dx * dy * nab
+            qx = (bq[i] + pq[i]) * n + dx * dx * nab
+            qy = (br[i] + pr[i]) * n + dy * dy * nab
             ok = vr[i] and n >= minp
             if mode == 0:
                 r = min(max(c / math.sqrt(qx * qy), -1.0), 1.0)
                 ok = ok and qx > 0 and qy > 0
             elif mode == 1:
-                r = c / (n - 1.0)
+                r = c / (n * (n - 1.0))
             else:
                 r = c / qy
             o[i] = _fin(r) if ok else NAN32
+        if has_epi and t >= lo and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 @njit(**_JIT)
-def roll_extreme(x, valid, out, w, minp, sign, idx, lo, hi):
+def roll_extreme(x, valid, out, w, minp, sign, idx, epi, lo, hi):
     """Rolling max of ``sign * x`` (sign -1: min) of the present values, times ``sign``; with ``idx`` the
     1-based position of the (first) extreme in the nominal window (1 = oldest day, w = today)."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     m = x.shape[1]
     scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     ninf = -np.inf
@@ -673,6 +722,9 @@ def roll_extreme(x, valid, out, w, minp, sign, idx, lo, hi):
             else:
                 r = sign * (bvi if old else pvi)
             o[i] = _fin(r) if (vr[i] and n >= minp) else NAN32
+        if has_epi and t >= lo and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -681,43 +733,40 @@ def roll_extreme(x, valid, out, w, minp, sign, idx, lo, hi):
 
 
 @njit(inline="always")
-def _sorted_step(a, b, old, new, po, pn, w):
-    """One day of :func:`roll_median`: b = a without ``old`` and with ``new`` (per stock, sorted)."""
+def _sorted_step(a, b, old, new, w):
+    """One day of :func:`roll_median`: b = a without ``old`` and with ``new`` (per stock, sorted).
+
+    Without ``old``, slot q holds ``a'[q] = a[q] if a[q] < old else a[q + 1]``; inserting ``new`` then
+    gives ``b[q] = min(max(a'[q - 1], new), a'[q])`` (``a'[0] = -inf``, ``a'[w] = +inf``). No positions
+    are searched: one select pass over the w slots."""
     m = old.size
-    for i in range(m):
-        po[i] = 0
-        pn[i] = -np.int32(old[i] < new[i])
     for q in range(1, w + 1):
-        ar = a[q]
+        ap, ac, an, dst = a[q - 1], a[q], a[q + 1], b[q]
+        first, last = q == 1, q == w
         for i in range(m):
-            po[i] += np.int32(ar[i] < old[i])
-            pn[i] += np.int32(ar[i] < new[i])
-    for qq in range(w):
-        q = np.int32(qq)
-        prv, cur, nxt, dst = a[qq], a[qq + 1], a[qq + 2], b[qq + 1]
-        for i in range(m):
-            p, r = pn[i], po[i]
-            c0, c1, c2, nv = prv[i], cur[i], nxt[i], new[i]  # loads outside the selects: vectorisable
-            lo_side = c1 if q < r else c2
-            hi_side = c0 if q <= r else c1
-            dst[i] = nv if q == p else (lo_side if q < p else hi_side)
+            c0, c1, c2, o, nv = ap[i], ac[i], an[i], old[i], new[i]  # loads outside the selects
+            lower = -INF32 if first else (c0 if c0 < o else c1)  # a'[q - 1]
+            upper = INF32 if last else (c1 if c1 < o else c2)  # a'[q]
+            hi_side = lower if lower > nv else nv
+            dst[i] = upper if upper < hi_side else hi_side
 
 
 @njit(**_JIT)
-def roll_median(x, valid, out, w, minp, lo, hi):
+def roll_median(x, valid, out, w, minp, epi, lo, hi):
     """Rolling median of the present values (mean of the two middle ones for an even count).
 
     Each stock keeps its window sorted, missing values (and days before the panel) as +inf at the end.
     A day's update removes the day leaving the window and inserts today's value, branch-free and
-    vectorised across stocks: two counting passes give the two positions, one select pass writes the
-    next sorted window (rows 1..w of a (w + 2, m) buffer; rows 0 and w + 1 are padding)."""
+    vectorised across stocks: one select pass writes the next sorted window (:func:`_sorted_step`; rows
+    1..w of a (w + 2, m) buffer, rows 0 and w + 1 are padding)."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     m = x.shape[1]
     s0 = max(0, lo - w)  # w warm-up days fill the sorted window
     scratch = np.empty(m, dtype=np.float32)
     a = np.full((w + 2, m), INF32, dtype=np.float32)
     b = np.full((w + 2, m), INF32, dtype=np.float32)
-    po = np.zeros(m, dtype=np.int32)
-    pn = np.zeros(m, dtype=np.int32)
     cnt = np.zeros(m, dtype=np.int32)
     old = np.full(m, INF32, dtype=np.float32)
     new = np.empty(m, dtype=np.float32)
@@ -734,10 +783,10 @@ def roll_median(x, valid, out, w, minp, lo, hi):
             new[i] = v if v == v else INF32
             cnt[i] += np.int32(v == v) - np.int32(old[i] < INF32)
         if t % 2 == 0:
-            _sorted_step(a, b, old, new, po, pn, w)
+            _sorted_step(a, b, old, new, w)
             s = b
         else:
-            _sorted_step(b, a, old, new, po, pn, w)
+            _sorted_step(b, a, old, new, w)
             s = a
         for i in range(m):
             k = cnt[i]
@@ -745,13 +794,19 @@ def roll_median(x, valid, out, w, minp, lo, hi):
                 o[i] = _fin((np.float64(s[(k - 1) // 2 + 1, i]) + np.float64(s[k // 2 + 1, i])) * 0.5)
             else:
                 o[i] = NAN32
+        if has_epi and t >= lo and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 @njit(**_JIT)
-def roll_rank(x, valid, out, w, minp, lo, hi):
+def roll_rank(x, valid, out, w, minp, epi, lo, hi):
     """Percentile rank in (0, 1] of today's value among the window's present values, ties averaged:
     ``(n + 1 + less - greater) / (2 n)``; NaN if today's value is missing. ``less - greater`` is summed
     over the lags (integers, exact); the count n is kept by adding today and removing day t - w."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     m = x.shape[1]
     s0 = max(0, lo - w)  # w warm-up days make the running count exact
     scratch = np.empty(m, dtype=np.float32)
@@ -775,11 +830,17 @@ def roll_rank(x, valid, out, w, minp, lo, hi):
             a, n = xr[i], cnt[i]
             ok = vr[i] and a == a and n >= minp
             o[i] = np.float32((n + 1.0 + bal[i]) / (2.0 * n)) if ok else NAN32
+        if has_epi and t >= lo and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 @njit(**_JIT)
-def roll_mad(x, valid, out, w, minp, lo, hi):
+def roll_mad(x, valid, out, w, minp, epi, lo, hi):
     """Rolling mean absolute deviation around the window mean (two passes over the lags, float64)."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     m = x.shape[1]
     s1 = np.zeros(m)
     cnt = np.zeros(m)
@@ -807,14 +868,20 @@ def roll_mad(x, valid, out, w, minp, lo, hi):
         vr, o = valid[t], out[t]
         for i in range(m):
             o[i] = _fin(acc[i] / cnt[i]) if (vr[i] and cnt[i] >= minp) else NAN32
+        if has_epi and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 @njit(**_JIT)
-def roll_ema(x, valid, out, w, minp, a, lo, hi):
+def roll_ema(x, valid, out, w, minp, a, epi, lo, hi):
     """EMA over the window: weight ``a**k`` on the value k days ago (k < w), renormalised over the
     present values. Van Herk blocks (O(1) per value): the current block's part is a running
     ``p = a * p + x`` (nothing subtracted), the previous block's suffix part is summed backwards with
     weight ``a**(b0 - 1 - s)`` and scaled by ``a**(j + 1)`` when it is merged."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     m = x.shape[1]
     scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     pw = np.empty(w + 1)
@@ -856,15 +923,21 @@ def roll_ema(x, valid, out, w, minp, a, lo, hi):
             n = pn[i] + qn[i]
             r = (ps[i] + f * qs[i]) / (pd[i] + f * qd[i])
             o[i] = _fin(r) if (vr[i] and n >= minp) else NAN32
+        if has_epi and t >= lo and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 @njit(**_JIT)
-def roll_wma(x, valid, out, w, minp, lo, hi):
+def roll_wma(x, valid, out, w, minp, epi, lo, hi):
     """Linearly weighted mean over the window: weight ``w - k`` on the value k days ago, renormalised
     over the present values. Van Herk blocks (O(1) per value): with r a day's offset in its block, the
     weights are ``(w - j) + r`` in the current block and ``r - j`` in the previous one, so both parts
     are (count, sum x, sum r x, sum r) states (no running add/remove). The suffix's weights come out as
     ``sum r x - j sum x``: that one subtraction loses at most log10(w) of float64's ~16 digits."""
+    eins, eprog, econsts, eout = epi
+    has_epi = eprog.shape[0] > 0
+    efrom = lo  # the first row the epilogue has not run on
     m = x.shape[1]
     scratch = np.empty(m, dtype=np.float32)  # the output row of warm-up days (t < lo)
     sn = np.zeros((w + 1, m))
@@ -911,6 +984,9 @@ def roll_wma(x, valid, out, w, minp, lo, hi):
             num = cj * p1[i] + pr[i] + (qr[i] - rj * q1[i])
             den = cj * pn[i] + pc[i] + (qc[i] - rj * qn[i])
             o[i] = _fin(num / den) if (vr[i] and n >= minp) else NAN32
+        if has_epi and t >= lo and (t + 1 - efrom == EPI_ROWS or t + 1 == hi):
+            program(eins, valid, eprog, econsts, eout, efrom, t + 1)
+            efrom = t + 1
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ Kernel signatures by category (all tensors are (D, S) float32 C-contiguous, D = 
 
 * ``unary``   ``fn(x) -> Tensor``
 * ``binary``  ``fn(a, b) -> Tensor`` (``a``/``b`` a tensor or a float; never both floats)
-* ``ts``      ``fn(x, w, valid) -> Tensor`` (``w`` an int; only ``Ref`` accepts ``w < 0``, for targets)
-* ``ts_pair`` ``fn(x, y, w, valid) -> Tensor``
+* ``ts``      ``fn(x, w, valid, epi=None) -> Tensor`` (``w`` an int; only ``Ref`` accepts ``w < 0``, for
+  targets; ``epi`` an :class:`Epilogue` for the kernel to run on each output row, see :mod:`factors.fuse`)
+* ``ts_pair`` ``fn(x, y, w, valid, epi=None) -> Tensor``
 * ``cs``      ``fn(x, universe) -> Tensor`` (``universe`` (D, S) bool: the names ranked each day)
 
 ``valid`` (D, S) bool is the panel's mask. Every kernel returns a *clean* result: NaN where the stock is
@@ -51,9 +52,10 @@ keeps a sorted window per stock, updated branch-free across stocks; ``Rank`` and
 lags (O(w), exact); ``CSRank`` is one SIMD sort of packed uint32 keys per day. Window and cross-sectional
 kernels split days over ``torch.get_num_threads()`` threads; memory-bound element-wise ones run
 on one, and a tree of them runs as one fused pass (:mod:`factors.fuse`; the operators that take part
-give their kernel code in ``@op(..., fuse=...)``). Outputs live in recycled memory (:func:`factors.kernels.empty`): on a VM, faulting in fresh
+give their kernel code in ``@op(..., fuse=...)``), inside a window input's kernel when there is one to
+compute (an :class:`Epilogue`, which every time-series kernel takes). Outputs live in recycled memory (:func:`factors.kernels.empty`): on a VM, faulting in fresh
 memory costs more than a cheap operator's arithmetic. Compiled code is cached on disk by numba: after an
-install, the first use of each kernel compiles it (1-3 s each, about 25 s for all; :func:`warm_up` does
+install, the first use of each kernel compiles it (1-4 s each, about 40 s for all; :func:`warm_up` does
 them all), later processes load it in milliseconds.
 """
 
@@ -139,12 +141,36 @@ def _by_rows(kernel: Callable, x: np.ndarray, *args, parallel: bool = False) -> 
     return torch.from_numpy(out)
 
 
-def _rolling(kernel: Callable, xs: tuple[Tensor, ...], valid: Tensor, w: int, *args, parallel: bool = True) -> Tensor:
-    """Run a time-series kernel ``kernel(*xs, valid, out, w, *args, lo, hi)``, days split over threads (at
-    least 4 w days each: a thread re-reads up to w days before its range)."""
+@dataclass(eq=False)
+class Epilogue:
+    """An element-wise program that a time-series kernel runs on each row of its output right after
+    writing it (see :mod:`factors.fuse`). ``ins``: the program's input arrays, float32 (D, S), with
+    ``None`` at ``slot``, which is the kernel's own output; ``prog``/``consts`` as for
+    :func:`factors.kernels.program`; the result goes to ``out`` (D, S). ``done`` is set once a kernel
+    has taken it."""
+
+    ins: list[np.ndarray | None]
+    slot: int
+    prog: np.ndarray
+    consts: np.ndarray
+    out: np.ndarray
+    done: bool = False
+
+    def bind(self, own: np.ndarray) -> tuple:
+        """The kernel argument: (inputs with ``own`` at ``slot``, prog, consts, out)."""
+        ins = [own if i == self.slot else a for i, a in enumerate(self.ins)]
+        self.done = True
+        return tuple(ins + [K.PAD] * (K.P_INPUTS - len(ins))), self.prog, self.consts, self.out
+
+
+def _rolling(kernel: Callable, xs: tuple[Tensor, ...], valid: Tensor, w: int, *args, parallel: bool = True,
+             epi: Epilogue | None = None) -> Tensor:
+    """Run a time-series kernel ``kernel(*xs, valid, out, w, *args, epi, lo, hi)``, days split over threads
+    (at least 4 w days each: a thread re-reads up to w days before its range)."""
     arrs = [_arr(x) for x in xs]
     out = K.empty(arrs[0].shape)
-    K.run(kernel, arrs[0].shape[0], *arrs, _mask(valid), out, w, *args, parallel=parallel,
+    e = K.NO_EPILOGUE if epi is None else epi.bind(out)
+    K.run(kernel, arrs[0].shape[0], *arrs, _mask(valid), out, w, *args, e, parallel=parallel,
           min_span=max(64, 4 * abs(w)))
     return torch.from_numpy(out)
 
@@ -169,10 +195,14 @@ def _log(x: Tensor) -> Tensor:
     """Natural log; x <= 0 gives NaN."""
     xa = _arr(x)
     out = K.empty(xa.shape)
-    with np.errstate(all="ignore"):
-        np.log(xa, out=out)  # numpy's SIMD float32 log (LLVM would call the scalar libm log)
-    K.run(K.finite_inplace, xa.shape[0], out, parallel=False)  # log(0) = -inf -> NaN
+    K.run(_log_rows, xa.shape[0], xa, out)  # days split over threads (np.log releases the GIL)
     return torch.from_numpy(out)
+
+
+def _log_rows(xa: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
+    with np.errstate(all="ignore"):
+        np.log(xa[lo:hi], out=out[lo:hi])  # numpy's SIMD float32 log (LLVM would call the scalar libm log)
+    K.finite_inplace(out, lo, hi)  # log(0) = -inf -> NaN
 
 
 @op("Sign", ("expr",), "unary", fuse=K.SIGN)
@@ -246,126 +276,126 @@ def _pow(a: Tensor, b: float) -> Tensor:
 
 
 @op("Ref", ("expr", "window"), "ts", fuse=K.REF)
-def _ref(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _ref(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """x of w days ago (w < 0 looks forward: targets only)."""
-    return _rolling(K.shift, (x,), valid, w, False, parallel=False)
+    return _rolling(K.shift, (x,), valid, w, False, parallel=False, epi=epi)
 
 
 @op("Delta", ("expr", "window"), "ts", fuse=K.DELTA)
-def _delta(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _delta(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """x - Ref(x, w)."""
-    return _rolling(K.shift, (x,), valid, w, True, parallel=False)
+    return _rolling(K.shift, (x,), valid, w, True, parallel=False, epi=epi)
 
 
 @op("Mean", ("expr", "window"), "ts")
-def _mean(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _mean(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling mean of the present values."""
-    return _rolling(K.roll_sum, (x,), valid, w, _minp("Mean", w), True)
+    return _rolling(K.roll_sum, (x,), valid, w, _minp("Mean", w), True, epi=epi)
 
 
 @op("Sum", ("expr", "window"), "ts")
-def _sum(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _sum(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling sum of the present values."""
-    return _rolling(K.roll_sum, (x,), valid, w, _minp("Sum", w), False)
+    return _rolling(K.roll_sum, (x,), valid, w, _minp("Sum", w), False, epi=epi)
 
 
 @op("Std", ("expr", "window"), "ts", min_window=2)
-def _std(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _std(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling standard deviation (ddof=1)."""
-    return _rolling(K.roll_var, (x,), valid, w, _minp("Std", w), True)
+    return _rolling(K.roll_var, (x,), valid, w, _minp("Std", w), True, epi=epi)
 
 
 @op("Var", ("expr", "window"), "ts", min_window=2)
-def _var(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _var(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling variance (ddof=1)."""
-    return _rolling(K.roll_var, (x,), valid, w, _minp("Var", w), False)
+    return _rolling(K.roll_var, (x,), valid, w, _minp("Var", w), False, epi=epi)
 
 
 @op("Max", ("expr", "window"), "ts")
-def _max(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _max(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling max of the present values."""
-    return _rolling(K.roll_extreme, (x,), valid, w, _minp("Max", w), 1.0, False)
+    return _rolling(K.roll_extreme, (x,), valid, w, _minp("Max", w), 1.0, False, epi=epi)
 
 
 @op("Min", ("expr", "window"), "ts")
-def _min(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _min(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling min of the present values."""
-    return _rolling(K.roll_extreme, (x,), valid, w, _minp("Min", w), -1.0, False)
+    return _rolling(K.roll_extreme, (x,), valid, w, _minp("Min", w), -1.0, False, epi=epi)
 
 
 @op("Med", ("expr", "window"), "ts")
-def _med(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _med(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling median of the present values (mean of the two middle values for an even count)."""
-    return _rolling(K.roll_median, (x,), valid, w, _minp("Med", w))
+    return _rolling(K.roll_median, (x,), valid, w, _minp("Med", w), epi=epi)
 
 
 @op("Mad", ("expr", "window"), "ts")
-def _mad(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _mad(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling mean absolute deviation around the window mean (Qlib's Mad)."""
-    return _rolling(K.roll_mad, (x,), valid, w, _minp("Mad", w))
+    return _rolling(K.roll_mad, (x,), valid, w, _minp("Mad", w), epi=epi)
 
 
 @op("WMA", ("expr", "window"), "ts")
-def _wma(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _wma(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Linearly weighted mean: weight 1 on the oldest day of the window .. w on today; the weights
     of the present values are renormalised."""
-    return _rolling(K.roll_wma, (x,), valid, w, _minp("WMA", w))
+    return _rolling(K.roll_wma, (x,), valid, w, _minp("WMA", w), epi=epi)
 
 
 @op("EMA", ("expr", "window"), "ts")
-def _ema(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _ema(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Exponentially weighted mean over the window: weight a**k on the value k days ago,
     a = 1 - 2 / (w + 1) (Qlib's span convention); the weights of the present values are renormalised."""
-    return _rolling(K.roll_ema, (x,), valid, w, _minp("EMA", w), 1.0 - 2.0 / (w + 1.0))
+    return _rolling(K.roll_ema, (x,), valid, w, _minp("EMA", w), 1.0 - 2.0 / (w + 1.0), epi=epi)
 
 
 @op("Skew", ("expr", "window"), "ts", min_window=3)
-def _skew(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _skew(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling sample skewness (pandas' adjusted Fisher-Pearson G1); NaN for a constant window."""
-    return _rolling(K.roll_moments, (x,), valid, w, _minp("Skew", w), False)
+    return _rolling(K.roll_moments, (x,), valid, w, _minp("Skew", w), False, epi=epi)
 
 
 @op("Kurt", ("expr", "window"), "ts", min_window=4)
-def _kurt(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _kurt(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling sample excess kurtosis (pandas' bias-corrected G2); NaN for a constant window."""
-    return _rolling(K.roll_moments, (x,), valid, w, _minp("Kurt", w), True)
+    return _rolling(K.roll_moments, (x,), valid, w, _minp("Kurt", w), True, epi=epi)
 
 
 @op("Rank", ("expr", "window"), "ts")
-def _rank(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _rank(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Percentile rank of today's value among the window's present values, in (0, 1]
     (ties averaged, as pandas ``rolling(w).rank(pct=True)``); NaN if today's value is missing."""
-    return _rolling(K.roll_rank, (x,), valid, w, _minp("Rank", w))
+    return _rolling(K.roll_rank, (x,), valid, w, _minp("Rank", w), epi=epi)
 
 
 @op("IdxMax", ("expr", "window"), "ts")
-def _idxmax(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _idxmax(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """1-based position of the window max, 1 = oldest day of the window, w = today (first on ties)."""
-    return _rolling(K.roll_extreme, (x,), valid, w, _minp("IdxMax", w), 1.0, True)
+    return _rolling(K.roll_extreme, (x,), valid, w, _minp("IdxMax", w), 1.0, True, epi=epi)
 
 
 @op("IdxMin", ("expr", "window"), "ts")
-def _idxmin(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _idxmin(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """1-based position of the window min, 1 = oldest day of the window, w = today (first on ties)."""
-    return _rolling(K.roll_extreme, (x,), valid, w, _minp("IdxMin", w), -1.0, True)
+    return _rolling(K.roll_extreme, (x,), valid, w, _minp("IdxMin", w), -1.0, True, epi=epi)
 
 
 @op("Slope", ("expr", "window"), "ts", min_window=2)
-def _slope(x: Tensor, w: int, valid: Tensor) -> Tensor:
+def _slope(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Least-squares slope of x on the day index over the window's present values (per day)."""
-    return _rolling(K.roll_pair, (x, x), valid, w, _minp("Slope", w), 2)
+    return _rolling(K.roll_pair, (x, x), valid, w, _minp("Slope", w), 2, epi=epi)
 
 
 @op("Corr", ("expr", "expr", "window"), "ts_pair", min_window=2)
-def _corr(x: Tensor, y: Tensor, w: int, valid: Tensor) -> Tensor:
+def _corr(x: Tensor, y: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling Pearson correlation over days where both are present; NaN if either is constant."""
-    return _rolling(K.roll_pair, (x, y), valid, w, _minp("Corr", w), 0)
+    return _rolling(K.roll_pair, (x, y), valid, w, _minp("Corr", w), 0, epi=epi)
 
 
 @op("Cov", ("expr", "expr", "window"), "ts_pair", min_window=2)
-def _cov(x: Tensor, y: Tensor, w: int, valid: Tensor) -> Tensor:
+def _cov(x: Tensor, y: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling covariance (ddof=1) over days where both are present."""
-    return _rolling(K.roll_pair, (x, y), valid, w, _minp("Cov", w), 1)
+    return _rolling(K.roll_pair, (x, y), valid, w, _minp("Cov", w), 1, epi=epi)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 from factors import fuse
 from factors import kernels as K
-from factors.evaluate import Evaluator
+from factors.evaluate import Evaluator, shared_regions
 from factors.expr import from_postfix, parse
 from factors.ops import OPS
 from finllm.errors import ExpressionError
@@ -87,6 +87,62 @@ def test_a_tree_runs_as_one_pass(us_panel, monkeypatch):
     ev = Evaluator(us_panel)
     ev.evaluate("Div(Ref($close, 5), $close)")
     assert ev.cache_info()["entries"] == 0  # the shift was read in place, not made into an array
+
+
+EPILOGUES = [
+    "Div(Mean($close, 10), $close)",  # MA10: a single Div, run by the Mean kernel on each row it writes
+    "Div(Sub($close, Min($low, 5)), Add(Sub(Max($high, 5), Min($low, 5)), 1e-12))",  # two windows: Max hosts
+    "Sub(Med($close, 7), Corr($close, $volume, 9))",  # a pair window hosts
+    "Div(Ref(Mean($close, 5), 2), Mean($close, 5))",  # read shifted too: no host, a plain fused pass
+    "Mul(Ref(Sub($close, $open), 3), $open)",  # a shift kernel hosts
+]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_window_kernels_run_the_tree_above_them_as_an_epilogue(us_panel, monkeypatch, threads):
+    """The tree above a window input runs inside that window's kernel, on each block of rows it writes,
+    with the same values bit for bit, on any number of threads (each runs it on its own days)."""
+    calls = {"program": 0}
+    real_program = K.program
+
+    def counted(*a):
+        calls["program"] += 1
+        return real_program(*a)
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(K, "program", counted)
+            ev = Evaluator(us_panel)
+            fused = [ev.evaluate(t) for t in EPILOGUES]
+            again = [ev.evaluate(t) for t in EPILOGUES]  # the windows are cached now: plain fused passes
+        fused_calls = calls["program"]
+        fused2, plain = _both(us_panel, EPILOGUES, monkeypatch)
+    finally:
+        torch.set_num_threads(old)
+    # first pass: a separate pass only for the tree that reads its window shifted; second pass: every tree
+    assert fused_calls == 1 + len(EPILOGUES)
+    for t, a, b, c, d in zip(EPILOGUES, fused, again, fused2, plain, strict=True):
+        assert _same(a, d) and _same(b, d) and _same(c, d), t
+        assert torch.isfinite(a).any(), t
+
+
+def test_a_tree_under_two_windows_is_computed_once(us_panel, monkeypatch):
+    """``M`` in ``Div(Std(M, 5), Mean(M, 5))`` is computed once per evaluation (and not cached)."""
+    tree = "Mul(Abs(Sub(Div($close, Ref($close, 1)), 1)), $volume)"
+    text = f"Div(Std({tree}, 5), Add(Mean({tree}, 5), 1e-12))"
+    assert shared_regions(parse(text).root) == {parse(tree).root.key}
+    runs = []
+    real_run = fuse.run
+    with monkeypatch.context() as m:
+        m.setattr(fuse, "run", lambda node, leaf, valid: runs.append(node.key) or real_run(node, leaf, valid))
+        ev = Evaluator(us_panel)
+        a = ev.evaluate(text)
+    assert runs.count(parse(tree).root.key) == 1
+    assert ev.cache_info()["entries"] == 2 and not ev._memo  # Std and Mean; M only while the expression ran
+    fused, plain = _both(us_panel, [text], monkeypatch)
+    assert _same(a, plain[0]) and _same(fused[0], plain[0]) and torch.isfinite(a).any()
 
 
 def test_targets_with_a_forward_shift_fuse_the_same(us_panel, monkeypatch):

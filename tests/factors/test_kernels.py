@@ -113,9 +113,9 @@ def test_block_ema_and_wma_equal_the_direct_weighted_sums():
                           ("ema", (1.0 - 2.0 / (w + 1.0)) ** np.arange(w, dtype=np.float64))):
             out = np.empty_like(x)
             if name == "wma":
-                K.roll_wma(x, valid, out, w, minp, 0, x.shape[0])
+                K.roll_wma(x, valid, out, w, minp, K.NO_EPILOGUE, 0, x.shape[0])
             else:
-                K.roll_ema(x, valid, out, w, minp, 1.0 - 2.0 / (w + 1.0), 0, x.shape[0])
+                K.roll_ema(x, valid, out, w, minp, 1.0 - 2.0 / (w + 1.0), K.NO_EPILOGUE, 0, x.shape[0])
             ref = np.full(x.shape, np.nan)
             for t in range(x.shape[0]):
                 win = x[max(0, t - w + 1): t + 1][::-1].astype(np.float64)  # win[k]: k days ago
