@@ -128,7 +128,10 @@ class Evaluator:
         """``x`` if nothing else holds it (an operator's result the cache does not keep), else a copy."""
         if node.kind == "op" and node.key not in self._cache:
             return x
-        return torch.from_numpy(K.empty(tuple(x.shape))).copy_(x)  # recycled memory where there is some
+        xa = x.numpy()
+        out = K.empty(xa.shape)  # recycled memory where there is some
+        K.run(K.copy, xa.shape[0], xa, out)
+        return torch.from_numpy(out)
 
     def _run(self, e: Expr) -> Tensor:
         self._shared = shared_regions(e.root)

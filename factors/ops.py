@@ -471,6 +471,8 @@ def warm_up() -> None:
     prog = np.array([[K.P_SHIFT, 0, 0, 1], [K.P_AC, K.MUL, K.P_INPUTS, 0], [K.P_AA, K.ADD, K.P_INPUTS + 1, 0]],
                     dtype=np.int64)
     K.program((xs,) * K.P_INPUTS, _mask(valid), prog, np.array([2.0]), K.empty(xs.shape), 0, xs.shape[0])
+    K.copy(xs, K.empty(xs.shape), 0, xs.shape[0])  # the evaluator's copies
+    K.clean(xs, _mask(valid), K.empty(xs.shape), 0, xs.shape[0])  # ... and its features
     from factors.pool import warm_up as pool_warm_up  # the pool's z-score + IC kernel (mining)
 
     pool_warm_up()
