@@ -31,6 +31,10 @@ def test_constant_window_has_zero_std_and_nan_corr(us_panel):
     fin = s[torch.isfinite(s)]
     assert fin.numel() > 0 and (fin == 0).all()  # not float noise like 1e-7
     assert torch.isnan(ev.evaluate("Corr($close, Add(Mul($close, 0), 7.3), 10)")).all()
+    for moment in ("Skew", "Kurt"):  # zero central sums, exactly: NaN, not a huge ratio of round-off
+        assert torch.isnan(ev.evaluate(f"{moment}(Add(Mul($close, 0), 7.3), 10)")).all()
+    v = ev.evaluate("Var(Add(Mul($close, 0), 7.3), 10)")
+    assert (v[torch.isfinite(v)] == 0).all() and torch.isfinite(v).any()
 
 
 def test_cross_section_respects_universe(us_panel):
