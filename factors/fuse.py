@@ -41,6 +41,7 @@ from factors import kernels as K
 from factors.expr import Node
 from factors.ops import FLIP, OPS, Epilogue
 
+
 def fusable(node: Node) -> bool:
     """Whether ``node`` can run inside a fused program: an element-wise operator, or ``Ref``/``Delta`` of
     an input (a shifted read of an array the program is given; a shift of a fused result is not)."""
@@ -110,8 +111,6 @@ def _f32(x: Tensor) -> np.ndarray:
 def _host(leaves: list[Node], prog: np.ndarray) -> int | None:
     """The input to compute with the program as its epilogue: the last window-operator input that the
     program does not read shifted (an epilogue reads its host's output at row t only)."""
-    if __import__("os").environ.get("FINLLM_NOEPI"):
-        return None
     shifted = {int(ins[2]) for ins in prog if ins[0] == K.P_SHIFT}
     hosts = [i for i, n in enumerate(leaves)
              if n.kind == "op" and OPS[n.token].category in ("ts", "ts_pair") and i not in shifted]

@@ -143,8 +143,8 @@ def _by_rows(kernel: Callable, x: np.ndarray, *args, parallel: bool = False) -> 
 
 @dataclass(eq=False)
 class Epilogue:
-    """An element-wise program that a time-series kernel runs on each row of its output right after
-    writing it (see :mod:`factors.fuse`). ``ins``: the program's input arrays, float32 (D, S), with
+    """An element-wise program that a time-series kernel runs on the rows of its output it has just
+    written (see :mod:`factors.fuse`). ``ins``: the program's input arrays, float32 (D, S), with
     ``None`` at ``slot``, which is the kernel's own output; ``prog``/``consts`` as for
     :func:`factors.kernels.program`; the result goes to ``out`` (D, S). ``done`` is set once a kernel
     has taken it."""
@@ -473,6 +473,7 @@ def warm_up() -> None:
     K.program((xs,) * K.P_INPUTS, _mask(valid), prog, np.array([2.0]), K.empty(xs.shape), 0, xs.shape[0])
     K.copy(xs, K.empty(xs.shape), 0, xs.shape[0])  # the evaluator's copies
     K.clean(xs, _mask(valid), K.empty(xs.shape), 0, xs.shape[0])  # ... and its features
-    from factors.pool import warm_up as pool_warm_up  # the pool's z-score + IC kernel (mining)
+    # the pool's z-score + IC kernel (mining)
+    from factors.pool import warm_up as pool_warm_up
 
     pool_warm_up()
