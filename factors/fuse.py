@@ -39,7 +39,7 @@ from torch import Tensor
 
 from factors import kernels as K
 from factors.expr import Node
-from factors.ops import FLIP, OPS, Epilogue
+from factors.ops import FLIP, OPS, Epilogue, as_f32
 
 
 def fusable(node: Node) -> bool:
@@ -102,12 +102,6 @@ def compile_tree(node: Node) -> tuple[list[Node], np.ndarray, np.ndarray]:
     return leaves, np.asarray(prog, dtype=np.int64), np.asarray(consts or [0.0], dtype=np.float64)
 
 
-def _f32(x: Tensor) -> np.ndarray:
-    if x.dtype != torch.float32:
-        x = x.to(torch.float32)
-    return x.detach().contiguous().numpy()
-
-
 def _host(leaves: list[Node], prog: np.ndarray) -> int | None:
     """The input to compute with the program as its epilogue: the last window-operator input that the
     program does not read shifted (an epilogue reads its host's output at row t only)."""
@@ -130,14 +124,14 @@ def run(node: Node, leaf: Callable[..., Tensor], valid: Tensor) -> Tensor | None
     host = _host(leaves, prog)
     if (len(prog) < 2 and host is None) or len(leaves) > K.P_INPUTS:
         return None
-    arrs = [None if i == host else _f32(leaf(n)) for i, n in enumerate(leaves)]
+    arrs = [None if i == host else as_f32(leaf(n)) for i, n in enumerate(leaves)]
     out = K.empty(tuple(valid.shape))
     if host is not None:
         epi = Epilogue(arrs, host, prog, consts, out)
         x = leaf(leaves[host], epi)
         if epi.done:  # the window kernel ran the program on each row it wrote
             return torch.from_numpy(out)
-        arrs[host] = _f32(x)  # its result was cached already
+        arrs[host] = as_f32(x)  # its result was cached already
     ins = tuple(arrs + [K.PAD] * (K.P_INPUTS - len(arrs)))
     K.run(K.program, out.shape[0], ins, valid.numpy(), prog, consts, out, parallel=False)
     return torch.from_numpy(out)

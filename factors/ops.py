@@ -123,7 +123,7 @@ def op(name: str, arg_kinds: tuple[str, ...], category: str, min_window: int = 1
 # ----------------------------------------------------------------------------------------------------
 
 
-def _arr(x: Tensor) -> np.ndarray:
+def as_f32(x: Tensor) -> np.ndarray:
     """A (D, S) float32 C-contiguous numpy view of ``x`` (a copy only if it is not already one)."""
     if x.dtype != torch.float32:
         x = x.to(torch.float32)
@@ -167,7 +167,7 @@ def _rolling(kernel: Callable, xs: tuple[Tensor, ...], valid: Tensor, w: int, *a
              epi: Epilogue | None = None) -> Tensor:
     """Run a time-series kernel ``kernel(*xs, valid, out, w, *args, epi, lo, hi)``, days split over threads
     (at least 4 w days each: a thread re-reads up to w days before its range)."""
-    arrs = [_arr(x) for x in xs]
+    arrs = [as_f32(x) for x in xs]
     out = K.empty(arrs[0].shape)
     e = K.NO_EPILOGUE if epi is None else epi.bind(out)
     K.run(kernel, arrs[0].shape[0], *arrs, _mask(valid), out, w, *args, e, parallel=parallel,
@@ -187,13 +187,13 @@ def _minp(name: str, w: int) -> int:
 @op("Abs", ("expr",), "unary", fuse=K.ABS)
 def _abs(x: Tensor) -> Tensor:
     """|x|."""
-    return _by_rows(K.unary, _arr(x), K.ABS)
+    return _by_rows(K.unary, as_f32(x), K.ABS)
 
 
 @op("Log", ("expr",), "unary")
 def _log(x: Tensor) -> Tensor:
     """Natural log; x <= 0 gives NaN."""
-    xa = _arr(x)
+    xa = as_f32(x)
     out = K.empty(xa.shape)
     K.run(_log_rows, xa.shape[0], xa, out)  # days split over threads (np.log releases the GIL)
     return torch.from_numpy(out)
@@ -208,7 +208,7 @@ def _log_rows(xa: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
 @op("Sign", ("expr",), "unary", fuse=K.SIGN)
 def _sign(x: Tensor) -> Tensor:
     """-1, 0 or 1 (NaN stays NaN)."""
-    return _by_rows(K.unary, _arr(x), K.SIGN)
+    return _by_rows(K.unary, as_f32(x), K.SIGN)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -221,11 +221,11 @@ FLIP = {K.SUB: K.RSUB, K.DIV: K.RDIV}  # c op x  ->  x op' c
 
 def _binary(a: Tensor | float, b: Tensor | float, code: int) -> Tensor:
     if isinstance(a, Tensor) and isinstance(b, Tensor):
-        return _by_rows(K.binary_aa, _arr(a), _arr(b), code)
+        return _by_rows(K.binary_aa, as_f32(a), as_f32(b), code)
     if isinstance(a, Tensor):
-        return _by_rows(K.binary_ac, _arr(a), float(b), code)
+        return _by_rows(K.binary_ac, as_f32(a), float(b), code)
     assert isinstance(b, Tensor)
-    return _by_rows(K.binary_ac, _arr(b), float(a), FLIP.get(code, code))
+    return _by_rows(K.binary_ac, as_f32(b), float(a), FLIP.get(code, code))
 
 
 @op("Add", _EOC, "binary", fuse=K.ADD)
@@ -426,7 +426,7 @@ def cs_rank(x: Tensor, mask: Tensor, dtype: torch.dtype = torch.float64) -> Tens
     One SIMD sort of uint32 words ``(float order key, low bits replaced by the column)`` per row gives
     the order and the columns at once; runs of equal truncated keys are then ordered exactly, and ties
     (equal values) get their average rank. Non-finite x count as outside ``mask``."""
-    xa, m = _arr(x), _mask(mask)
+    xa, m = as_f32(x), _mask(mask)
     out = K.empty(xa.shape, np.float64 if dtype == torch.float64 else np.float32)
     K.run(_cs_rank_rows, xa.shape[0], xa, m, out)
     return torch.from_numpy(out)
@@ -441,7 +441,7 @@ def _csrank(x: Tensor, universe: Tensor) -> Tensor:
 @op("CSZScore", ("expr",), "cs")
 def _cszscore(x: Tensor, universe: Tensor) -> Tensor:
     """Cross-sectional z-score (x - mean) / std (ddof=1) among the day's universe; NaN if std is 0."""
-    return _by_rows(K.cs_zscore, _arr(x), _mask(universe), parallel=True)
+    return _by_rows(K.cs_zscore, as_f32(x), _mask(universe), parallel=True)
 
 
 def warm_up() -> None:
@@ -467,7 +467,7 @@ def warm_up() -> None:
         else:
             spec.fn(x, valid)
     cs_rank(x, valid)  # the float64 variant (metrics)
-    xs = _arr(x)  # a fused program (factors.fuse)
+    xs = as_f32(x)  # a fused program (factors.fuse)
     prog = np.array([[K.P_SHIFT, 0, 0, 1], [K.P_AC, K.MUL, K.P_INPUTS, 0], [K.P_AA, K.ADD, K.P_INPUTS + 1, 0]],
                     dtype=np.int64)
     K.program((xs,) * K.P_INPUTS, _mask(valid), prog, np.array([2.0]), K.empty(xs.shape), 0, xs.shape[0])
