@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from _finllm_common import (DEFAULT_ARGS, HEAVY, START_DATE, data_path, opt, publish_report, reports_dir, run_day,
-                            run_key)
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+
+from finllm.airflow_support import (START_DATE, data_path, default_args, heavy, opt, publish_report, reports_dir,
+                                    run_day, run_key, use_llm_connection)
 
 PARAMS = {
     "data": Param(data_path("market/us_sp500_daily.parquet"), type="string",
@@ -66,7 +67,7 @@ PARAMS = {
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(),
     params=PARAMS,
     tags=["finllm", "factors"],
     doc_md=__doc__,
@@ -118,7 +119,7 @@ def factor_pipeline():
         weekday = dt.date.fromisoformat(run_day(ctx)).weekday()
         return bool(p["force_mining"]) or weekday == p["mining_weekday"]
 
-    @task(**HEAVY)
+    @task(**heavy())
     def mine_pool() -> dict:
         from factors.jobs import mine_job
 
@@ -129,8 +130,9 @@ def factor_pipeline():
                         horizon=p["horizon"], max_tickers=opt(p["max_tickers"]),
                         max_factors=opt(p["mine_max_factors"]), idempotency_key=run_key(ctx, "mine"))
 
-    @task(**HEAVY)
+    @task(**heavy())
     def summarize_and_report(mined: dict) -> dict:
+        use_llm_connection()
         ctx = get_current_context()
         p = ctx["params"]
         return publish_report(mined["run_id"], reports_dir(p), narrative=p["narrative"])

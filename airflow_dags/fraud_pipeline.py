@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from _finllm_common import DEFAULT_ARGS, HEAVY, START_DATE, data_path, opt, run_day, run_key
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+
+from finllm.airflow_support import (START_DATE, data_path, default_args, heavy, opt, run_day, run_key,
+                                    use_llm_connection)
 
 PARAMS = {
     "data": Param(data_path("fraud/amazon_upu.mat"), type="string",
                   description="Graph file (.mat / .npz / CSV edge list) with fraud labels."),
     "date": Param(None, type=["null", "string"], description="Business date (YYYY-MM-DD); default: logical date."),
-    "model": Param("hsign", type="string", description="GNN family to train (see `finllm fraud train --help`)."),
+    "model": Param("auto", type="string", description="Detector to train: auto (every candidate tuned, the best on "
+                   "validation kept) or one family (see `finllm fraud train --help`)."),
     "setting": Param("full", enum=["full", "semi"],
                      description="Labels used: full (the file's split / 40-20-40) or semi (20 fraud + 80 normal)."),
     "seeds": Param(3, type="integer", minimum=1, description="Training seeds (the best on validation is kept)."),
@@ -48,7 +51,7 @@ PARAMS = {
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(),
     params=PARAMS,
     tags=["finllm", "fraud"],
     doc_md=__doc__,
@@ -70,10 +73,11 @@ def fraud_pipeline():
             return True
         return latest_model(p["data"]) is None
 
-    @task(**HEAVY)
+    @task(**heavy())
     def train_detector(graph: dict) -> dict:
         from fraud.jobs import train_job
 
+        use_llm_connection()
         ctx = get_current_context()
         p = ctx["params"]
         return train_job(p["data"], model=p["model"], setting=p["setting"], seeds=p["seeds"], epochs=p["epochs"],
@@ -88,10 +92,11 @@ def fraud_pipeline():
         return score_job(p["data"], batch=run_day(ctx), model_id=opt(p["model_id"]),
                          idempotency_key=run_key(ctx, "score"))
 
-    @task(**HEAVY)
+    @task(**heavy())
     def explain_top_alerts(scored: dict) -> dict:
         from fraud.jobs import explain_job
 
+        use_llm_connection()
         ctx = get_current_context()
         return explain_job(scored["model_id"], batch=scored["batch"], data=ctx["params"]["data"],
                            top=ctx["params"]["explain_top"])

@@ -10,8 +10,9 @@ has none (``narrative``).
 
 from __future__ import annotations
 
-from _finllm_common import DEFAULT_ARGS, START_DATE, publish_report, reports_dir
 from airflow.sdk import Param, dag, get_current_context, task
+
+from finllm.airflow_support import START_DATE, default_args, heavy, publish_report, reports_dir, use_llm_connection
 
 REPORTED_KINDS = ("factor_mine", "fraud_train")
 
@@ -29,7 +30,7 @@ PARAMS = {
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(),
     params=PARAMS,
     tags=["finllm", "reports"],
     doc_md=__doc__,
@@ -47,8 +48,9 @@ def reports():
             ids += [r.id for r in runs[:n]]
         return ids
 
-    @task(max_active_tis_per_dagrun=2)
+    @task(max_active_tis_per_dagrun=2, **heavy())
     def build_report(finllm_run_id: str) -> dict:
+        use_llm_connection()
         p = get_current_context()["params"]
         return publish_report(finllm_run_id, reports_dir(p), narrative=p["narrative"])
 

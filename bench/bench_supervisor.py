@@ -1,26 +1,26 @@
-"""Benchmark: does the LLM supervisor help a GNN fraud detector with 100 labels (and with noisy labels)?
+"""Dose-response of the LLM supervisor: how good must the verdicts be for it to pay off?
 
 Semi-supervised GADBench setting (20 fraud + 80 normal training labels, the same for validation, the
-rest test), the same GNN and seeds for every variant, printed side by side as ratios to the baseline:
+rest test) on every shipped graph, the same detector (``--model``, default hsign: fast) and seeds for
+every row. For each seed the plain run (round 1, no supervisor) is trained once and every supervised
+variant starts from it, so the differences are the supervisor's alone.
 
-  none                GNN round 1 only (the baseline)
-  pseudo|noise|edges  one use of the verdicts, with calibrated trust (the product default)
-  all                 the three uses together, calibrated trust
-  all-uncalibrated    the three uses with trust forced to 1 and no validation guard: what the same
-                      verdicts would do to the detector if nobody measured them first
+Verdict sources:
 
-Noisy labels: 20% of the training labels are flipped (validation labels stay clean; they are what
-trust is measured on), then none / all / all-uncalibrated again; recovery = share of the AUPRC lost
-to the noise that the supervisor wins back.
+* ``simulated`` (fraud/supervisor/simulated.py): a loopback OpenAI-compatible endpoint, NOT an LLM,
+  whose verdicts are drawn from the true labels with AUROC Q, independently of the detector's score;
+  the supervisor reaches it through the normal gateway. One row per (graph, Q, budget), means over seeds.
+* ``--ablation-q``: at that Q and budget 200, one use at a time (pseudo / fuse / noise+edges) against all.
+* ``--endpoint``: the configured endpoint (the embedded SmolLM2-135M unless FINLLM_LLM_BASE_URL is set)
+  through the CLI's code path (run_seeds_supervised, the same seeds), with wall time against the plain
+  run of the same seeds, measured in the same process.
 
-Every variant plans its queries for all three uses, so all variants of one (dataset, seed) see the same
-verdicts (later variants are cache hits: the LLM calls column counts only new HTTP calls).
-
-Local (embedded SmolLM2-135M, the default):
-    python bench/bench_supervisor.py --datasets amazon,bitcoin --seeds 0 --budget 16
-Stronger endpoint (any OpenAI-compatible server; same command, larger budget):
-    FINLLM_LLM_BASE_URL=http://localhost:11434/v1 FINLLM_LLM_MODEL=qwen2.5:7b-instruct \\
-        python bench/bench_supervisor.py --datasets amazon,bitcoin --seeds 0,1,2 --budget 200
+    python bench/bench_supervisor.py                                  # simulated: 2 graphs x 5 seeds x 6 Q x 2 budgets
+    python bench/bench_supervisor.py --datasets amazon --seeds 0 --out a0.json &   # ... one process per part, then
+    python bench/bench_supervisor.py --merge a0.json,a1.json,b0.json,b1.json        # one table
+    FINLLM_LLM_PORT=8803 python bench/bench_supervisor.py --endpoint --seeds 0,1 --budgets 200 --no-simulated
+    FINLLM_LLM_BASE_URL=https://api.openai.com/v1 FINLLM_LLM_MODEL=gpt-4o-mini OPENAI_API_KEY=... \\
+        python bench/bench_supervisor.py --endpoint --budgets 200 --no-simulated   # a real endpoint's column
 """
 
 from __future__ import annotations
@@ -28,139 +28,164 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import torch
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = {"amazon": REPO / "data/fraud/amazon_upu.mat", "bitcoin": REPO / "data/fraud/soc-sign-bitcoinotc.csv"}
+ABLATION = {"pseudo": "pseudo", "fuse": "fuse", "noise+edges": "noise,edges", "all": "all"}
 
 
-def flip_train_labels(ds, split, frac: float, seed: int):
-    """A copy of ``ds`` with ``frac`` of the training labels flipped (class-stratified, fixed seed)."""
-    import copy
-
-    noisy = copy.copy(ds)
-    noisy.data = ds.data.clone()
-    g = torch.Generator().manual_seed(10_000 + seed)
-    y = noisy.data.y
-    flipped = []
-    for c in (0, 1):
-        idx = split.train[y[split.train] == c]
-        k = int(round(frac * idx.numel()))
-        flipped.append(idx[torch.randperm(idx.numel(), generator=g)[:k]])
-    f = torch.cat(flipped)
-    y[f] = 1 - y[f]
-    return noisy, f
+def _m(metrics: dict) -> dict:
+    return {k: round(float(metrics[k]), 4) for k in ("auprc", "auroc", "rec@k")}
 
 
-def _m(res) -> dict:
-    return {k: round(float(res.metrics["test"][k]), 4) for k in ("auprc", "auroc")} | {
-        "val_auprc": round(float(res.metrics["val"]["auprc"]), 4)}
-
-
-def run_variants(ds, split, seed, args, gw, tag: str, variants: list[tuple[str, str, float | None, bool]],
-                 progress: bool) -> list[dict]:
-    from fraud.supervisor.loop import supervisor_summary, train_supervised
+def simulated_rows(ds, seeds: list[int], qs: list[float], budgets: list[int], args) -> list[dict]:
+    from finllm.config import Settings
+    from finllm.llm import Budget, Gateway
+    from fraud.splits import make_split
+    from fraud.supervisor.loop import train_supervised
+    from fraud.supervisor.simulated import SimulatedVerdictServer
     from fraud.train import train_model
 
-    train_opts = {"epochs": args.epochs, "patience": args.patience}
-    t = time.perf_counter()
-    r1 = train_model(ds, args.model, split, seed, **train_opts)
-    rows = [{"dataset": ds.name, "seed": seed, "labels": tag, "variant": "none", **_m(r1), "llm_calls": 0,
-             "reliability": None, "status": "baseline", "seconds": round(time.perf_counter() - t, 1)}]
-    for name, uses, override, guard in variants:
-        before = gw.usage()["calls"]
+    opts = {"epochs": args.epochs, "patience": args.patience}
+    rows = []
+    home = Path(tempfile.mkdtemp(prefix="bench_sup_"))
+    for seed in seeds:
+        split = make_split(ds, "semi", seed)
         t = time.perf_counter()
-        res, rep = train_supervised(ds, args.model, split, seed, budget=args.budget, uses=uses, gateway=gw,
-                                    round1=r1, plan_uses="pseudo,noise,edges", trust_override=override,
-                                    val_guard=guard, progress=progress, samples=args.samples, **train_opts)
-        s = supervisor_summary(rep)
-        row = {"dataset": ds.name, "seed": seed, "labels": tag, "variant": name, **_m(res),
-               "llm_calls": gw.usage()["calls"] - before,
-               "reliability": rep.get("trust", {}).get("node", {}).get("weight"),
-               "status": rep["status"], "seconds": round(time.perf_counter() - t, 1)}
-        if "round2" in rep:
-            row["round2_test_auprc"] = round(float(rep["round2"]["test"]["auprc"]), 4)
-        row["report"] = s
-        rows.append(row)
-        print(f"  {ds.name} seed {seed} {tag:<6} {name:<17} AUPRC {row['auprc']:.4f} AUROC {row['auroc']:.4f} "
-              f"calls {row['llm_calls']:>3} reliability {row['reliability']} status {row['status']}",
-              file=sys.stderr, flush=True)
+        r1 = train_model(ds, args.model, split, seed, **opts)
+        plain_s = time.perf_counter() - t
+        plan = [(q, b, "all") for q in qs for b in budgets]
+        plan += [(args.ablation_q, 200, v) for v in ABLATION if v != "all"] if args.ablation_q else []
+        for q, budget, variant in plan:
+            with SimulatedVerdictServer(ds.data.y.numpy(), q, seed=0) as srv:
+                gw = Gateway(Settings(home=home, llm_base_url=srv.url, llm_model=srv.model),
+                             budget=Budget(10**6, 10**10), max_retries=0)
+                t = time.perf_counter()
+                res, rep = train_supervised(ds, args.model, split, seed, budget=budget, uses=ABLATION[variant],
+                                            gateway=gw, round1=r1, source=srv.describe(), **opts)
+                secs = time.perf_counter() - t
+            tu = rep.get("test_unqueried", {})
+            row = {"dataset": ds.name, "seed": seed, "source": "simulated", "q": q, "budget": budget,
+                   "variant": variant, "status": rep["status"], "calls": rep["llm"]["usage"].get("calls", 0),
+                   "calibration": rep["plan"]["calibration"], "plain": _m(r1.metrics["test"]),
+                   "final": _m(res.metrics["test"]), "unqueried": tu, "val_guard": rep.get("val_guard"),
+                   "effect": rep["calibration"]["added"].get("effect"), "plain_s": round(plain_s, 1),
+                   "supervisor_s": round(secs, 1)}
+            rows.append(row)
+            print(f"  {ds.name} seed {seed} Q {q:g} budget {budget} {variant:<11} {row['status']:<9} calls "
+                  f"{row['calls']:>3} AUPRC {row['plain']['auprc']:.4f} -> {row['final']['auprc']:.4f}",
+                  file=sys.stderr, flush=True)
     return rows
+
+
+def endpoint_rows(ds, seeds: list[int], budgets: list[int], args) -> list[dict]:
+    """The configured endpoint through run_seeds_supervised (the CLI's path), wall time vs plain."""
+    from finllm.llm import get_gateway
+    from finllm.llm.client import describe
+    from fraud.supervisor.loop import run_seeds_supervised
+    from fraud.train import run_seeds
+
+    opts = {"epochs": args.epochs, "patience": args.patience}
+    t = time.perf_counter()
+    plain, _ = run_seeds(ds, args.model, "semi", seeds, **opts)
+    plain_s = time.perf_counter() - t
+    rows = []
+    for budget in budgets:
+        gw = get_gateway()
+        t = time.perf_counter()
+        sup, _ = run_seeds_supervised(ds, args.model, "semi", seeds, budget=budget, uses="all", gateway=gw, **opts)
+        secs = time.perf_counter() - t
+        reps = sup["supervisor"]
+        rows.append({"dataset": ds.name, "seeds": seeds, "source": "endpoint", "endpoint": describe(gw.settings),
+                     "budget": budget, "status": [r["status"] for r in reps],
+                     "calls": sum((r.get("llm") or {}).get("usage", {}).get("calls", 0) for r in reps),
+                     "reasons": [r["reason"] for r in reps],
+                     "plain_auprc": [round(m["test"]["auprc"], 4) for m in plain["per_seed"]],
+                     "final_auprc": [round(m["test"]["auprc"], 4) for m in sup["per_seed"]],
+                     "plain_s": round(plain_s, 1), "supervised_s": round(secs, 1),
+                     "ratio": round(secs / plain_s, 2), "over_plain_s": round(secs - plain_s, 1)})
+        print(f"  {ds.name} endpoint budget {budget}: {rows[-1]['status']} calls {rows[-1]['calls']} "
+              f"wall {secs:.1f} s vs plain {plain_s:.1f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: one line per (graph, Q, budget, variant), means over seeds."""
+    out = ["| graph | Q | budget | uses | applied | calls | plain AUPRC | supervised AUPRC | Δ AUPRC (± sd) | "
+           "Δ Rec@K | Δ AUPRC, unqueried test nodes | val guard kept plain |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["dataset"], r["q"], r["budget"], r["variant"]) for r in rows if r["source"] == "simulated"},
+                  key=lambda k: (k[0], k[3] != "all", k[1], k[2], k[3]))
+    for key in keys:
+        g = [r for r in rows if r["source"] == "simulated" and (r["dataset"], r["q"], r["budget"], r["variant"]) == key]
+        d = np.array([r["final"]["auprc"] - r["plain"]["auprc"] for r in g])
+        dk = np.array([r["final"]["rec@k"] - r["plain"]["rec@k"] for r in g])
+        du = [r["unqueried"]["final_auprc"] - r["unqueried"]["round1_auprc"] for r in g
+              if r["unqueried"].get("final_auprc") is not None and r["unqueried"].get("round1_auprc") is not None]
+        applied = sum(r["status"] == "applied" for r in g)
+        out.append(f"| {key[0]} | {key[1]:g} | {key[2]} | {key[3]} | {applied}/{len(g)} | "
+                   f"{np.mean([r['calls'] for r in g]):.0f} | {np.mean([r['plain']['auprc'] for r in g]):.4f} | "
+                   f"{np.mean([r['final']['auprc'] for r in g]):.4f} | {d.mean():+.4f} ± {d.std():.4f} | "
+                   f"{dk.mean():+.4f} | {(np.mean(du) if du else 0.0):+.4f} | {sum(bool(r['val_guard']) for r in g)} |")
+    for r in rows:
+        if r["source"] == "endpoint":
+            out.append(f"\nendpoint {r['endpoint']['base_url']} ({r['endpoint']['model']}), {r['dataset']}, seeds "
+                       f"{r['seeds']}, budget {r['budget']}: {r['status']}, {r['calls']} calls; AUPRC plain "
+                       f"{r['plain_auprc']} supervised {r['final_auprc']}; wall {r['supervised_s']} s vs plain "
+                       f"{r['plain_s']} s ({r['ratio']}x, +{r['over_plain_s']} s)")
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="amazon,bitcoin")
-    ap.add_argument("--seeds", default="0", help="comma-separated seeds")
-    ap.add_argument("--model", default="sage")
-    ap.add_argument("--budget", type=int, default=16, help="verdict requests per (dataset, seed, label set)")
-    ap.add_argument("--samples", type=int, default=None, help="self-consistency samples (default: auto)")
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--model", default="hsign")
+    ap.add_argument("--qs", default="0.5,0.6,0.7,0.8,0.9,0.95", help="simulated verdict AUROCs")
+    ap.add_argument("--budgets", default="50,200")
+    ap.add_argument("--ablation-q", type=float, default=0.9, help="Q of the ablation rows (0: none)")
+    ap.add_argument("--endpoint", action="store_true", help="also the configured endpoint (embedded by default)")
+    ap.add_argument("--no-simulated", action="store_true")
     ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--patience", type=int, default=20)
-    ap.add_argument("--noise", type=float, default=0.2, help="share of training labels flipped (0: skip)")
-    ap.add_argument("--out", default=str(REPO / "bench/results/supervisor.json"))
-    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--patience", type=int, default=30)
+    ap.add_argument("--out", default=str(REPO / "bench/results/supervisor_dose.json"))
+    ap.add_argument("--merge", default="", help="comma list of earlier --out JSON files: print their rows as one "
+                    "table into --out (runs split over processes) and run nothing")
     args = ap.parse_args(argv)
+    if args.merge:
+        rows = [r for f in args.merge.split(",") for r in json.loads(Path(f).read_text())["rows"]]
+        text = table(rows)
+        print(text)
+        Path(args.out).write_text(json.dumps({"merged": args.merge.split(","), "rows": rows}, indent=1, default=str))
+        Path(args.out).with_suffix(".md").write_text(text + "\n")
+        return 0
 
-    from finllm.llm import Budget, get_gateway
-    from finllm.llm.client import describe
     from fraud.datasets import load_graph
-    from fraud.splits import make_split
 
-    gw = get_gateway(budget=Budget(100_000, 100_000_000))  # the bench's own --budget is the limit that matters
-    endpoint = describe(gw.settings)
-    print(f"endpoint: {endpoint['base_url']} model {endpoint['model']}", file=sys.stderr)
-    clean_variants = [("pseudo", "pseudo", None, True), ("noise", "noise", None, True), ("edges", "edges", None, True),
-                      ("all", "pseudo,noise,edges", None, True), ("all-uncalibrated", "pseudo,noise,edges", 1.0, False)]
-    noisy_variants = [("all", "pseudo,noise,edges", None, True), ("all-uncalibrated", "pseudo,noise,edges", 1.0, False)]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    budgets = [int(b) for b in args.budgets.split(",")]
+    qs = [float(q) for q in args.qs.split(",")]
     rows: list[dict] = []
     t0 = time.perf_counter()
     for key in args.datasets.split(","):
         ds = load_graph(DATASETS[key.strip()])
-        for seed in (int(s) for s in args.seeds.split(",")):
-            split = make_split(ds, "semi", seed)
-            rows += run_variants(ds, split, seed, args, gw, "clean", clean_variants, args.progress)
-            if args.noise > 0:
-                noisy, flipped = flip_train_labels(ds, split, args.noise, seed)
-                rows += run_variants(noisy, split, seed, args, gw, f"flip{int(args.noise * 100)}", noisy_variants,
-                                     args.progress)
-    # ---- side-by-side table: ratios to the baseline of the same dataset/seed/label set ----
-    base = {(r["dataset"], r["seed"], r["labels"]): r for r in rows if r["variant"] == "none"}
-    print(f"\n{'dataset':<20} {'seed':>4} {'labels':<7} {'variant':<17} {'AUPRC':>7} {'xbase':>6} {'AUROC':>7} "
-          f"{'xbase':>6} {'calls':>5} {'reliab.':>7}  status")
-    for r in rows:
-        b = base[(r["dataset"], r["seed"], r["labels"])]
-        rel = "-" if r["reliability"] is None else f"{r['reliability']:.3f}"
-        print(f"{r['dataset']:<20} {r['seed']:>4} {r['labels']:<7} {r['variant']:<17} {r['auprc']:>7.4f} "
-              f"{r['auprc'] / b['auprc']:>6.3f} {r['auroc']:>7.4f} {r['auroc'] / b['auroc']:>6.3f} "
-              f"{r['llm_calls']:>5} {rel:>7}  {r['status']}")
-    recov = []
-    for (dsn, seed, labels), b in base.items():
-        if labels == "clean":
-            continue
-        clean = base[(dsn, seed, "clean")]["auprc"]
-        lost = clean - b["auprc"]
-        for r in rows:
-            if (r["dataset"], r["seed"], r["labels"]) == (dsn, seed, labels) and r["variant"] != "none":
-                # recovery is only defined when the noise cost AUPRC (with 100 labels one flip run can even gain)
-                rec = (r["auprc"] - b["auprc"]) / lost if lost > 0.01 else float("nan")
-                recov.append({"dataset": dsn, "seed": seed, "variant": r["variant"], "clean_auprc": clean,
-                              "noisy_auprc": b["auprc"], "supervised_auprc": r["auprc"], "recovered": round(rec, 3)})
-    if recov:
-        print("\nnoisy labels: share of the AUPRC lost to label noise that the supervisor recovers")
-        for r in recov:
-            print(f"  {r['dataset']:<20} seed {r['seed']} {r['variant']:<17} clean {r['clean_auprc']:.4f} "
-                  f"noisy {r['noisy_auprc']:.4f} supervised {r['supervised_auprc']:.4f} -> recovered "
-                  + ("n/a (the noise cost no AUPRC)" if r["recovered"] != r["recovered"] else f"{r['recovered']:+.3f}"))
+        if not args.no_simulated:
+            rows += simulated_rows(ds, seeds, qs, budgets, args)
+        if args.endpoint:
+            rows += endpoint_rows(ds, seeds, budgets, args)
+    text = table(rows)
+    print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "endpoint": endpoint, "rows": rows, "recovery": recov,
-                               "llm_usage": gw.usage(), "seconds": round(time.perf_counter() - t0, 1)},
+    out.write_text(json.dumps({"args": vars(args), "rows": rows, "seconds": round(time.perf_counter() - t0, 1)},
                               indent=1, default=str))
-    print(f"\nLLM usage {gw.usage()}; {time.perf_counter() - t0:.0f} s; details in {out}")
+    out.with_suffix(".md").write_text(text + "\n")
+    print(f"\n{time.perf_counter() - t0:.0f} s; rows in {out}", file=sys.stderr)
     return 0
 
 

@@ -14,6 +14,12 @@ history. The rolling IC of date t is the mean IC of the factor's last ``window``
 the factor has *decayed* at t when that rolling IC, taken in the direction of the factor's reference IC
 (its validation IC, else train IC, else the mean of its older stored ICs), falls below
 ``decay_ratio`` x |reference IC|.
+
+Decay is judged only on *live* days: dates after the last date of the data the factor was found on
+(the end of its run's last split; for a factor without one, the day it entered the library). Earlier
+dates are in- or near-sample (a mined factor's own valid/test period), so a freshly mined pool is never
+flagged on the day it was mined: a date is flagged only once the factor has ``window`` live days of IC
+up to it, so its whole rolling window is live.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finllm.errors import DataError
+
+if TYPE_CHECKING:
+    from finllm.store.tables import Factor, Run
 
 MAX_LISTED = 50  # cap on ids listed in a job's returned dict (XCom stays small)
 
@@ -132,15 +141,30 @@ def evaluate_library(data: str, *, end: str | dt.date, lookback_days: int = 365,
     return out
 
 
+def live_since(factor: Factor, run: Run | None) -> str:
+    """ISO date after which ``factor``'s daily ICs are out of sample: the latest end date among its run's
+    split ranges (``config["splits"]``, e.g. a mining run's test end), else the day it was saved."""
+    ends = []
+    for text in ((getattr(run, "config", None) or {}).get("splits") or {}).values():
+        end = str(text or "").partition(":")[2].strip()
+        if end:
+            ends.append(_day(end).isoformat())
+    if ends:
+        return max(ends)
+    created = getattr(factor, "created_at", None)
+    return (created.date() if created is not None else dt.date.today()).isoformat()
+
+
 def flag_decay(*, end: str | dt.date, window: int = 20, decay_ratio: float = 0.5,
                factor_ids: Sequence[str] | None = None, store: Any = None) -> dict[str, Any]:
     """Rolling IC and decay flags from the stored daily ICs up to ``end`` (rows after ``end`` untouched).
 
-    Returns, for the newest stored date of each factor, its rolling and reference IC and the ids of the
-    factors flagged decayed on that date."""
+    Returns, for the newest stored date of each factor, its rolling and reference IC, the date after which
+    its days are live and how many live IC days it has, and the ids of the factors flagged decayed on that
+    date (only factors with ``window`` live days can be; module doc)."""
     from sqlalchemy import select
 
-    from finllm.store.tables import Factor, FactorDailyMetric
+    from finllm.store.tables import Factor, FactorDailyMetric, Run
 
     store = _store(store)
     end_s = _day(end).isoformat()
@@ -154,6 +178,8 @@ def flag_decay(*, end: str | dt.date, window: int = 20, decay_ratio: float = 0.5
                                                                   FactorDailyMetric.date <= end_s)
                                   .order_by(FactorDailyMetric.date)))
             ics = [r.ic for r in rows]
+            since = live_since(f, s.get(Run, f.run_id) if f.run_id else None)
+            live = 0
             ref, ref_source = reference_ic(f.metrics), "stored metrics"
             if ref is None:
                 older = [x for x in ics[:-window] if x is not None]
@@ -161,12 +187,14 @@ def flag_decay(*, end: str | dt.date, window: int = 20, decay_ratio: float = 0.5
             for i, r in enumerate(rows):
                 recent = [x for x in ics[max(0, i - window + 1): i + 1] if x is not None]
                 r.rolling_ic = sum(recent) / len(recent) if len(recent) >= max(2, window // 2) else None
-                r.decayed = bool(ref is not None and ref != 0 and r.rolling_ic is not None
+                live += int(r.date > since and r.ic is not None)
+                r.decayed = bool(live >= window and ref is not None and ref != 0 and r.rolling_ic is not None
                                  and r.rolling_ic * math.copysign(1.0, ref) < decay_ratio * abs(ref))
             if rows:
                 last = rows[-1]
                 latest[f.id] = {"date": last.date, "rolling_ic": last.rolling_ic, "reference_ic": ref,
-                                "reference": ref_source, "decayed": last.decayed, "formula": f.formula[:120]}
+                                "reference": ref_source, "live_since": since, "live_days": live,
+                                "decayed": last.decayed, "formula": f.formula[:120]}
     decayed = sorted(fid for fid, v in latest.items() if v["decayed"])
     return {"end": end_s, "window": window, "decay_ratio": decay_ratio, "factors": len(latest),
             "decayed": decayed[:MAX_LISTED], "n_decayed": len(decayed),

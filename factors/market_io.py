@@ -69,9 +69,10 @@ def read_columns(path: Path) -> list[str]:
     """Normalised column names of a parquet/CSV file, reading only its header/footer."""
     try:
         if is_parquet(path):
-            names = list(pl.read_parquet_schema(path))
+            with open(path, "rb") as fh:  # a file handle: polars never expands `[...]` in the name
+                names = list(pl.read_parquet_schema(fh))
         elif is_csv(path):
-            names = pl.read_csv(path, n_rows=0, separator=_sep(path)).columns
+            names = pl.read_csv(path, n_rows=0, separator=_sep(path), glob=False).columns
         else:
             raise DataError(f"{path}: unsupported file type (expected .parquet or .csv)")
     except DataError:
@@ -109,7 +110,7 @@ def _rename_map(path: Path, columns: Sequence[str]) -> dict[str, str]:
 def _read_raw(path: Path) -> pl.LazyFrame:
     """Lazy frame of the file with canonical column names and a ``_row`` index (0-based)."""
     if is_parquet(path):
-        lf = pl.scan_parquet(path)
+        lf = pl.scan_parquet(path, glob=False)  # paths are literal: `glob[1].parquet` is that file
     elif is_csv(path):
         lf = _read_csv(path).lazy()
     else:
@@ -130,9 +131,9 @@ def _read_raw(path: Path) -> pl.LazyFrame:
 
 def _read_csv(path: Path) -> pl.DataFrame:
     """Read a CSV; the date/ticker columns stay text (parsed later with row-precise errors)."""
-    kw = dict(separator=_sep(path), null_values=NULL_TOKENS, infer_schema_length=10_000)
+    kw = dict(separator=_sep(path), null_values=NULL_TOKENS, infer_schema_length=10_000, glob=False)
     try:
-        header = pl.read_csv(path, n_rows=0, separator=_sep(path)).columns
+        header = pl.read_csv(path, n_rows=0, separator=_sep(path), glob=False).columns
     except READ_ERRORS as exc:  # noqa: BLE001
         raise DataError(f"{path}: not a readable CSV file ({_short(exc)})") from None
     text_cols = {c: pl.String for c in header if _canon(c) in ("date", "ticker")}

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -168,6 +169,16 @@ def factor_report(x: Tensor, target: Tensor, mask: Tensor, fwd_1d: Tensor | None
     return out
 
 
+def periods_per_year(dates: Sequence[object] | np.ndarray) -> float:
+    """Trading days per calendar year of a panel's dates (252 for stocks, ~365 for crypto); 252 when the
+    panel spans less than half a year. Annualises the backtest's return and Sharpe."""
+    d = np.asarray(dates).astype("datetime64[D]")
+    if len(d) < 2:
+        return 252.0
+    years = (d[-1] - d[0]).astype(int) / 365.25
+    return float(round(len(d) / years)) if years > 0.5 else 252.0
+
+
 def mean_ic(x: Tensor, y: Tensor, mask: Tensor | None = None, rank: bool = False) -> float:
     """Mean daily (Rank)IC: the scalar the miners optimise."""
     s = (rank_ic_series if rank else ic_series)(x, y, mask)
@@ -176,4 +187,5 @@ def mean_ic(x: Tensor, y: Tensor, mask: Tensor | None = None, rank: bool = False
 
 
 __all__: Sequence[str] = ["ic_series", "rank_ic_series", "summarize", "newey_west_t", "quantile_labels",
-                          "quantile_returns", "top_turnover", "ic_decay", "factor_report", "mean_ic"]
+                          "quantile_returns", "top_turnover", "ic_decay", "factor_report", "mean_ic",
+                          "periods_per_year"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from factors.splits import US_SPLITS  # noqa: F401  (re-exported: bench/bench_mining.py and older callers)
 from finllm.errors import ConfigError, DataError
 from finllm.jsonsafe import json_safe
 
@@ -41,7 +43,6 @@ from finllm.jsonsafe import json_safe
 SLOW_OPS = ("Med", "Mad", "Skew", "Kurt", "Rank", "IdxMax", "IdxMin", "CSRank", "Slope")
 MINER_CONSTS = ("-1", "-0.5", "0.01", "0.5", "1", "2", "5")
 MINER_WINDOWS = ("5", "10", "20", "40")
-US_SPLITS = ("2003-01-01:2014-12-31", "2015-01-01:2016-12-31", "2017-01-01:2021-04-21")  # shipped US file
 
 
 @dataclass
@@ -56,7 +57,7 @@ class MineConfig:
     seed: int = 0
     horizon: int = 20
     cost_bps: float = 10.0
-    rebalance: int = 1  # backtest holding period in days (1 = daily; the horizon suits an h-day target)
+    rebalance: int | None = None  # backtest holding period in days; None: the target's horizon
     max_tickers: int | None = None
     ops: str = "fast"  # "fast" (all but SLOW_OPS), "all", or a comma list of operator names
     reward: str = "objective"  # RL reward: "objective" (pool IC after the attempt) or "gain"
@@ -70,6 +71,10 @@ class MineConfig:
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
 
+    def __post_init__(self) -> None:
+        if self.rebalance is None:  # hold the book for the target's horizon (daily turns an h-day signal to costs)
+            self.rebalance = self.horizon
+
     def validate(self) -> None:
         if self.method not in ("rl", "gp"):
             raise ConfigError(f"--method {self.method!r}: choose rl or gp")
@@ -81,6 +86,8 @@ class MineConfig:
             raise ConfigError("--horizon must be >= 1")
         if self.pool_day_stride < 1:
             raise ConfigError("pool_day_stride must be >= 1")
+        if self.rebalance is None:  # set to None after construction
+            self.rebalance = self.horizon
         if self.rebalance < 1:
             raise ConfigError("--rebalance must be >= 1 (days between portfolio re-formations)")
         if self.reward not in ("objective", "gain"):
@@ -168,22 +175,22 @@ class SplitScorer:
     """Scores (D, S) factors on every split of one panel that spans them all."""
 
     def __init__(self, panel: Any, splits: list[Any], horizon: int, cost_bps: float, warmup_days: int,
-                 rebalance: int = 1) -> None:
+                 rebalance: int | None = None) -> None:
         from factors.evaluate import Evaluator
+        from factors.metrics import periods_per_year
         from factors.splits import check_covered
 
         start = _warm_start(panel.dates, splits[0].start, warmup_days)
         self.panel = panel.slice_dates(start, splits[-1].end)
         self.ev = Evaluator(self.panel, cache_bytes=512 << 20)
-        self.horizon, self.cost_bps, self.rebalance = horizon, cost_bps, rebalance
+        self.horizon, self.cost_bps = horizon, cost_bps
+        self.rebalance = horizon if rebalance is None else rebalance
         self.target = self.ev.forward_return(horizon)
         self.fwd1 = self.ev.forward_return(1)
         self.mask = self.ev.universe
         self.days = {s.name: check_covered(s, self.panel.dates, purge=horizon) for s in splits}
         self.splits = splits
-        d = self.panel.dates.astype("datetime64[D]")
-        years = (d[-1] - d[0]).astype(int) / 365.25
-        self.periods_per_year = float(round(len(d) / years)) if years > 0.5 else 252.0  # 252 stocks, ~365 crypto
+        self.periods_per_year = periods_per_year(self.panel.dates)  # 252 stocks, ~365 crypto
 
     def zscore(self, x: torch.Tensor) -> torch.Tensor:
         from factors.pool import zscore_days
@@ -235,7 +242,7 @@ class SplitScorer:
 
 def load_for_mining(cfg: MineConfig) -> tuple[Any, list[Any]]:
     from factors.panel import load_panel
-    from factors.splits import AUTO, parse_splits, time_splits
+    from factors.splits import AUTO, default_splits, parse_splits
 
     auto = [s == AUTO for s in (cfg.train, cfg.valid, cfg.test)]
     splits = [] if any(auto) else parse_splits(cfg.train, cfg.valid, cfg.test)
@@ -243,8 +250,14 @@ def load_for_mining(cfg: MineConfig) -> tuple[Any, list[Any]]:
         raise ConfigError("give all of --train, --valid and --test (START:END), or none of them: then the "
                           "shipped US file uses its documented split and other data is cut 60/20/20 by time")
     panel = load_panel(cfg.data, max_tickers=cfg.max_tickers)
+    from factors.metrics import MIN_NAMES
+    from finllm.errors import DataError
+
+    if len(panel.tickers) < MIN_NAMES:  # every IC would be NaN: the search would have no signal at all
+        raise DataError(f"{cfg.data}: {len(panel.tickers)} ticker(s); mining scores factors by cross-sectional "
+                        f"IC, which needs at least {MIN_NAMES} tickers per day")
     if all(auto):  # the chosen ranges are written back, so the run's config records them
-        splits = time_splits(panel.dates)
+        splits = default_splits(panel.dates, cfg.data)
         cfg.train, cfg.valid, cfg.test = (sp.text() for sp in splits)
     return panel, splits
 
@@ -341,7 +354,7 @@ def _mine(cfg: MineConfig, out: Path, store: Any, use_store: bool, progress: boo
         mining["train_panel"] = {"days": side.n_days, "stocks": side.n_stocks}
         mining["scorer"] = side.scorer.stats()
         mining["train_objective"] = side.pool.objective
-        members = side.pool.describe()
+        members = readable(side.pool.describe(), side.evaluator.features)
         side.evaluator.clear_cache()
         result = score_pool(members, panel, splits, cfg, side)
         result["mining"] = mining
@@ -352,8 +365,11 @@ def _mine(cfg: MineConfig, out: Path, store: Any, use_store: bool, progress: boo
         if store is not None:
             store.save_pool(run_id, [{"tokens": m["tokens"], "formula": m["formula"], "weight": m["weight"],
                                       "metrics": m["metrics"]} for m in result["pool"]], source=f"mined_{cfg.method}")
+            simplified = [{"formula": m["formula"], "original": m["original_formula"],  # lineage: the mined form
+                           "original_tokens": m["original_tokens"]} for m in result["pool"] if "original_formula" in m]
             store.finish_run(run_id, metrics={"pool": result["metrics"], "baselines": result["baselines"],
-                                              "mining": {k: v for k, v in mining.items() if k != "config"}},
+                                              "mining": {k: v for k, v in mining.items() if k != "config"},
+                                              "simplified": simplified},
                              artifacts={"result_json": str(out / "result.json"), "out_dir": str(out)})
         return result
     except BaseException as exc:
@@ -386,6 +402,22 @@ def _run_method(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, bar: 
                   progress=lambda s: bar.update(s["elapsed"], s["evals"], "factors"))
 
 
+def readable(members: list[dict[str, Any]], features: Sequence[str]) -> list[dict[str, Any]]:
+    """Pool members with their formulas simplified by exact identities (:mod:`factors.simplify`: the
+    values are bit for bit the same, so every metric is too); a member that changed keeps its mined form as
+    ``original_tokens`` / ``original_formula``."""
+    from factors.simplify import simplify_tokens
+
+    out = []
+    for m in members:
+        e = simplify_tokens(m["tokens"], features)
+        if list(e.tokens) != list(m["tokens"]):
+            m = {**m, "tokens": list(e.tokens), "formula": e.infix, "original_tokens": list(m["tokens"]),
+                 "original_formula": m["formula"]}
+        out.append(m)
+    return out
+
+
 def score_pool(members: list[dict[str, Any]], panel: Any, splits: list[Any], cfg: MineConfig,
                side: TrainSide | None = None, scorer: SplitScorer | None = None) -> dict[str, Any]:
     """Metrics of the combined pool and of each member on every split (+ the best single factor)."""
@@ -397,6 +429,8 @@ def score_pool(members: list[dict[str, Any]], panel: Any, splits: list[Any], cfg
     baselines: dict[str, Any] = {}
     if side is not None and side.scorer.best_single[1] is not None:
         ic, expr = side.scorer.best_single
-        baselines["single_best"] = {"formula": expr.infix, "train_ic_raw": ic,
+        from factors.simplify import simplify
+
+        baselines["single_best"] = {"formula": simplify(expr, sc.ev.features).infix, "train_ic_raw": ic,
                                     **sc.report(torch.sign(torch.tensor(ic)) * sc.ev.evaluate(expr))}
     return {"pool": pool_out, "metrics": metrics, "baselines": baselines}

@@ -192,7 +192,7 @@ def _dense_checks(values: np.ndarray, valid: np.ndarray, fields: list[str], date
                    f"{dates[d0]}; left NaN (never filled)")
     close = values[:, :, fields.index("close")]
     both = valid[1:] & valid[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         r = np.abs(close[1:] / close[:-1] - 1.0)
     ext = both & (r > EXTREME_RETURN)
     if ext.any():

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from finllm.errors import DataError
+from finllm.names import check_name
 
 if TYPE_CHECKING:
     from factors.panel import Panel
@@ -35,10 +36,18 @@ def is_qlib_dir(path: str | Path) -> bool:
     return p.is_dir() and (p / "calendars" / f"{FREQ}.txt").is_file()
 
 
+def _read_text(path: Path) -> str:
+    """A dump's text file as UTF-8; anything else is a DataError naming the file and the byte."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
 def read_calendar(root: Path) -> np.ndarray:
     """``calendars/day.txt`` -> (T,) datetime64[D]."""
     path = root / "calendars" / f"{FREQ}.txt"
-    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    lines = [ln.strip() for ln in _read_text(path).splitlines()]
     out = np.empty(len(lines), dtype="datetime64[D]")
     for i, ln in enumerate(lines):
         text = f"{ln[:4]}-{ln[4:6]}-{ln[6:8]}" if len(ln) == 8 and ln.isdigit() else ln[:10]
@@ -54,12 +63,13 @@ def read_calendar(root: Path) -> np.ndarray:
 
 def read_instruments(root: Path, name: str) -> dict[str, list[tuple[np.datetime64, np.datetime64]]]:
     """``instruments/<name>.txt`` -> {symbol: [(start, end), ...]} (inclusive spans)."""
+    check_name(name, "instruments")  # a file name inside the dump, never a path out of it
     path = root / "instruments" / f"{name}.txt"
     if not path.is_file():
         have = sorted(p.stem for p in (root / "instruments").glob("*.txt"))
         raise DataError(f"{path}: no such instruments file (available: {', '.join(have) or 'none'})")
     spans: dict[str, list[tuple[np.datetime64, np.datetime64]]] = {}
-    for i, ln in enumerate(path.read_text().splitlines()):
+    for i, ln in enumerate(_read_text(path).splitlines()):
         parts = ln.split("\t") if "\t" in ln else ln.split()
         if not parts or not parts[0].strip():
             continue

@@ -1,120 +1,79 @@
-"""Natural-language factor requests: an analyst's idea -> LLM candidate formulas -> checked -> scored -> saved.
+"""Natural-language factor requests: an analyst's idea -> candidate formulas -> checked -> scored -> saved.
 
-Loop (every step bounded; every LLM answer is data, parsed by the expression grammar, never evaluated as
-code):
+Every request yields valid, scored factors that use what it names:
 
-1. **Propose.** The LLM gets the idea, the operator grammar (rendered from :data:`factors.ops.OPS`, so it
-   always matches what the parser accepts) and a few worked examples (template ``factor_request``), and
-   answers ``{"candidates": [{"formula", "explanation"}]}``.
-2. **Check.** Each formula goes through the panel's parser (:meth:`factors.evaluate.Evaluator.parse`):
-   unknown operators/fields, wrong arity, bad windows and look-ahead (``Ref(x, -5)``) are rejected with
-   the parser's exact message (token + position).
-3. **Repair.** Rejected formulas go back with their errors (template ``factor_request_repair``) for at
-   most ``repair_rounds`` rounds.
-4. **Score (the evaluator is the LLM's tool).** Valid formulas are evaluated on the panel: train and
-   valid IC, RankIC, top-quintile turnover and coverage. The test split is never shown to the LLM and
-   never used for selection; it is measured only for the factors finally saved.
-5. **Refine.** The scores go back (template ``factor_request_refine``) and the LLM proposes improved
-   candidates, which are checked, repaired and scored the same way, ``refine_rounds`` times.
-6. **Save.** The best ``n_save`` scored candidates (by valid RankIC) go to the factor library
-   (source ``llm``, with the request text, the LLM's explanation and train/valid/test metrics); the miner
-   can start from them (``factors mine --seed-library llm``).
+1. **Read the request** (:mod:`factors.request_intent`, code, no LLM): the fields, windows and concepts it
+   names. The relevance rule: a formula must use every field named, one of the windows named, and satisfy
+   every concept named (e.g. volatility = Std, Var or Mad).
+2. **Retrieve examples**: the library factors most similar to the request (same rule, as a share of its
+   parts), topped up with built-in known formulas on the same concepts (:mod:`factors.request_pool`).
+3. **Propose under the grammar** (:mod:`factors.request_llm`, :mod:`factors.grammar`): the LLM writes
+   ``n`` formulas decoded under a GBNF grammar built from the operator registry, so on llama.cpp servers
+   (the embedded model included) every formula parses and type-checks by construction. Endpoints without
+   grammar support are parsed and repaired with the parser's exact error (``repair_rounds``).
+4. **Score** each candidate with the evaluator on train and valid only (IC, RankIC, turnover, coverage);
+   the test split is never shown to the LLM nor used for a choice, and is measured only for saved factors.
+5. **Refine**: the scores go back to the LLM for ``refine_rounds`` more rounds; a candidate whose *train*
+   RankIC is negative also gets its sign-flipped twin (the sign is chosen on train).
+6. **Fallback**: the built-in formulas for the named concepts/fields/windows are scored alongside (source
+   ``fallback``), so an empty library, a useless model or ``use_llm=False`` still gives an on-topic factor.
+7. **Save** the best ``n_save`` (relevant first, then valid RankIC) with lineage: request, source (``llm`` or
+   ``fallback``), model and endpoint, stage, train/valid/test scores; the explanation is written by code.
 
-No fallback: if the model never produces a valid formula, the result says so (status
-``no_valid_formula`` or ``llm_failed``) and lists every grammar error; nothing is made up from keywords.
+An endpoint that cannot be used (down, not starting, timing out, 401/403/404) raises
+:class:`factors.request_llm.LLMUnavailable` (a ConfigError naming FINLLM_LLM_BASE_URL / FINLLM_LLM_MODEL).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
 
+from factors.expr import Expr
+from factors.grammar import DEFAULT_DEPTH
+from factors.request_intent import Intent, check_relevance, read_intent, similarity, usage
+from factors.request_llm import (LLMUnavailable, Proposal, clean_formula, grammar_for, names_text, render_grammar,
+                                 short_language, unusable_endpoint)
+from factors.request_pool import examples as builtin_examples
+from factors.request_pool import fallback_pool
 from finllm.errors import ConfigError, FinllmError
 from finllm.jsonsafe import json_safe
 
-EXAMPLES = (
-    {"idea": "short-term reversal: last week's losers bounce back",
-     "formula": "Mul(Div(Delta($close, 5), Ref($close, 5)), -1)"},
-    {"idea": "unusually heavy trading", "formula": "Div($volume, Mean($volume, 20))"},
-    {"idea": "price and volume moving together", "formula": "Corr($close, $volume, 10)"},
-    {"idea": "calm stocks do better", "formula": "Mul(Std(Div(Delta($close, 1), Ref($close, 1)), 20), -1)"},
-)
-ARG_TEXT = {"expr": "x", "window": "d", "const": "c", "expr_or_const": "x"}
 MAX_SCORED_SHOWN = 6
 MAX_FAILED_SHOWN = 3
-
-
-def _formula_pattern() -> str:
-    """Regex sent in the JSON schema (not validated by pydantic): "an operator call". With llama.cpp it
-    becomes part of the decoding grammar, which keeps small models from answering bare numbers; the real
-    check is still the expression parser."""
-    from factors.ops import OPS
-
-    return r"^(" + "|".join(OPS) + r")\([$A-Za-z0-9(), .*/+-]+\)$"
-
-
-class ProposedFactor(BaseModel):
-    """One candidate as the LLM wrote it (validated shape; the formula is parsed later)."""
-
-    formula: str = Field(description="one formula in the grammar",
-                         json_schema_extra=lambda schema: schema.update(pattern=_formula_pattern()))
-    explanation: str = Field(default="", description="one sentence: why it captures the idea")
-
-
-class Proposal(BaseModel):
-    # No maxItems / maxLength: llama.cpp's schema grammar cannot compile long repetitions; trimmed in code.
-    candidates: list[ProposedFactor]
-
-
-def render_grammar(features: Sequence[str] | None = None) -> str:
-    """A compact description of the expression language, generated from the operator registry."""
-    from factors.expr import FEATURES
-    from factors.ops import MAX_WINDOW, OPS
-
-    feats = list(features or FEATURES)
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name, spec in OPS.items():
-        groups.setdefault(spec.arg_kinds, []).append(name)
-    lines = [f"Fields (daily, per stock): {', '.join(feats)}.",
-             f"x, y = any expression; d = a whole number of days 1..{MAX_WINDOW}; c = a number."]
-    for kinds, names in groups.items():
-        args = ", ".join(ARG_TEXT[k] for k in kinds)
-        if kinds and kinds[0] == "expr_or_const" or kinds[:2] == ("expr", "expr"):
-            args = "x, y" + args[4:]
-        shown = ", ".join(f"{n}({args})" for n in names)
-        if kinds == ("expr", "window"):
-            shown += " (rolling over the last d days; Ref = value d days ago)"
-        elif kinds == ("expr",) and any(OPS[n].category == "cs" for n in names):
-            shown += " (CS = across stocks on the same day)"
-        lines.append(f"- {shown}")
-    lines.append("Numbers may be used where x or y is allowed in Add/Sub/Mul/Div/Greater/Less. "
-                 "+ - * / are also accepted. Windows must be positive: no looking into the future.")
-    return "\n".join(lines)
+MAX_SIGN_FLIPS = 3
 
 
 @dataclass
 class Candidate:
-    """One formula the LLM wrote, what the parser said and what the evaluator measured."""
+    """One formula (from the LLM or the built-in pool), what the parser said and what the evaluator measured."""
 
     formula: str
-    explanation: str
-    stage: str  # propose | repair | refine
+    source: str  # llm | fallback
+    stage: str  # propose | repair | refine | sign | builtin
     round: int
-    expr: Any = None  # factors.expr.Expr when it parsed
+    expr: Expr | None = None
     error: str | None = None
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metrics
     note: str | None = None
     repaired_from: str | None = None
     factor_id: str | None = None
+    missing: list[str] = field(default_factory=list)  # what it misses of the request (relevance rule)
+    concepts: tuple[str, ...] = ()
+    explanation: str = ""  # written by code when saved
 
     @property
     def ok(self) -> bool:
         return self.expr is not None and self.error is None
+
+    @property
+    def relevant(self) -> bool:
+        return self.ok and not self.missing
 
     @property
     def objective(self) -> float:
@@ -123,15 +82,16 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"formula": self.formula, "canonical": self.expr.infix if self.expr is not None else None,
-                "tokens": list(self.expr.tokens) if self.expr is not None else None,
-                "explanation": self.explanation, "stage": self.stage, "round": self.round, "error": self.error,
-                "scores": self.scores, "note": self.note, "repaired_from": self.repaired_from,
-                "factor_id": self.factor_id}
+                "tokens": list(self.expr.tokens) if self.expr is not None else None, "source": self.source,
+                "stage": self.stage, "round": self.round, "error": self.error, "scores": self.scores,
+                "note": self.note, "repaired_from": self.repaired_from, "factor_id": self.factor_id,
+                "relevant": self.relevant, "missing": self.missing, "concepts": list(self.concepts),
+                "explanation": self.explanation}
 
 
 @dataclass
 class AskResult:
-    """Everything an ``ask`` did. ``status``: ok | no_valid_formula | no_usable_factor | llm_failed."""
+    """Everything an ``ask`` did. ``status``: ok | no_valid_formula | no_usable_factor."""
 
     request: str
     status: str
@@ -142,6 +102,9 @@ class AskResult:
     llm_failures: list[str]
     run_id: str | None = None
     splits: dict[str, str] = field(default_factory=dict)
+    intent: Intent | None = None
+    llm: dict[str, Any] = field(default_factory=dict)  # model, endpoint, grammar, used, usable
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -152,17 +115,21 @@ class AskResult:
         return [{"formula": c.formula, "error": c.error} for c in self.candidates if c.error]
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe({"request": self.request, "status": self.status, "message": self.message, "run_id": self.run_id,
-                "splits": self.splits, "llm_calls": self.llm_calls, "llm_failures": self.llm_failures,
-                "saved": [c.to_dict() for c in self.saved], "candidates": [c.to_dict() for c in self.candidates],
-                "grammar_errors": self.grammar_errors})
+        return json_safe({"request": self.request, "status": self.status, "message": self.message,
+                          "run_id": self.run_id, "splits": self.splits,
+                          "intent": self.intent.to_dict() if self.intent else None, "llm": self.llm,
+                          "llm_calls": self.llm_calls, "llm_failures": self.llm_failures,
+                          "seconds": round(self.seconds, 2), "saved": [c.to_dict() for c in self.saved],
+                          "candidates": [c.to_dict() for c in self.candidates], "grammar_errors": self.grammar_errors})
 
 
-def default_splits(dates: np.ndarray) -> dict[str, str]:
-    """Chronological 60 / 20 / 20 train / valid / test ranges over the panel's dates (as ``factors mine``)."""
-    from factors.splits import time_splits
+def default_splits(dates: np.ndarray, source: str | None = None) -> dict[str, str]:
+    """The train / valid / test ranges of ``factors eval`` and ``factors mine`` (one rule,
+    :func:`factors.splits.default_splits`): the documented split on the shipped US file (``source``),
+    60 / 20 / 20 of the panel's dates by time elsewhere."""
+    from factors.splits import default_splits as split_rule
 
-    return {sp.name: sp.text() for sp in time_splits(dates)}
+    return {sp.name: sp.text() for sp in split_rule(dates, source)}
 
 
 def _as_splits(splits: Mapping[str, str] | Sequence[Any] | None, dates: np.ndarray) -> list[Any]:
@@ -183,14 +150,16 @@ def _as_splits(splits: Mapping[str, str] | Sequence[Any] | None, dates: np.ndarr
     return out
 
 
-class _Scorer:
-    """Scores formulas per split on one panel (per-split days purged by the horizon)."""
+class RequestScorer:
+    """Scores formulas per split on one panel (per-split days purged by the horizon). Per-day metrics are
+    computed on the requested splits' days only, and each (formula, split) is scored once per scorer."""
 
     def __init__(self, panel: Any, splits: list[Any], horizon: int, cost_bps: float, warmup_days: int) -> None:
         from factors.mine import SplitScorer
 
         self.sc = SplitScorer(panel, splits, horizon, cost_bps, warmup_days)
         self.horizon = horizon
+        self._memo: dict[tuple[str, str], dict[str, float]] = {}
 
     def parse(self, text: str) -> Any:
         return self.sc.ev.parse(text)
@@ -199,18 +168,21 @@ class _Scorer:
         from factors.metrics import ic_series, rank_ic_series, summarize, top_turnover
 
         sc = self.sc
-        x = torch_where_mask(sc.ev.evaluate(expr), sc.mask)
-        ic, ric = ic_series(x, sc.target, sc.mask), rank_ic_series(x, sc.target, sc.mask)
-        out = {}
-        for name in split_names:
-            days = sc.days[name]
-            si, sr = summarize(ic[days]), summarize(ric[days])
-            m = sc.mask[days]
-            xs = x[days]
-            out[name] = {"ic": si["mean"], "rank_ic": sr["mean"], "icir": si["ir"],
-                         "turnover": top_turnover(xs, m), "coverage": float((xs.isfinite() & m).sum() / m.sum().clamp(min=1)),
-                         "n_days": si["n_days"]}
-        return {k: {m: (float(v) if isinstance(v, (int, float)) else v) for m, v in d.items()} for k, d in out.items()}
+        todo = [n for n in split_names if (expr.key, n) not in self._memo]
+        if todo:
+            x = torch_where_mask(sc.ev.evaluate(expr), sc.mask)
+            for name in todo:
+                days = sc.days[name]
+                xs, ts, m = x[days], sc.target[days], sc.mask[days]
+                si, sr = summarize(ic_series(xs, ts, m)), summarize(rank_ic_series(xs, ts, m))
+                row = {"ic": si["mean"], "rank_ic": sr["mean"], "icir": si["ir"], "turnover": top_turnover(xs, m),
+                       "coverage": float((xs.isfinite() & m).sum() / m.sum().clamp(min=1)), "n_days": si["n_days"]}
+                self._memo[(expr.key, name)] = {k: (float(v) if isinstance(v, (int, float)) else v)
+                                                for k, v in row.items()}
+        return {n: dict(self._memo[(expr.key, n)]) for n in split_names}
+
+
+_Scorer = RequestScorer  # the name earlier versions used
 
 
 def torch_where_mask(x: Any, mask: Any) -> Any:
@@ -219,44 +191,89 @@ def torch_where_mask(x: Any, mask: Any) -> Any:
     return torch.where(mask, x, torch.full((), float("nan")))
 
 
-def _clean_formula(text: str) -> str:
-    s = (text or "").strip().strip("`").strip()
-    return s[:-1].strip() if s.endswith(";") else s
+def retrieve_examples(store: Any, intent: Intent, features: Sequence[str], k: int = 4) -> list[dict[str, str]]:
+    """Up to ``k`` prompt examples ``{idea, formula}``: the library factors most similar to the request
+    (share of its fields/windows/concepts they cover, then valid RankIC), then built-in formulas."""
+    from factors.expr import parse
+
+    found: list[tuple[float, float, str]] = []
+    if store is not None and k > 0:
+        for f in store.factors():
+            try:
+                e = parse(f.formula, features=features)
+            except FinllmError:
+                continue  # a field this panel lacks
+            sim = similarity(e, intent)
+            if sim > 0 or not intent.named:
+                ric = ((f.metrics or {}).get("valid") or {}).get("rank_ic")
+                ric = ric if isinstance(ric, (int, float)) and math.isfinite(ric) else -1.0
+                found.append((sim, float(ric), e.infix))
+    found.sort(reverse=True)
+    seen, out = set(), []
+    for sim, ric, formula in found:
+        if formula not in seen and len(out) < k:
+            seen.add(formula)
+            out.append({"idea": f"library factor, covers {sim:.0%} of the request, valid RankIC {ric:.3f}",
+                        "formula": formula})
+    for ex in builtin_examples(intent, features, n=k):
+        if ex["formula"] not in seen and len(out) < k:
+            seen.add(ex["formula"])
+            out.append({"idea": f"known {ex['idea']} formula", "formula": ex["formula"]})
+    return out
 
 
 class _Session:
-    def __init__(self, request: str, scorer: _Scorer, gateway: Any, n_candidates: int, repair_rounds: int,
-                 max_tokens: int) -> None:
-        self.request, self.scorer, self.gw = request, scorer, gateway
-        self.n, self.repair_rounds, self.max_tokens = n_candidates, repair_rounds, max_tokens
-        self.grammar = render_grammar(scorer.sc.ev.features)
+    """The candidates of one request and the LLM calls that made them."""
+
+    def __init__(self, request: str, intent: Intent, scorer: RequestScorer, gateway: Any, n: int, repair_rounds: int,
+                 max_tokens: int | None, max_depth: int) -> None:
+        self.request, self.intent, self.scorer, self.gw = request, intent, scorer, gateway
+        self.n, self.repair_rounds, self.max_depth = n, repair_rounds, max_depth
+        self.max_tokens = max_tokens
+        self.features = list(scorer.sc.ev.features)
+        # under a grammar the model cannot leave the language: a short reminder is enough (short prompts are
+        # most of the latency of a small CPU model); otherwise the full operator list
+        self.language = (short_language(self.features) if gateway is not None and gateway.grammar_supported
+                         else render_grammar(self.features))
+        self.names = names_text(intent)
         self.candidates: list[Candidate] = []
         self.failures: list[str] = []
         self.calls = 0
         self.seen: dict[str, Candidate] = {}
 
-    def call(self, template: str, variables: dict[str, Any], temperature: float) -> list[ProposedFactor] | None:
+    def call(self, template: str, variables: dict[str, Any], n: int, temperature: float, sample: int) -> list[str] | None:
+        """One LLM call under the formula grammar; None on a failure (recorded). Raises LLMUnavailable
+        when the failure means the endpoint or model cannot be used at all."""
         self.calls += 1
-        res = self.gw.structured(template, {"request": self.request, "grammar": self.grammar, **variables},
-                                 Proposal, temperature=temperature, max_tokens=self.max_tokens, max_repairs=1)
+        max_tokens = self.max_tokens or 60 * n + 40
+        res = self.gw.structured(template, {"request": self.request, "grammar": self.language, "names": self.names,
+                                            **variables}, Proposal, temperature=temperature, max_tokens=max_tokens,
+                                 max_repairs=1, sample=sample, grammar=grammar_for(n, self.features, self.intent,
+                                                                                   self.max_depth))
         if not res:
             self.failures.append(f"{template}: {res.kind}: {res.message}")
+            why = unusable_endpoint(res)
+            if why is not None:
+                raise LLMUnavailable(why)
             return None
-        return list(res.value.candidates)
+        return list(res.value.formulas)[:n]
 
-    def check(self, props: Sequence[ProposedFactor], stage: str, rnd: int) -> list[Candidate]:
+    def add(self, formulas: Sequence[str], source: str, stage: str, rnd: int,
+            concepts: Sequence[tuple[str, ...]] | None = None) -> list[Candidate]:
         out = []
-        for p in props:
-            c = Candidate(formula=(p.formula or "").strip()[:500], explanation=(p.explanation or "").strip()[:500],
-                          stage=stage, round=rnd)
-            text = _clean_formula(c.formula)
-            if not text:
+        for i, text in enumerate(formulas):
+            c = Candidate(formula=(text or "").strip()[:500], source=source, stage=stage, round=rnd,
+                          concepts=tuple(concepts[i]) if concepts else ())
+            cleaned = clean_formula(c.formula)
+            if not cleaned:
                 c.error = "empty formula"
             else:
                 try:
-                    c.expr = self.scorer.parse(text)
+                    c.expr = self.scorer.parse(cleaned)
                 except FinllmError as exc:
                     c.error = str(exc)
+            if c.expr is not None:
+                c.missing = check_relevance(c.expr, self.intent)
             out.append(c)
         self.candidates.extend(out)
         return out
@@ -266,7 +283,7 @@ class _Session:
             if not c.ok:
                 continue
             if c.expr.key in self.seen:
-                c.note = f"duplicate of an earlier candidate ({c.expr.infix})"
+                c.note = f"duplicate of an earlier candidate ({self.seen[c.expr.key].source})"
                 continue
             self.seen[c.expr.key] = c
             try:
@@ -282,126 +299,187 @@ class _Session:
         for rnd in range(1, self.repair_rounds + 1):
             if not broken:
                 return
-            props = self.call("factor_request_repair",
-                              {"broken": [{"formula": c.formula, "error": c.error} for c in broken]}, 0.0)
-            if props is None:
+            formulas = self.call("factor_request_repair",
+                                 {"broken": [{"formula": c.formula, "error": c.error} for c in broken]},
+                                 len(broken), 0.0, rnd)
+            if formulas is None:
                 return
-            fixed = self.check(props[:len(broken)], "repair", rnd)
+            fixed = self.add(formulas, "llm", "repair", rnd)
             for old, new in zip(broken, fixed):
                 new.repaired_from = old.formula
             self.score(fixed)
             broken = [c for c in fixed if c.error]
 
-    def round(self, template: str, variables: dict[str, Any], stage: str, rnd: int, temperature: float) -> bool:
-        props = self.call(template, variables, temperature)
-        if props is None:
+    def llm_round(self, template: str, variables: dict[str, Any], stage: str, rnd: int, temperature: float) -> bool:
+        formulas = self.call(template, variables, self.n, temperature, rnd)
+        if formulas is None:
             return False
-        cands = self.check(props[:self.n], stage, rnd)
+        cands = self.add(formulas, "llm", stage, rnd)
         self.score(cands)
         self.repair(cands)
         return True
 
+    def sign_flips(self) -> None:
+        """The sign-flipped twin of the best candidates whose *train* RankIC is negative."""
+        neg = [c for c in self.scored() if c.scores["train"]["rank_ic"] < 0 and c.stage != "sign"]
+        neg.sort(key=lambda c: (c.relevant, -c.scores["train"]["rank_ic"]), reverse=True)
+        for parent in neg[:MAX_SIGN_FLIPS]:
+            twins = self.add([f"Mul({parent.expr.infix}, -1)"], parent.source, "sign", parent.round, [parent.concepts])
+            twins[0].repaired_from = parent.expr.infix
+            self.score(twins)
+
     def scored(self) -> list[Candidate]:
-        return sorted([c for c in self.candidates if c.ok and c.scores and not c.note],
-                      key=lambda c: c.objective, reverse=True)
+        return [c for c in self.candidates if c.ok and c.scores and not c.note]
+
+    def ranked(self) -> list[Candidate]:
+        return sorted(self.scored(), key=lambda c: (c.relevant, c.objective), reverse=True)
 
     def feedback(self) -> dict[str, Any]:
         def row(c: Candidate) -> dict[str, Any]:
             t, v = c.scores["train"], c.scores["valid"]
-            return {"formula": c.expr.infix, "train_ic": t["ic"], "train_rank_ic": t["rank_ic"], "valid_ic": v["ic"],
-                    "valid_rank_ic": v["rank_ic"], "turnover": v["turnover"], "coverage": v["coverage"], "note": c.note}
+            note = c.note or ("misses " + "; ".join(c.missing) if c.missing else None)
+            return {"formula": c.expr.infix, "train_rank_ic": t["rank_ic"], "valid_rank_ic": v["rank_ic"],
+                    "turnover": v["turnover"], "coverage": v["coverage"], "note": note}
 
-        shown = [c for c in self.candidates if c.ok and c.scores]
-        shown.sort(key=lambda c: c.objective, reverse=True)
+        shown = self.ranked()[:MAX_SCORED_SHOWN]
         failed = [c for c in self.candidates if c.error][-MAX_FAILED_SHOWN:]
-        return {"scored": [row(c) for c in shown[:MAX_SCORED_SHOWN]],
-                "failed": [{"formula": c.formula, "error": c.error} for c in failed]}
+        return {"scored": [row(c) for c in shown], "failed": [{"formula": c.formula, "error": c.error} for c in failed]}
 
 
 def ask(request_text: str, panel: Any, *, gateway: Any = None, splits: Mapping[str, str] | Sequence[Any] | None = None,
-        n_candidates: int = 4, repair_rounds: int = 2, refine_rounds: int = 1, store: Any = None, horizon: int = 20,
-        cost_bps: float = 10.0, n_save: int = 3, warmup_days: int = 126, max_tokens: int = 400,
-        progress: Any = None) -> AskResult:
-    """Turn ``request_text`` into scored, saved factor formulas with the LLM (see the module docstring).
+        n_candidates: int = 4, repair_rounds: int = 1, refine_rounds: int = 1, store: Any = None, horizon: int = 20,
+        cost_bps: float = 10.0, n_save: int = 3, warmup_days: int = 126, max_tokens: int | None = None,
+        progress: Callable[[str], None] | None = None, use_llm: bool = True, fallback: bool = True,
+        max_depth: int = DEFAULT_DEPTH, n_examples: int = 4, scorer: RequestScorer | None = None) -> AskResult:
+    """Turn ``request_text`` into scored, saved factor formulas (see the module docstring).
 
-    panel: a :class:`factors.panel.Panel`; splits: {"train": "A:B", "valid": "A:B", "test"?: "A:B"} (default:
-    chronological 60/20/20 of the panel); gateway: a finllm LLM gateway (default: ``get_gateway`` for the
-    ask run); store: where the run and the saved factors go (None: nothing is saved).
+    panel: a :class:`factors.panel.Panel`; splits: {"train": "A:B", "valid": "A:B", "test"?: "A:B"} (default: the
+    shared split rule of eval/mine); gateway: a finllm LLM gateway (default: ``get_gateway`` for the ask run);
+    store: where the run and the saved factors go (None: nothing is saved, no library retrieval);
+    use_llm=False: built-in formulas only; fallback=False: LLM candidates only; scorer: a
+    :class:`RequestScorer` built once for many requests on the same panel/splits/horizon (its splits win).
     """
+    t0 = time.monotonic()
     request_text = (request_text or "").strip()
     if not request_text:
         raise ConfigError("the factor request is empty: describe the idea in words")
     if n_candidates < 1 or repair_rounds < 0 or refine_rounds < 0 or n_save < 0:
         raise ConfigError("n_candidates must be >= 1; repair_rounds, refine_rounds and n_save >= 0")
-    split_list = _as_splits(splits, panel.dates)
+    if not (use_llm or fallback):
+        raise ConfigError("nothing to propose factors: use the LLM, the built-in formulas, or both")
+    if scorer is not None:
+        split_list = list(scorer.sc.splits)
+    else:
+        split_list = _as_splits(default_splits(panel.dates, getattr(panel, "source", None)) if splits is None
+                                else splits, panel.dates)
     split_text = {s.name: s.text() for s in split_list}
     say = progress or (lambda msg: None)
+    intent = read_intent(request_text, None)
     run_id = None
     if store is not None:
         run_id = store.start_run("factor_ask", {"request": request_text, "data": getattr(panel, "source", ""),
                                                 "splits": split_text, "horizon": horizon, "cost_bps": cost_bps,
                                                 "n_candidates": n_candidates, "repair_rounds": repair_rounds,
-                                                "refine_rounds": refine_rounds}, name=request_text[:200])
+                                                "refine_rounds": refine_rounds, "use_llm": use_llm,
+                                                "fallback": fallback}, name=request_text[:200])
     try:
-        if gateway is None:
+        say("scoring panel: building the evaluator")
+        scorer = scorer or RequestScorer(panel, split_list, horizon, cost_bps, warmup_days)
+        intent = read_intent(request_text, scorer.sc.ev.features)
+        if use_llm and gateway is None:
             from finllm.llm import get_gateway
 
             gateway = get_gateway(run_id=run_id, store=store)
-        say("scoring panel: building the evaluator")
-        scorer = _Scorer(panel, split_list, horizon, cost_bps, warmup_days)
-        s = _Session(request_text, scorer, gateway, n_candidates, repair_rounds, max_tokens)
-        say("LLM: proposing candidate formulas")
-        s.round("factor_request", {"examples": list(EXAMPLES), "n": n_candidates, "horizon": horizon},
-                "propose", 0, 0.0)
-        for k in range(1, refine_rounds + 1):
-            if not s.candidates or not any(c.ok for c in s.candidates):
-                break  # nothing scored to refine from: repairs already had their chance
-            say(f"LLM: refining with the evaluator's scores (round {k})")
-            if not s.round("factor_request_refine", {**s.feedback(), "n": n_candidates, "horizon": horizon},
-                           "refine", k, 0.7):
-                break
-        result = _finish(s, request_text, split_list, split_text, n_save, store, run_id)
+        s = _Session(request_text, intent, scorer, gateway, n_candidates, repair_rounds, max_tokens, max_depth)
+        if use_llm:
+            examples = retrieve_examples(store, intent, s.features, n_examples)
+            say(f"LLM: proposing {n_candidates} formulas (the request names {intent.describe()})")
+            s.llm_round("factor_request", {"examples": examples, "n": n_candidates, "horizon": horizon},
+                        "propose", 0, 0.7)
+            for k in range(1, refine_rounds + 1):
+                if not any(c.source == "llm" for c in s.scored()):
+                    break  # nothing scored to refine from: repairs already had their chance
+                say(f"LLM: refining with the evaluator's scores (round {k})")
+                if not s.llm_round("factor_request_refine", {**s.feedback(), "n": n_candidates, "horizon": horizon},
+                                   "refine", k, 0.9):
+                    break
+        if fallback:
+            pool = fallback_pool(intent, s.features)
+            say(f"scoring {len(pool)} built-in formulas for {intent.describe()}")
+            s.score(s.add([k.expr.infix for k in pool], "fallback", "builtin", 0, [k.concepts for k in pool]))
+        s.sign_flips()
+        result = _finish(s, request_text, split_list, split_text, n_save, store, run_id, use_llm)
     except BaseException as exc:
         if store is not None and run_id is not None:
             store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    result.seconds = time.monotonic() - t0
     return result
 
 
+def _explain(c: Candidate, s: _Session) -> str:
+    """The saved factor's explanation, written by code from what is known (never the model's words)."""
+    if c.source == "llm":
+        how = "decoded under the formula grammar" if s.gw.grammar_supported else "parsed and checked"
+        origin = f"written by the LLM {s.gw.model!r} ({how}; {c.stage} round {c.round})"
+    else:
+        origin = f"built-in known formula for {', '.join(c.concepts) or 'the request'}"
+    if c.stage == "sign":
+        origin += f", sign flipped because {c.repaired_from} had a negative train RankIC"
+    u = usage(c.expr)
+    uses = f"uses {', '.join(sorted(u.fields))}" + (f", windows {', '.join(str(w) for w in sorted(u.windows))}"
+                                                     if u.windows else "")
+    fit = ("covers what the request names" if c.relevant else "misses " + "; ".join(c.missing)) if s.intent.named \
+        else "the request names no field, window or concept"
+    t, v = c.scores["train"]["rank_ic"], c.scores["valid"]["rank_ic"]
+    return f"{origin}; {uses}; {fit}; train RankIC {t:.4f}, valid RankIC {v:.4f} (test not used for the choice)."
+
+
 def _finish(s: _Session, request_text: str, split_list: list[Any], split_text: dict[str, str], n_save: int,
-            store: Any, run_id: str | None) -> AskResult:
-    best = s.scored()[:n_save]
+            store: Any, run_id: str | None, use_llm: bool) -> AskResult:
+    ranked = s.ranked()
+    best = ranked[:n_save]
     test = [sp.name for sp in split_list if sp.name == "test"]
     for c in best:
         if test:
             c.scores.update(s.scorer.score(c.expr, test))
-    if not s.candidates:
-        status = "llm_failed"
-        message = "the LLM gave no candidates: " + ("; ".join(s.failures) or "empty answer")
-    elif not any(c.ok for c in s.candidates):
+        c.explanation = _explain(c, s)
+    llm_scored = [c for c in ranked if c.source == "llm"]
+    llm = {"used": use_llm, "model": getattr(s.gw, "model", None), "endpoint": getattr(s.gw, "endpoint", None),
+           "grammar": bool(use_llm and s.gw.grammar_supported), "usable": bool(llm_scored),
+           "relevant": sum(c.relevant for c in llm_scored)}
+    if not any(c.ok for c in s.candidates):
         status = "no_valid_formula"
-        message = (f"the model produced no valid formula ({len(s.candidates)} tried, "
-                   f"{s.repair_rounds} repair round(s)); see the grammar errors")
-    elif not best:
+        message = f"no valid formula ({len(s.candidates)} tried); see the grammar errors"
+    elif not ranked:
         status = "no_usable_factor"
         message = "every valid formula was a duplicate or gave no score (constant or mostly missing)"
     else:
         status = "ok"
-        b = best[0]
-        message = (f"best: {b.expr.infix} (valid RankIC {b.scores['valid']['rank_ic']:.4f}, "
-                   f"train RankIC {b.scores['train']['rank_ic']:.4f})")
+        b = ranked[0]
+        fit = "uses what the request names" if b.relevant else "misses " + "; ".join(b.missing)
+        message = (f"best: {b.expr.infix} ({b.source}; valid RankIC {b.scores['valid']['rank_ic']:.4f}, "
+                   f"train RankIC {b.scores['train']['rank_ic']:.4f}; {fit})")
     if store is not None:
         for c in best:
-            expl = c.explanation or "(the LLM gave no explanation)"
-            c.factor_id = store.save_factor(list(c.expr.tokens), c.expr.infix, "llm", metrics=c.scores,
-                                            explanation=expl, request_text=request_text, run_id=run_id)
-        metrics = {"status": status, "n_candidates": len(s.candidates), "n_valid": sum(c.ok for c in s.candidates),
-                   "n_saved": len(best), "llm_calls": s.calls, "llm_failures": s.failures,
-                   "best": [{"formula": c.expr.infix, "factor_id": c.factor_id, **{f"{k}_rank_ic": v.get("rank_ic")
-                                                                                    for k, v in c.scores.items()}}
-                            for c in best],
+            c.factor_id = store.save_factor(list(c.expr.tokens), c.expr.infix, "llm" if c.source == "llm" else "builtin",
+                                            metrics=c.scores, explanation=c.explanation, request_text=request_text,
+                                            run_id=run_id)
+        lineage = [{"formula": c.expr.infix, "factor_id": c.factor_id, "source": c.source, "stage": c.stage,
+                    "round": c.round, "relevant": c.relevant, "missing": c.missing, "model": llm["model"],
+                    "endpoint": llm["endpoint"], "request": request_text,
+                    **{f"{k}_rank_ic": v.get("rank_ic") for k, v in c.scores.items()}} for c in best]
+        metrics = {"status": status, "intent": s.intent.to_dict(), "llm": llm,
+                   "n_candidates": len(s.candidates), "n_valid": sum(c.ok for c in s.candidates),
+                   "n_llm": sum(c.source == "llm" for c in s.candidates), "n_saved": len(best),
+                   "llm_calls": s.calls, "llm_failures": s.failures, "best": lineage,
                    "grammar_errors": [{"formula": c.formula, "error": c.error} for c in s.candidates if c.error][:20]}
         store.finish_run(run_id, metrics=metrics, status="finished" if status == "ok" else "failed",
                          error=None if status == "ok" else message)
     return AskResult(request=request_text, status=status, message=message, candidates=s.candidates, saved=best,
-                     llm_calls=s.calls, llm_failures=s.failures, run_id=run_id, splits=split_text)
+                     llm_calls=s.calls, llm_failures=s.failures, run_id=run_id, splits=split_text, intent=s.intent,
+                     llm=llm)
+
+
+__all__ = ["ask", "AskResult", "Candidate", "RequestScorer", "default_splits", "render_grammar", "retrieve_examples", "Proposal",
+           "LLMUnavailable"]

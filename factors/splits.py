@@ -7,12 +7,19 @@ history before a split, never after), and metrics are computed per split on the 
 Purging: a day's h-day forward-return target reaches h days past it, so the last h days of a split
 would score against prices inside the next split. :meth:`Split.days` drops them (``purge=h``); the
 CLI purges by the target horizon.
+
+The default split (one rule for ``factors eval``, ``factors mine`` and ``factors ask``,
+:func:`default_splits`): on the shipped S&P 500 file the documented ranges :data:`US_SPLITS` (train
+2003-2014, valid 2015-2016, test 2017-01-01..2021-04-21) when the loaded panel has days in all three;
+on any other market (or a slice of the US file that misses one of them) the panel's own days cut
+60 / 20 / 20 by time (:func:`time_splits`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -74,8 +81,10 @@ def parse_splits(train: str | None = None, valid: str | None = None, test: str |
     return out
 
 
-AUTO = "auto"  # a split given as "auto": cut the panel's own dates by TIME_FRACTIONS (time_splits)
+AUTO = "auto"  # a split given as "auto": the default rule (default_splits) on the loaded panel
 TIME_FRACTIONS = (0.6, 0.2, 0.2)
+SHIPPED_US_FILE = "us_sp500_daily.parquet"  # data/market/ in the repository
+US_SPLITS = ("2003-01-01:2014-12-31", "2015-01-01:2016-12-31", "2017-01-01:2021-04-21")  # documented ranges
 
 
 def time_splits(dates: np.ndarray, fractions: tuple[float, float, float] = TIME_FRACTIONS) -> list[Split]:
@@ -87,6 +96,16 @@ def time_splits(dates: np.ndarray, fractions: tuple[float, float, float] = TIME_
         raise ConfigError(f"the panel has {n} days: too few to split into train/valid/test (need 60+)")
     c1, c2 = int(n * fractions[0]), int(n * (fractions[0] + fractions[1]))
     return [Split("train", d[0], d[c1 - 1]), Split("valid", d[c1], d[c2 - 1]), Split("test", d[c2], d[-1])]
+
+
+def default_splits(dates: np.ndarray, source: str | Path | None = None) -> list[Split]:
+    """Train / valid / test when the user gives none (module doc): the documented US ranges on the shipped
+    US file if the panel has days in each, else 60 / 20 / 20 of the panel's days by time."""
+    if source is not None and Path(str(source)).name == SHIPPED_US_FILE:
+        us = parse_splits(*US_SPLITS)
+        if all(bool(sp.days(dates).any()) for sp in us):
+            return us
+    return time_splits(dates)
 
 
 def check_covered(split: Split, dates: np.ndarray, purge: int = 0) -> torch.Tensor:

@@ -3,9 +3,14 @@
 Precedence: environment variable > TOML file (``$FINLLM_CONFIG`` or ``./finllm.toml``) > default.
 Secrets (the LLM API key) are read from the environment only and never written anywhere.
 
+``home`` is made absolute (against the working directory) when the settings are built, so every path
+derived from it and written to the store is absolute and any folder can use it (:meth:`Settings.resolve`
+reads the relative paths of older rows).
+
 | setting          | env var                    | default                                  |
 |------------------|----------------------------|------------------------------------------|
 | home             | FINLLM_HOME                | ``./.finllm`` (runs, models, reports, db)|
+|                  |                            | made absolute when the settings are built|
 | database_url     | FINLLM_DATABASE_URL        | ``sqlite:///{home}/finllm.db``           |
 | llm_base_url     | FINLLM_LLM_BASE_URL        | unset -> embedded local llama.cpp server |
 | llm_model        | FINLLM_LLM_MODEL           | ``smollm2-135m-instruct``                |
@@ -41,8 +46,25 @@ class Settings:
     llm_port: int = 8765
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(os.path.abspath(Path(self.home).expanduser())))
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{Path(self.home) / 'finllm.db'}")
+
+    def resolve(self, stored: str | os.PathLike) -> Path:
+        """A path read from the store (an artifact, a model's weights, a run's data) as a usable path.
+
+        Absolute paths are returned as they are. A relative one is looked up against the home (paths
+        written relative to it), then as an old row's ``.finllm/...`` path (written relative to the folder
+        the command ran in, when the default home was ``./.finllm``) against the home's parent, then
+        against the working directory; the first that exists wins, else the home-relative path."""
+        p = Path(stored).expanduser()
+        if p.is_absolute():
+            return p
+        candidates = [self.home / p]
+        if p.parts and p.parts[0] == self.home.name:
+            candidates.append(self.home.parent / p)
+        candidates.append(Path.cwd() / p)
+        return next((c for c in candidates if c.exists()), candidates[0])
 
     def redacted(self) -> dict:
         """Settings as a dict safe to log or store (the API key is never included)."""
@@ -96,7 +118,24 @@ def load_settings(config_file: str | os.PathLike | None = None) -> Settings:
     for key, var in _ENV.items():
         if os.environ.get(var):
             values[key] = _coerce(key, os.environ[var])
+    if values.get("llm_base_url"):
+        _check_endpoint(str(values["llm_base_url"]))
     key = os.environ.get("OPENAI_API_KEY")
     if key:
         values["llm_api_key"] = key
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _check_endpoint(url: str) -> None:
+    """ConfigError naming FINLLM_LLM_BASE_URL when ``url`` is not an http(s) URL with a host (e.g. a
+    bracket left open: ``http://[::1/v1``), instead of a failure deep inside the HTTP client."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a bad port or an unclosed IPv6 bracket
+    except ValueError as exc:
+        raise ConfigError(f"FINLLM_LLM_BASE_URL {url!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"FINLLM_LLM_BASE_URL {url!r}: expected http(s)://host[:port]/v1")
+    del port

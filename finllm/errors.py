@@ -19,3 +19,7 @@ class ExpressionError(FinllmError):
 
 class ConfigError(FinllmError):
     """Bad or missing configuration."""
+
+
+class UsageError(FinllmError):
+    """A command-line flag with a value that cannot be right; the message names the flag."""

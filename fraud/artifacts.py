@@ -13,7 +13,7 @@ import torch
 from finllm.config import load_settings
 from finllm.errors import DataError
 from fraud.baselines import TreeModel
-from fraud.models import build_model
+from fraud.models import TREE_MODELS, build_model
 
 
 @dataclass
@@ -50,7 +50,7 @@ def save_model(result, store, *, dataset: str, run_id: str | None = None, models
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{cfg['model']}_{uuid.uuid4().hex[:12]}"
     if isinstance(result.model, TreeModel):
-        path = folder / f"{stem}.lgb.txt"
+        path = folder / f"{stem}{result.model.suffix}"
         result.model.save(str(path))
     else:
         path = folder / f"{stem}.pt"
@@ -66,12 +66,14 @@ def load_model(model_id: str, store) -> LoadedModel:
     rec = store.get_fraud_model(model_id)
     if rec is None:
         raise DataError(f"no fraud model with id {model_id!r} in the store")
-    path = Path(rec.path)
+    from finllm.store.paths import resolve_stored
+
+    path = resolve_stored(rec.path)  # absolute, or an older row's path relative to the home / working folder
     if not path.is_file():
         raise DataError(f"fraud model {model_id}: weights file {path} is missing")
     cfg = dict(rec.config)
-    if rec.name == "xgbgraph":
-        model: Any = TreeModel.load(str(path), int(cfg.get("hparams", {}).get("hops", 2)))
+    if rec.name in TREE_MODELS:
+        model: Any = TreeModel.load(str(path), cfg.get("hparams", {}))
     else:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(rec.name, int(cfg["in_dim"]), int(cfg["num_relations"]), **cfg["hparams"])

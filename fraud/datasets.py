@@ -6,8 +6,9 @@ Formats (chosen by suffix, see :func:`load_graph`):
   ``features``/``label``/``homo``/``net_*`` (each ``net_*`` becomes one relation; ``homo`` is used only
   when there is no ``net_*``).
 * ``.npz`` — ``node_features`` (N,F), ``node_labels`` (N,), ``edges`` (E,2), optional
-  ``train_masks``/``val_masks``/``test_masks`` (one row per split, or a single (N,) mask), optional
-  ``edge_type`` (E,) and ``node_ids`` (N,).
+  ``train_masks``/``val_masks``/``test_masks`` (or singular ``train_mask``..., k x N or N x k, see
+  :func:`fraud.splits.read_masks`), optional ``edge_type`` (E,) and ``node_ids`` (N,). Sizes and dtypes
+  are checked from the array headers before anything is read (:mod:`fraud.graph_guard`).
 * CSV — an edge list (header with ``src``/``dst``, aliases ``source``/``target``; optional ``relation``
   column) plus a node table (``nodes=PATH`` option, or a directory holding ``edges.csv`` and
   ``nodes.csv``) with a ``node`` (or ``id``) column, an optional ``label`` column and numeric features.
@@ -38,6 +39,8 @@ import torch
 from torch_geometric.data import Data
 
 from finllm.errors import DataError
+from fraud import graph_guard as guard
+from fraud.splits import MASK_KEYS, read_masks
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
@@ -124,14 +127,11 @@ def load_graph(path: str | Path, **opts: Any) -> GraphDataset:
 
 # ---- .mat ------------------------------------------------------------------------------------
 def _load_mat(p: Path, **opts: Any) -> GraphDataset:
-    import scipy.io as sio
     import scipy.sparse as sp
 
-    try:
-        m = sio.loadmat(str(p))
-    except Exception as exc:  # scipy raises several types for corrupt files
-        raise DataError(f"{p}: not a readable MATLAB .mat file ({type(exc).__name__}: {exc})") from None
-    keys = {k for k in m if not k.startswith("__")}
+    guard.mat_decoded_bytes(p)  # refuses a file that inflates past the cap before scipy allocates it
+    m = guard.read_mat(p)  # in a child process: scipy can crash on corrupt files
+    keys = set(m)
     nets = sorted(k for k in keys if k.startswith("net_"))
     if AMAZON_KEYS <= keys:
         feats, labels, rel_mats, rel_names = m["Attributes"], m["Label"], [m["Network"]], ["homo"]
@@ -142,6 +142,15 @@ def _load_mat(p: Path, **opts: Any) -> GraphDataset:
     else:
         raise DataError(f"{p}: unknown .mat keys {sorted(keys)} (expected Attributes/Label/Network "
                         f"or features/label/homo/net_*)")
+    guard.check_count(p, "relation count", len(rel_mats), guard.MAX_RELATIONS)
+    fkey, lkey = ("Attributes", "Label") if AMAZON_KEYS <= keys else ("features", "label")
+    rkeys = ["Network"] if AMAZON_KEYS <= keys else (nets or ["homo"])
+    for key, v in ((fkey, feats), (lkey, labels), *zip(rkeys, rel_mats)):
+        if not (sp.issparse(v) or isinstance(v, np.ndarray)) or v.ndim != 2:
+            raise DataError(f"{p}: {key!r} is not a 2-D numeric matrix")
+        guard.check_numeric(p, repr(key), v.dtype)
+    guard.check_count(p, "node count", feats.shape[0], guard.MAX_NODES)
+    guard.check_count(p, "feature width", feats.shape[1], guard.MAX_FEATURES)
     x = feats.toarray() if sp.issparse(feats) else np.asarray(feats)
     y = np.asarray(labels.toarray() if sp.issparse(labels) else labels).reshape(-1)
     n = x.shape[0]
@@ -160,54 +169,96 @@ def _load_mat(p: Path, **opts: Any) -> GraphDataset:
 
 
 # ---- .npz ------------------------------------------------------------------------------------
-def _load_npz(p: Path, **opts: Any) -> GraphDataset:
+def _npz_array(z: Any, p: Path, key: str) -> np.ndarray:
     try:
-        z = np.load(p, allow_pickle=False)
-        keys = set(z.files)
-    except Exception as exc:
-        raise DataError(f"{p}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+        return np.asarray(z[key])
+    except Exception as exc:  # noqa: BLE001 - zlib/zip/numpy errors on corrupt members
+        raise DataError(f"{p}: array {key!r} is unreadable ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _load_npz(p: Path, **opts: Any) -> GraphDataset:
+    heads = guard.npz_headers(p)  # shapes and dtypes checked before any array is read
+    keys = set(heads)
     need = {"node_features", "node_labels", "edges"}
     if not need <= keys:
         raise DataError(f"{p}: missing keys {sorted(need - keys)} (has {sorted(keys)})")
-    x = np.asarray(z["node_features"], dtype=np.float64)
-    if x.ndim != 2:
-        raise DataError(f"{p}: node_features must be 2-D (N,F), got shape {x.shape}")
-    n = x.shape[0]
-    y = np.asarray(z["node_labels"]).reshape(-1)
+    for k in ("node_features", "node_labels", "edges", "edge_type", *MASK_KEYS):
+        if k in heads:
+            guard.check_numeric(p, k, heads[k][1])
+    fshape = heads["node_features"][0]
+    if len(fshape) != 2:
+        raise DataError(f"{p}: node_features must be 2-D (N,F), got shape {fshape}")
+    n = fshape[0]
+    guard.check_count(p, "node count", n, guard.MAX_NODES)
+    guard.check_count(p, "feature width", fshape[1], guard.MAX_FEATURES)
+    eshape = heads["edges"][0]
+    if len(eshape) != 2 or 2 not in eshape:
+        raise DataError(f"{p}: edges must be (E,2), got shape {eshape}")
+    n_edges = eshape[0] if eshape[1] == 2 else eshape[1]
+    guard.check_count(p, "edge count", n_edges, guard.MAX_EDGES)
+    if "edge_type" in heads and int(np.prod(heads["edge_type"][0])) != n_edges:
+        raise DataError(f"{p}: edge_type has {int(np.prod(heads['edge_type'][0])):,} entries but edges has "
+                        f"{n_edges:,} rows")
+    try:
+        z = np.load(p, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{p}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    with z:
+        x = _npz_array(z, p, "node_features")
+        y = _npz_array(z, p, "node_labels").reshape(-1)
+        e = _npz_array(z, p, "edges")
+        etype_raw = _npz_array(z, p, "edge_type").reshape(-1) if "edge_type" in keys else None
+        raw_masks = {k: _npz_array(z, p, k) for k in MASK_KEYS if k in keys}
+        ids_raw = _npz_array(z, p, "node_ids") if "node_ids" in keys else None
     if y.shape[0] != n:
         raise DataError(f"{p}: node_labels has {y.shape[0]} entries but node_features has {n} rows")
-    e = np.asarray(z["edges"])
-    if e.ndim != 2 or 2 not in e.shape:
-        raise DataError(f"{p}: edges must be (E,2), got shape {e.shape}")
     if e.shape[1] != 2:
         e = e.T
+    if e.dtype.kind == "f":
+        e = e.astype(np.float64)
+    if e.dtype.kind == "f" and not np.array_equal(e, np.round(e)):
+        raise DataError(f"{p}: edges hold non-integer node indices")
+    if e.dtype.kind == "f" and len(e) and np.abs(e).max() >= 2**62:
+        raise DataError(f"{p}: edges hold node indices far past the node count {n}")
     e = e.astype(np.int64)
     bad = np.flatnonzero((e < 0).any(1) | (e >= n).any(1))
     if bad.size:
         i = int(bad[0])
         raise DataError(f"{p}: edges row {i} = ({e[i, 0]}, {e[i, 1]}) points past the node count {n} "
                         f"({bad.size} bad edges)")
-    etype = np.asarray(z["edge_type"]).astype(np.int64) if "edge_type" in keys else np.zeros(len(e), np.int64)
-    masks = {}
-    for split in ("train", "val", "test"):
-        k = f"{split}_masks"
-        if k in keys:
-            mk = np.asarray(z[k]).astype(bool)
-            mk = mk[None, :] if mk.ndim == 1 else mk
-            if mk.shape[1] != n:
-                mk = mk.T if mk.shape[0] == n else mk
-            if mk.shape[1] != n:
-                raise DataError(f"{p}: {k} has shape {mk.shape}, expected (splits, {n})")
-            masks[split] = mk
-    if masks and set(masks) != {"train", "val", "test"}:
-        raise DataError(f"{p}: split masks must come together; found only {sorted(masks)}")
-    if masks and not (masks["train"].shape[0] == masks["val"].shape[0] == masks["test"].shape[0]):
-        raise DataError(f"{p}: train/val/test masks have different numbers of rows")
+    etype = _edge_types(p, etype_raw, len(e))
+    masks = read_masks(p, raw_masks, n)
     n_rel = int(etype.max()) + 1 if len(etype) else 1
-    node_ids = [str(v) for v in z["node_ids"]] if "node_ids" in keys else None
+    node_ids = None
+    if ids_raw is not None:
+        if ids_raw.dtype.kind not in "USbiu":
+            raise DataError(f"{p}: node_ids must be text or integers, got dtype {ids_raw.dtype.str}")
+        ids_raw = ids_raw.reshape(-1)
+        if len(ids_raw) != n:
+            raise DataError(f"{p}: node_ids has {len(ids_raw):,} entries but node_features has {n:,} rows")
+        node_ids = [str(v) for v in ids_raw]
+        guard.check_names(p, "node_ids", node_ids)
     rel_names = ["homo"] if n_rel == 1 else [f"rel{r}" for r in range(n_rel)]
     return _finalize(p, x=x, y=y, src=e[:, 0], dst=e[:, 1], etype=etype, relations=rel_names,
-                     node_ids=node_ids, feature_names=None, masks=masks or None, **opts)
+                     node_ids=node_ids, feature_names=None, masks=masks, **opts)
+
+
+def _edge_types(p: Path, raw: np.ndarray | None, n_edges: int) -> np.ndarray:
+    """(E,) int64 relation ids in [0, MAX_RELATIONS): checked before a name is made per id."""
+    if raw is None:
+        return np.zeros(n_edges, np.int64)
+    if len(raw) != n_edges:
+        raise DataError(f"{p}: edge_type has {len(raw):,} entries but edges has {n_edges:,} rows")
+    if not len(raw):
+        return np.zeros(0, np.int64)
+    if raw.dtype.kind == "f" and not (np.isfinite(raw).all() and np.array_equal(raw, np.round(raw))):
+        raise DataError(f"{p}: edge_type holds non-integer values")
+    lo, hi = raw.min(), raw.max()
+    if lo < 0:
+        raise DataError(f"{p}: edge_type row {int(np.argmin(raw))} is negative ({lo}); relation ids start at 0")
+    guard.check_count(p, "relation count (max edge_type + 1)", int(hi) + 1, guard.MAX_RELATIONS,
+                      f"; edge_type row {int(np.argmax(raw))} = {hi}")
+    return raw.astype(np.int64)
 
 
 # ---- CSV ---------------------------------------------------------------------------------------
@@ -216,8 +267,25 @@ _DST = ("dst", "target", "v", "to")
 
 
 def _first_row(p: Path) -> list[str]:
-    with open(p, newline="") as fh:
-        return next(csv.reader(fh), [])
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            return next(csv.reader(fh), [])
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.start} of the first line); save the CSV as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{p}: not a readable CSV file ({exc})") from None
+
+
+def _read_table(p: Path, **kw: Any) -> Any:
+    """pandas.read_csv with every parse/encoding error as one DataError line naming the file."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(p, encoding="utf-8", **kw)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.start} of a chunk); save the CSV as UTF-8") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError) as exc:
+        raise DataError(f"{p}: not a readable CSV file ({str(exc).strip().splitlines()[0][:160]})") from None
 
 
 def _is_number(s: str) -> bool:
@@ -240,7 +308,7 @@ def _load_csv(p: Path, nodes: str | Path | None = None, **opts: Any) -> GraphDat
         raise DataError(f"{p}: an edge-list CSV needs a node table (nodes=PATH, or a directory with "
                         f"edges.csv and nodes.csv); a headerless source,target,rating,time CSV is read "
                         f"as a signed trust network")
-    edges = pd.read_csv(p, dtype=str, keep_default_na=False)
+    edges = _read_table(p, dtype=str, keep_default_na=False)
     cols = {c.lower().strip(): c for c in edges.columns}
     sc = next((cols[c] for c in _SRC if c in cols), None)
     dc = next((cols[c] for c in _DST if c in cols), None)
@@ -251,19 +319,22 @@ def _load_csv(p: Path, nodes: str | Path | None = None, **opts: Any) -> GraphDat
     npath = Path(nodes)
     if not npath.is_file():
         raise DataError(f"{npath}: no such node table")
-    table = pd.read_csv(npath, dtype=str, keep_default_na=False)
+    table = _read_table(npath, dtype=str, keep_default_na=False)
     ncols = {c.lower().strip(): c for c in table.columns}
     idc = next((ncols[c] for c in ("node", "id", "node_id") if c in ncols), None)
     if idc is None:
         raise DataError(f"{npath}: node table needs a 'node' (or 'id') column (has {list(table.columns)})")
     labc = next((ncols[c] for c in ("label", "y", "fraud", "flag") if c in ncols), None)
     ids = table[idc].astype(str).str.strip().tolist()
+    guard.check_count(npath, "node count", len(ids), guard.MAX_NODES)
+    guard.check_names(npath, f"column {idc!r}", ids)
     dup = pd.Series(ids).duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise DataError(f"{npath}: row {i + 1}: node {ids[i]!r} appears twice")
     index = {v: i for i, v in enumerate(ids)}
     feat_cols = [c for c in table.columns if c not in (idc, labc)]
+    guard.check_count(npath, "feature width", len(feat_cols), guard.MAX_FEATURES)
     x = np.zeros((len(ids), len(feat_cols)))
     for j, c in enumerate(feat_cols):
         col = pd.to_numeric(table[c].replace("", np.nan), errors="coerce")
@@ -294,6 +365,8 @@ def _load_csv(p: Path, nodes: str | Path | None = None, **opts: Any) -> GraphDat
                         f"that is not in {npath.name} ({int(missing.sum())} such edges)")
     if relc is not None:
         rel_names = sorted(edges[relc].unique().tolist())
+        guard.check_count(p, f"relation count (distinct {relc!r} values)", len(rel_names), guard.MAX_RELATIONS)
+        guard.check_names(p, f"column {relc!r}", rel_names)
         etype = edges[relc].map({r: i for i, r in enumerate(rel_names)}).to_numpy(np.int64)
     else:
         rel_names, etype = ["homo"], np.zeros(len(edges), np.int64)
@@ -328,10 +401,7 @@ def signed_trust_graph(p: str | Path, *, min_ratings: int = 3, fraud_mean: float
     import pandas as pd
 
     p = Path(p)
-    try:
-        df = pd.read_csv(p, header=None, names=["source", "target", "rating", "time"])
-    except Exception as exc:
-        raise DataError(f"{p}: not a readable source,target,rating,time CSV ({exc})") from None
+    df = _read_table(p, header=None, names=["source", "target", "rating", "time"])
     for c in df.columns:
         v = pd.to_numeric(df[c], errors="coerce")
         if v.isna().any():
@@ -438,13 +508,23 @@ def _finalize(p: Path, *, x: np.ndarray, y: np.ndarray, src: np.ndarray, dst: np
         if nan == "error":
             raise DataError(f"{p}: node {i}, feature {col!r}: value {x[i, j]} is not finite "
                             f"({int(nonfinite.sum())} non-finite values)")
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():  # an all-NaN column: its mean is NaN, set to 0 below
+            warnings.simplefilter("ignore", RuntimeWarning)
             colmean = np.nanmean(np.where(nonfinite, np.nan, x), axis=0)
         colmean = np.where(np.isnan(colmean), 0.0, colmean)
         x = np.where(nonfinite, colmean[None, :], x)
     report["nan_features_imputed"] = int(nonfinite.sum())
+    big = np.abs(x) > np.finfo(np.float32).max
+    if big.any():
+        i, j = (int(v[0]) for v in np.nonzero(big))
+        col = feature_names[j] if feature_names else str(j)
+        raise DataError(f"{p}: node {i}, feature {col!r}: value {x[i, j]:.4g} overflows float32 (max 3.4e38; "
+                        f"{int(big.sum())} such values); rescale the feature")
     # edges
     src, dst, etype = (np.asarray(a, dtype=np.int64) for a in (src, dst, etype))
+    guard.check_count(p, "edge count", len(src), guard.MAX_EDGES)
+    if len(relations) * n * n >= 2**63:  # the (relation, a, b) dedup key must fit int64
+        raise DataError(f"{p}: {n:,} nodes x {len(relations)} relations is too large to index")
     oob = (src < 0) | (src >= n) | (dst < 0) | (dst >= n)
     if oob.any():
         i = int(np.flatnonzero(oob)[0])

@@ -135,15 +135,17 @@ def _predictions_npz(path: Path, ds: Any, kept: Any, setting: str) -> str:
     return str(path)
 
 
-def train_job(data: str, *, model: str = "hsign", setting: str = "semi", seeds: int = 3, epochs: int = 200,
+def train_job(data: str, *, model: str = "auto", setting: str = "semi", seeds: int = 3, epochs: int = 200,
               llm_budget: int = 60, uses: str | None = None, idempotency_key: str | None = None,
-              progress: bool = False, store: Any = None) -> dict[str, Any]:
+              progress: bool = False, store: Any = None, auto: dict | None = None) -> dict[str, Any]:
     """Train a detector with the LLM supervisor (:func:`fraud.supervisor.loop.run_seeds_supervised`;
     ``llm_budget=0``: plain training) over ``seeds``, keep the best-validation seed's model, record
     the ``fraud_train`` run (metrics, supervisor reports, predictions for the report).
 
     Re-running the same ``idempotency_key`` replaces the model the run made before (and its alerts).
-    Returns {run_id, model_id, model, test, val, baseline_test} (baseline = round 1, same seeds and
+    ``model="auto"``: every candidate tuned per seed, the best on validation kept (``auto``: options of
+    :func:`fraud.auto.train_auto`, e.g. ``{"budget_s": 60}``); ``winner`` names the saved model's family.
+    Returns {run_id, model_id, model, winner, test, val, baseline_test} (baseline = round 1, same seeds and
     splits without the supervisor, where the supervisor reports it)."""
     from finllm.config import load_settings
     from fraud.artifacts import save_model
@@ -154,7 +156,9 @@ def train_job(data: str, *, model: str = "hsign", setting: str = "semi", seeds: 
     store = _store(store)
     name = canonical_name(model)
     cfg = {"data": str(data), "dataset": Path(data).stem, "model": name, "setting": setting, "seeds": seeds,
-           "epochs": epochs, "llm_budget": llm_budget, "supervisor_uses": uses or "all"}
+           "epochs": epochs, "llm_budget": llm_budget, "supervisor_uses": uses or "all",
+           **({"auto": auto} if name == "auto" and auto else {})}
+    opts: dict[str, Any] = {"epochs": epochs, **({"auto": auto} if name == "auto" and auto else {})}
     run_id = store.start_run("fraud_train", cfg, name=f"{name} {setting} {Path(data).stem} + LLM supervisor"
                              if llm_budget > 0 else f"{name} {setting} {Path(data).stem}",
                              idempotency_key=idempotency_key)
@@ -167,9 +171,9 @@ def train_job(data: str, *, model: str = "hsign", setting: str = "semi", seeds: 
 
             summary, kept = run_seeds_supervised(ds, name, setting, seeds, budget=llm_budget, uses=uses,
                                                  gateway=lambda: get_gateway(run_id=run_id, store=store),
-                                                 progress=progress, epochs=epochs)
+                                                 progress=progress, **opts)
         else:
-            summary, kept = run_seeds(ds, name, setting, seeds, progress=progress, epochs=epochs)
+            summary, kept = run_seeds(ds, name, setting, seeds, progress=progress, **opts)
         model_id = save_model(kept, store, dataset=str(data), run_id=run_id,
                               extra_metrics={"seeds_summary": {"test": summary["test"], "val": summary["val"]}})
         slug = (idempotency_key or run_id).replace("/", "_")
@@ -188,7 +192,9 @@ def train_job(data: str, *, model: str = "hsign", setting: str = "semi", seeds: 
     if old_models:  # the day's earlier model (a re-run): drop it only now that the new one is saved
         forget_models(old_models, store)
     sup = summary.get("supervisor") or []
-    return {"run_id": run_id, "model_id": model_id, "model": name, "setting": setting,
+    winner = kept.config["model"]
+    shown = f"{name} ({winner})" if winner != name else name  # "auto (xgbgraph)": what the demo prints
+    return {"run_id": run_id, "model_id": model_id, "model": shown, "winner": winner, "setting": setting,
             "test": _metric_means(summary["test"]), "val": _metric_means(summary["val"]),
             "baseline_test": baseline, "supervisor_status": [r.get("status") for r in sup]}
 
@@ -203,12 +209,13 @@ def _round1_test(reports: list[dict]) -> dict[str, float]:
 
 
 def explain_job(model_id: str, *, batch: str, data: str, top: int = 20, store: Any = None) -> dict[str, Any]:
-    """Explanations for the ``top`` highest-ranked alerts of (model, batch): feature and neighbour
-    attributions plus an LLM rationale (:func:`fraud.supervisor.explain.explain_alerts`), written into
-    the alerts' ``explanation``. Idempotent: the same alerts get their explanation rewritten."""
+    """Explanations for the ``top`` highest-ranked alerts of (model, batch), written into the alerts'
+    ``explanation``: the detector's evidence rendered by code, plus LLM phrasings that pass the checks
+    and the LLM verdict's note (reliability, agreement) (:func:`fraud.supervisor.explain.explain_alerts`).
+    Idempotent: the same alerts get their explanation rewritten."""
     from fraud.artifacts import load_model
     from fraud.datasets import load_graph
-    from fraud.supervisor.explain import explain_alerts
+    from fraud.supervisor.explain import explain_alerts, explanation_text
     from finllm.store.tables import Alert
 
     store = _store(store)
@@ -227,13 +234,17 @@ def explain_job(model_id: str, *, batch: str, data: str, top: int = 20, store: A
         gateway, why = None, f"{type(exc).__name__}: {exc}"
     else:
         why = None
-    texts = explain_alerts(loaded, ds, nodes, gateway=gateway, llm_budget=top if gateway else 0)
+    explained = explain_alerts(loaded, ds, nodes, gateway=gateway, llm_budget=top if gateway else 0)
     with store.session() as s:
         for a, node in zip(alerts, nodes):
             row = s.get(Alert, a.id)
-            row.explanation = texts[int(node)]
-    with_llm = sum("LLM (" in t for t in texts.values())
-    out = {"model_id": model_id, "batch": batch, "explained": len(texts), "with_llm": with_llm}
+            row.explanation = explanation_text(explained[int(node)])
+    with_llm = sum("note" in (e.get("llm") or {}) for e in explained.values())
+    out = {"model_id": model_id, "batch": batch, "explained": len(explained), "with_llm": with_llm,
+           "llm_disagreements": sum((e.get("llm") or {}).get("shown_as") == "disagreement"
+                                    for e in explained.values()),
+           "llm_phrasings_kept": sum(s["source"] == "llm" for e in explained.values()
+                                     for s in e["explanation"]["sentences"])}
     if why:
         out["llm_unavailable"] = why[:300]
     return out

@@ -17,6 +17,7 @@ import torch
 
 from finllm.config import load_settings
 from finllm.errors import DataError
+from finllm.names import check_name
 from fraud.artifacts import LoadedModel, load_model
 from fraud.baselines import TreeModel
 from fraud.models import GraphOps
@@ -57,7 +58,8 @@ def score_graph(model_id: str, path: str | Path, store, batch: str = "", *, csv_
     """Score the graph at ``path`` with model ``model_id``.
 
     Returns every node's row (node, score, rank, above_threshold). With ``write``: the CSV (default
-    ``$FINLLM_HOME/alerts/<model>_<batch>.csv``) gets every node; the store's alerts for
+    ``$FINLLM_HOME/alerts/<model>_<batch>.csv``; ``batch`` is a plain name, see
+    :func:`finllm.names.check_name`; a given ``csv_path`` must be in an existing folder) gets every node; the store's alerts for
     (model, batch) are replaced by the nodes above the threshold plus the ``top`` highest-ranked ones.
     The ``fraud_score`` run records counts, throughput and, where the graph has labels, the metrics;
     ``idempotency_key`` (e.g. ``fraud_pipeline/score/<day>``) makes a re-run replace that run.
@@ -65,6 +67,13 @@ def score_graph(model_id: str, path: str | Path, store, batch: str = "", *, csv_
     from fraud.datasets import load_graph
     from fraud.evaluate import evaluate
 
+    check_name(batch, "batch")  # it becomes part of the default CSV name: never a path
+    if csv_path is not None:
+        csv_path = Path(csv_path)
+        if csv_path.is_dir():
+            raise DataError(f"{csv_path}: is a directory; give a CSV file name")
+        if not csv_path.expanduser().parent.is_dir():
+            raise DataError(f"{csv_path}: folder {csv_path.expanduser().parent} does not exist (create it first)")
     loaded = load_model(model_id, store)
     ds = load_graph(path, **load_opts)
     t0 = time.perf_counter()
@@ -77,8 +86,9 @@ def score_graph(model_id: str, path: str | Path, store, batch: str = "", *, csv_
     run_id = store.start_run("fraud_score", {"model_id": model_id, "data": str(path), "batch": batch, "top": top},
                              name=f"score {Path(path).name}", idempotency_key=idempotency_key)
     try:
-        csv_path = Path(csv_path) if csv_path else Path(load_settings().home) / "alerts" / f"{model_id}_{batch or 'default'}.csv"
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        if csv_path is None:  # the only folder created here: $FINLLM_HOME/alerts
+            csv_path = Path(load_settings().home) / "alerts" / f"{check_name(model_id, 'model id')}_{batch or 'default'}.csv"
+            csv_path.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(csv_path, index=False)
         keep = df[(df["above_threshold"]) | (df["rank"] <= top)]
         rows = [{"node": str(r.node), "score": float(r.score), "rank": int(r.rank),

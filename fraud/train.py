@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from finllm.errors import ConfigError, DataError
-from fraud.baselines import TreeModel, aggregate_features, fit_xgbgraph
+from fraud.baselines import FeatureBank, TreeModel, feature_spec, fit_rfgraph, fit_xgbgraph
 from fraud.evaluate import auprc, choose_threshold, evaluate
-from fraud.models import GNN_MODELS, GraphOps, build_model, canonical_name
+from fraud.models import AUTO, GNN_MODELS, TREE_MODELS, GraphOps, build_model, canonical_name
 from fraud.splits import Split, check_split, make_split
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -37,7 +37,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "rgnn": {"lr": 0.01, "weight_decay": 0.0, "hparams": {"hidden": 64, "layers": 2, "dropout": 0.1}},
     "hsign": {"lr": 0.01, "weight_decay": 0.0,
               "hparams": {"hidden": 64, "hops": 2, "bins": 8, "ensemble": 5, "l1": 0.3, "nb_l1": 10.0}},
-    "xgbgraph": {"hparams": {"hops": 2, "n_estimators": 1000, "learning_rate": 0.05, "num_leaves": 31}},
+    "mlp": {"lr": 0.01, "weight_decay": 0.0, "hparams": {"hidden": 64, "layers": 2, "dropout": 0.0,
+                                                         "activation": "relu"}},
+    # trees: GADBench's parameter names (fraud/baselines.py); hops = GADBench's num_layers
+    "xgbgraph": {"hparams": {"hops": 2, "agg": "all", "relations": True, "n_estimators": 200, "eta": 0.1,
+                             "lambda": 1.0, "subsample": 1.0}},
+    "rfgraph": {"hparams": {"hops": 2, "agg": "all", "relations": True, "n_estimators": 100, "max_samples": 1.0,
+                            "max_features": "sqrt"}},
 }
 
 
@@ -99,16 +105,45 @@ def _progress(enabled: bool, total: int, label: str):
                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
 
 
+def prepare_graph(ds, edge_weight: torch.Tensor | None = None, cache: dict | None = None
+                  ) -> tuple[dict, torch.Tensor, GraphOps, FeatureBank]:
+    """(normalisation, normalised x (N,F), GraphOps, FeatureBank) of ``ds`` under ``edge_weight``; kept in
+    ``cache`` (a dict owned by the caller, e.g. one model search) so trials share the graph operators."""
+    key = ("graph", None if edge_weight is None else id(edge_weight))
+    if cache is not None and key in cache and cache[key][0] is edge_weight:
+        return cache[key][1]
+    data = ds.data
+    norm = fit_normalization(data.x)
+    x = apply_normalization(data.x, norm, source=ds.name)
+    g = GraphOps(data.edge_index, int(data.num_nodes), edge_type=getattr(data, "edge_type", None),
+                 edge_weight=edge_weight, num_relations=len(ds.relations))
+    out = (norm, x, g, FeatureBank(x, g))
+    if cache is not None:
+        cache[key] = (edge_weight, out)
+    return out
+
+
 def train_model(ds, model_name: str, split: Split | None, seed: int, *, epochs: int = 200, patience: int = 50,
                 lr: float | None = None, weight_decay: float | None = None, hparams: dict | None = None,
                 node_weight: torch.Tensor | None = None, soft_targets: torch.Tensor | None = None,
                 soft_weight: float = 0.0, edge_weight: torch.Tensor | None = None, progress: bool = False,
                 minibatch: bool = False, batch_size: int = 2048, fanout: tuple[int, ...] = (15, 10),
-                setting: str = "full") -> TrainResult:
-    """Train ``model_name`` on ``ds`` (GraphDataset) with ``split`` (made from ``setting`` if None)."""
+                setting: str = "full", cache: dict | None = None, auto: dict | None = None) -> TrainResult:
+    """Train ``model_name`` on ``ds`` (GraphDataset) with ``split`` (made from ``setting`` if None).
+
+    ``model_name="auto"``: :func:`fraud.auto.train_auto` (every candidate tuned, the best on validation
+    AUPRC kept); ``auto`` holds its options (``budget_s``, ``trials``, ``candidates``). ``cache``: see
+    :func:`prepare_graph`."""
     name = canonical_name(model_name)
     split = split if split is not None else make_split(ds, setting, seed)
     check_split(split, ds.data.y, ds.name)
+    if name == AUTO:
+        from fraud.auto import train_auto
+
+        return train_auto(ds, split, seed, epochs=epochs, patience=patience, node_weight=node_weight,
+                          soft_targets=soft_targets, soft_weight=soft_weight, edge_weight=edge_weight,
+                          progress=progress, minibatch=minibatch, batch_size=batch_size, fanout=fanout,
+                          **(auto or {}))
     data = ds.data
     n, e = int(data.num_nodes), int(data.edge_index.size(1))
     _check_hooks(n, e, node_weight, soft_targets, edge_weight)
@@ -116,10 +151,7 @@ def train_model(ds, model_name: str, split: Split | None, seed: int, *, epochs: 
     np.random.seed(seed)
     defaults = DEFAULTS[name]
     hp = {**defaults["hparams"], **(hparams or {})}
-    norm = fit_normalization(data.x)
-    x = apply_normalization(data.x, norm, source=ds.name)
-    etype = getattr(data, "edge_type", None)
-    g = GraphOps(data.edge_index, n, edge_type=etype, edge_weight=edge_weight, num_relations=len(ds.relations))
+    norm, x, g, bank = prepare_graph(ds, edge_weight, cache)
     y = data.y
     tr, va, te = split.train, split.val, split.test
     ytr = y[tr].float()
@@ -137,21 +169,30 @@ def train_model(ds, model_name: str, split: Split | None, seed: int, *, epochs: 
               "feature_names": ds.feature_names, "soft_weight": soft_weight,
               "uses_node_weight": node_weight is not None, "uses_edge_weight": edge_weight is not None,
               "soft_nodes": int(len(soft_idx)), "minibatch": minibatch}
+    config["split"] = split.describe()  # source, and the file-mask row this seed used
     t0 = time.perf_counter()
-    if name == "xgbgraph":
-        hops = int(hp.get("hops", 2))
-        feats_t = aggregate_features(x, g, hops)
+    if name in TREE_MODELS:
+        hops, aggs, rel = feature_spec(hp)
+        feats_t = bank.get(hops, aggs, rel)
         feats = feats_t.numpy()
         soft_y = soft_targets[soft_idx].numpy() if len(soft_idx) else None
-        booster, history = fit_xgbgraph(
-            feats, y.numpy(), tr.numpy(), va.numpy(), seed=seed, sample_weight=w_tr.numpy(),
-            soft_idx=soft_idx.numpy(), soft_y=soft_y, soft_w=soft_weight,
-            n_estimators=int(hp["n_estimators"]), learning_rate=float(hp["learning_rate"]),
-            num_leaves=int(hp["num_leaves"]), patience=patience)
-        model = TreeModel(booster, hops)
-        probs = torch.from_numpy(booster.predict(feats, num_iteration=booster.best_iteration)).float()
+        common = {"seed": seed, "sample_weight": w_tr.numpy(), "soft_idx": soft_idx.numpy(), "soft_y": soft_y,
+                  "soft_w": soft_weight}
+        if name == "xgbgraph":
+            booster, history = fit_xgbgraph(
+                feats, y.numpy(), tr.numpy(), va.numpy(), n_estimators=int(hp["n_estimators"]),
+                eta=float(hp["eta"]), reg_lambda=float(hp["lambda"]), subsample=float(hp["subsample"]),
+                patience=patience, **common)
+            kind = "xgboost"
+        else:
+            booster, history = fit_rfgraph(
+                feats, y.numpy(), tr.numpy(), va.numpy(), n_estimators=int(hp["n_estimators"]),
+                max_samples=float(hp["max_samples"]), max_features=hp["max_features"], **common)
+            kind = "lightgbm"
+        model = TreeModel(booster, hops, aggs, rel, kind, hp)
+        probs = torch.from_numpy(model.predict_features(feats)).float()
         emb = feats_t
-        config["best_epoch"] = int(booster.best_iteration)
+        config["best_epoch"] = len(history) if kind == "lightgbm" else int(booster.num_boosted_rounds())
     else:
         lr = defaults["lr"] if lr is None else lr
         weight_decay = defaults["weight_decay"] if weight_decay is None else weight_decay
@@ -348,6 +389,12 @@ def summarize(per_seed: list[dict]) -> dict:
     return out
 
 
+def split_record(config: dict) -> dict:
+    """{"split": {"source", and "mask_row"/"mask_rows" for a file's masks}} of a trained model's config."""
+    sp = config.get("split") or {}
+    return {"split": {k: sp[k] for k in ("source", "mask_row", "mask_rows") if k in sp}}
+
+
 def run_seeds(ds, model_name: str, setting: str, seeds: int | list[int] = 5, *, progress: bool = False,
               keep: str = "best_val", **train_opts: Any) -> tuple[dict, TrainResult]:
     """Train over ``seeds`` (count or list); returns (summary dict, the kept TrainResult).
@@ -361,7 +408,7 @@ def run_seeds(ds, model_name: str, setting: str, seeds: int | list[int] = 5, *, 
     for s in seed_list:
         split = make_split(ds, setting, s)
         res = train_model(ds, model_name, split, s, progress=progress, **train_opts)
-        per_seed.append({"seed": s, **res.metrics})
+        per_seed.append({"seed": s, **split_record(res.config), **res.metrics})
         if kept is None or res.metrics["val"]["auprc"] > kept.metrics["val"]["auprc"]:
             kept = res
     summary = {"dataset": ds.name, "model": canonical_name(model_name), "setting": setting,
@@ -371,4 +418,4 @@ def run_seeds(ds, model_name: str, setting: str, seeds: int | list[int] = 5, *, 
 
 
 __all__ = ["TrainResult", "train_model", "run_seeds", "summarize", "fit_normalization", "apply_normalization",
-           "minibatch_available", "GNN_MODELS"]
+           "minibatch_available", "prepare_graph", "split_record", "GNN_MODELS"]

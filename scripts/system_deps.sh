@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# System packages the test suite uses: PostgreSQL (storage tests start a throw-away server) and
-# Chromium (report rendering test). Installed from Debian's packages only when missing.
+# System packages the test suite uses: PostgreSQL (storage tests start a throw-away server),
+# Chromium (report rendering test) and Redis (the Celery broker of the distributed Airflow test).
+# Installed from Debian's packages only when missing.
 set -euo pipefail
 need=()
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "[system-deps] missing: ${need[*]} — install them (Debian: sudo apt-get install ${need[*]})" >&2

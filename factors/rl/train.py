@@ -52,6 +52,7 @@ from factors.rl.builder import Vocab
 from factors.rl.env import AlphaEnv
 from factors.rl.policy import TokenLSTMExtractor
 from factors.rl.scorer import PoolScorer
+from finllm.errors import DataError
 
 
 @dataclass
@@ -156,8 +157,34 @@ class _Checkpointer:
         f = self.folder / "state.json"
         if not f.exists() or not (self.folder / "model.zip").exists():
             return None
-        state = json.loads(f.read_text())
+        try:
+            state = json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:  # truncated / hand-edited / not UTF-8
+            raise self.unreadable(f, exc) from None
+        if not isinstance(state, dict):
+            raise self.unreadable(f, "not a JSON object")
         return state if state.get("meta") == self.meta else None
+
+    def unreadable(self, f: Path, why: object) -> DataError:
+        return DataError(f"{f}: checkpoint is unreadable ({str(why).splitlines()[0][:120] if str(why) else why}); "
+                         f"start over with --fresh (or delete {self.folder})")
+
+    def restore(self, state: dict[str, Any], env: Any, reload_member: Any) -> Any:
+        """The saved model, and the pool members re-evaluated into the scorer; DataError (hint:
+        ``--fresh``) when the checkpoint files are truncated or inconsistent."""
+        from sb3_contrib import MaskablePPO
+
+        path = self.folder / "model.zip"
+        try:
+            model = MaskablePPO.load(path, env=env, device="cpu")
+        except Exception as exc:  # noqa: BLE001 - zipfile/torch/pickle-free loaders raise many types
+            raise self.unreadable(path, f"{type(exc).__name__}: {exc}") from None
+        try:
+            members = [reload_member(m["tokens"]) for m in state["pool"]["members"]]
+            float(state["elapsed_s"]), int(state["episodes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self.unreadable(self.folder / "state.json", f"{type(exc).__name__}: {exc}") from None
+        return model, members
 
 
 def make_model(vocab: Vocab, scorer: PoolScorer, cfg: RLConfig, seed: int) -> Any:
@@ -184,8 +211,6 @@ def train_rl(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg
     ``reload_member(tokens) -> (key, tokens, formula, values)`` re-evaluates a checkpointed pool
     member (needed to resume). Returns training statistics.
     """
-    from sb3_contrib import MaskablePPO
-
     cfg = cfg or RLConfig()
     torch.manual_seed(seed)
     same_run = {k: v for k, v in asdict(cfg).items() if k not in ("eval_workers", "checkpoint_s")}  # result-neutral
@@ -195,8 +220,8 @@ def train_rl(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg
     elapsed0, episodes0, resumed = 0.0, 0, False
     state = ckpt.load_state() if (ckpt is not None and resume) else None
     if state is not None and reload_member is not None:
-        model = MaskablePPO.load(ckpt.folder / "model.zip", env=model.get_env(), device="cpu")
-        scorer.pool.load_members([reload_member(m["tokens"]) for m in state["pool"]["members"]])
+        model, members = ckpt.restore(state, model.get_env(), reload_member)
+        scorer.pool.load_members(members)
         elapsed0, episodes0, resumed = float(state["elapsed_s"]), int(state["episodes"]), True
     eval0, pool0 = scorer.eval_seconds, scorer.pool_seconds
     cb = _Budget(scorer, minutes * 60.0, max_episodes, elapsed0, episodes0, ckpt, progress)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from finllm.cli.common import console, emit_json, friendly_errors
+from finllm.cli.common import console, emit_json, friendly_errors, plain, safe
 
 app = typer.Typer(
     help="Inspect and validate input data. PATH is a market panel (parquet/CSV file, a folder of them, "
@@ -66,7 +66,7 @@ def _print_pairs(title: str, pairs: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_header=False)
+    table = Table(title=safe(title), show_header=False)
     table.add_column(style="bold")
     table.add_column()
     for k, v in pairs.items():
@@ -74,7 +74,7 @@ def _print_pairs(title: str, pairs: dict[str, Any]) -> None:
             v = ", ".join(map(str, v))
         elif isinstance(v, dict):
             v = ", ".join(f"{a}={b}" for a, b in v.items()) or "-"
-        table.add_row(str(k), str(v))
+        table.add_row(safe(k), safe(v))  # file names, tickers, relation names: data, never markup
     Console().print(table)
 
 
@@ -86,10 +86,10 @@ def _print_issues(report: Any) -> None:
     for c in ("check", "count", "action", "detail"):
         table.add_column(c, overflow="fold")
     for i in report.issues:
-        table.add_row(i.check, f"{i.count:,}", i.action, i.detail)
+        table.add_row(safe(i.check), f"{i.count:,}", safe(i.action), safe(i.detail))
     Console().print(table)
     state = "clean" if report.clean else "repaired"
-    typer.echo(f"{report.source}: {report.rows_read:,} rows read, {report.rows_valid:,} valid, "
+    typer.echo(f"{plain(report.source)}: {report.rows_read:,} rows read, {report.rows_valid:,} valid, "
                f"{len(report.issues)} findings ({state})")
 
 

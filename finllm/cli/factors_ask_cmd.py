@@ -1,5 +1,5 @@
-"""`finllm factors ask "IDEA" --data PATH`: an LLM turns an idea into factor formulas; they are checked,
-scored on train/valid and the best saved to the factor library (source llm)."""
+"""`finllm factors ask "IDEA" --data PATH`: an idea -> formulas (LLM under the expression grammar, plus the
+built-in known formulas for what the request names) -> scored on train/valid -> the best saved with lineage."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from finllm.cli.common import console, emit_json, friendly_errors
+from finllm.cli.common import console, emit_json, friendly_errors, safe
 
 DEFAULT_DATA = "data/market/us_sp500_daily.parquet"
 
@@ -23,41 +23,52 @@ def ask_cmd(
     start: str = typer.Option(None, "--start", help="Load data from this date (YYYY-MM-DD)."),
     end: str = typer.Option(None, "--end", help="Load data up to this date (YYYY-MM-DD)."),
     max_tickers: int = typer.Option(None, "--max-tickers", help="Keep the N tickers with most valid days."),
-    train: str = typer.Option(None, "--train", help="Train range START:END (default: first 60% of the days)."),
-    valid: str = typer.Option(None, "--valid", help="Validation range START:END (default: next 20%)."),
-    test: str = typer.Option(None, "--test", help="Test range START:END (default: last 20%); never shown to the LLM."),
+    train: str = typer.Option(None, "--train", help="Train range START:END (default: the split rule of factors eval/mine)."),
+    valid: str = typer.Option(None, "--valid", help="Validation range START:END (default: as factors eval/mine)."),
+    test: str = typer.Option(None, "--test", help="Test range START:END (default: as factors eval/mine); never shown to the LLM."),
     horizon: int = typer.Option(20, "--horizon", min=1, max=252, help="Forward-return horizon in days."),
     candidates: int = typer.Option(4, "--candidates", min=1, max=10, help="Formulas the LLM proposes per round."),
-    repair_rounds: int = typer.Option(2, "--repair-rounds", min=0, max=5,
-                                      help="Rounds in which unparsable formulas go back with the parser's error."),
+    repair_rounds: int = typer.Option(1, "--repair-rounds", min=0, max=5,
+                                      help="Rounds in which unparsable formulas go back with the parser's error "
+                                           "(endpoints without grammar support only)."),
     refine_rounds: int = typer.Option(1, "--refine-rounds", min=0, max=5,
                                       help="Rounds in which the evaluator's scores go back for better formulas."),
-    save: int = typer.Option(3, "--save", min=0, max=10, help="Save this many best candidates (by valid RankIC)."),
-    cost_bps: float = typer.Option(10.0, "--cost-bps", min=0, help="Transaction cost per unit traded, in bps."),
+    save: int = typer.Option(3, "--save", min=0, max=10,
+                             help="Save this many best candidates (relevant to the request first, then valid RankIC)."),
+    cost_bps: float = typer.Option(10.0, "--cost-bps", min=0, max=10000, help="Transaction cost per unit traded, in bps."),
+    use_llm: bool = typer.Option(True, "--llm/--no-llm", help="--no-llm: built-in known formulas only (no LLM)."),
+    fallback: bool = typer.Option(True, "--fallback/--no-fallback",
+                                  help="Score the built-in known formulas for the request alongside the LLM's."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
-    """Ask the LLM for factors that express an idea; every formula is parsed by the grammar and scored by the evaluator.
+    """Turn an idea into valid, scored factors: the LLM writes formulas under the expression grammar, the evaluator scores them.
 
-    Unparsable formulas go back to the LLM with the exact parser error; the scores (train/valid IC, RankIC, turnover) go back so it can refine. The best are saved to the factor library (source llm) with your text and the LLM's explanation; `factors mine --seed-library llm` starts mining from them. If the model produces no valid formula the command says so, shows the grammar errors and exits with code 1. Uses the configured LLM endpoint (FINLLM_LLM_BASE_URL), else the small embedded local model.
+    The request is read for the fields, windows and concepts it names ("volume", "20-day", "reversal"); the LLM sees the most similar library factors as examples and writes formulas decoded under a grammar built from the operator registry (llama.cpp endpoints, the embedded model included: every formula parses; other endpoints: parsed and repaired with the parser's error). Each candidate is scored on train/valid (never test), the scores go back for a refine round, and built-in known formulas for the named concepts are scored alongside, so you always get an on-topic factor; the output says which came from the LLM and which from the built-in pool. The best are saved to the factor library (source llm or builtin) with lineage. An LLM endpoint that is down or misconfigured stops the command at once with exit code 2 (see FINLLM_LLM_BASE_URL, FINLLM_LLM_MODEL; --no-llm skips the LLM).
     """
     from factors.panel import load_panel
     from factors.requests import ask
+    from finllm.cli.llm_wait import ensure_llm, waiting
+    from finllm.errors import ConfigError
     from finllm.store import open_store
 
-    with console.status(f"loading {data} ..."):
-        panel = load_panel(data, start=start, end=end, max_tickers=max_tickers)
-    splits = None
-    if train or valid or test:
-        if not (train and valid):
-            from finllm.errors import ConfigError
-
-            raise ConfigError("give at least --train and --valid (START:END), or none of the split options")
-        splits = {k: v for k, v in (("train", train), ("valid", valid), ("test", test)) if v}
+    if (train or valid or test) and not (train and valid):
+        raise ConfigError("give at least --train and --valid (START:END), or none of the split options")
+    splits = {k: v for k, v in (("train", train), ("valid", valid), ("test", test)) if v} or None
     store = open_store()
-    with console.status("asking the LLM ...") as status:
+    if use_llm:
+        from finllm.llm import get_gateway
+
+        ensure_llm(get_gateway(store=store), hint=", or pass --no-llm to use the built-in formulas only")
+    with waiting(f"loading {data}"):
+        panel = load_panel(data, start=start, end=end, max_tickers=max_tickers)
+    with waiting("asking the LLM" if use_llm else "scoring built-in formulas") as update:
         res = ask(request, panel, splits=splits, n_candidates=candidates, repair_rounds=repair_rounds,
                   refine_rounds=refine_rounds, store=store, horizon=horizon, cost_bps=cost_bps, n_save=save,
-                  progress=lambda msg: status.update(msg))
+                  progress=update, use_llm=use_llm, fallback=fallback)
+    if use_llm and not res.llm.get("usable"):
+        why = "; ".join(res.llm_failures)[:300] or "no formula of its scored"
+        console.print(f"[yellow]note:[/] the LLM gave nothing usable ({safe(why)}); the factors below come from the "
+                      "built-in pool. A stronger model: set FINLLM_LLM_BASE_URL and FINLLM_LLM_MODEL.")
     if as_json:
         emit_json(res.to_dict())
     else:
@@ -66,31 +77,36 @@ def ask_cmd(
         raise typer.Exit(1)
 
 
-def _print(res) -> None:
+def _print(res) -> None:  # noqa: ANN001 - factors.requests.AskResult (imported lazily)
     from rich.table import Table
 
-    def f(v) -> str:
+    def f(v: float | None) -> str:
         return "—" if v is None or v != v else f"{v:.4f}"
 
-    table = Table(title=f"candidates for: {res.request}", show_lines=False)
-    for col in ("stage", "formula", "train IC", "train RankIC", "valid IC", "valid RankIC", "turnover", "note / error"):
+    table = Table(title=f"candidates for: {safe(res.request)}", show_lines=False)
+    for col in ("source", "stage", "formula", "relevant", "train RankIC", "valid IC", "valid RankIC", "turnover",
+                "note / error"):
         table.add_column(col, overflow="fold")
     for c in res.candidates:
         t, v = c.scores.get("train", {}), c.scores.get("valid", {})
-        table.add_row(f"{c.stage} {c.round}", c.expr.infix if c.expr is not None else c.formula,
-                      f(t.get("ic")), f(t.get("rank_ic")), f(v.get("ic")), f(v.get("rank_ic")), f(v.get("turnover")),
-                      c.error or c.note or "")
+        table.add_row(c.source, f"{c.stage} {c.round}", safe(c.expr.infix if c.expr is not None else c.formula),
+                      "yes" if c.relevant else ("no" if c.ok else "—"), f(t.get("rank_ic")), f(v.get("ic")),
+                      f(v.get("rank_ic")), f(v.get("turnover")),
+                      safe(c.error or c.note or ("misses " + "; ".join(c.missing) if c.missing else "")))
     if any(c.scores for c in res.candidates):
         console.print(table)
+    if res.intent is not None:
+        console.print(f"the request names: {safe(res.intent.describe())}")
     for c in res.saved:
         test = c.scores.get("test", {})
-        console.print(f"[green]saved[/] {c.factor_id}: {c.expr.infix}  test RankIC {f(test.get('rank_ic'))}\n"
-                      f"  why: {c.explanation or '(no explanation)'}")
+        console.print(f"[green]saved[/] {safe(c.factor_id)} ({c.source}): {safe(c.expr.infix)}  "
+                      f"test RankIC {f(test.get('rank_ic'))}\n  {safe(c.explanation)}")
     if res.llm_failures:
-        console.print("[red]LLM failures:[/] " + "; ".join(res.llm_failures))
+        console.print("[red]LLM failures:[/] " + safe("; ".join(res.llm_failures)))
     colour = "green" if res.ok else "red"
-    console.print(f"[{colour}]{res.status}[/]: {res.message} (run {res.run_id}, {res.llm_calls} LLM call(s))")
+    console.print(f"[{colour}]{res.status}[/]: {safe(res.message)} (run {safe(res.run_id)}, {res.llm_calls} LLM call(s), "
+                  f"{res.seconds:.0f}s)")
     if not res.ok and res.grammar_errors:
         console.print("grammar errors:")
         for e in res.grammar_errors:
-            console.print(f"  {e['formula']!r}: {e['error']}")
+            console.print(safe(f"  {e['formula']!r}: {e['error']}"))

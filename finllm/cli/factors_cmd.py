@@ -4,6 +4,7 @@ import typer
 
 from finllm.cli._groups import mount
 
-app = typer.Typer(help="Formulaic alpha factors: evaluate, mine (RL / GP), ask in plain language.",
-                  no_args_is_help=True)
-mount(app, ["finllm.cli.factors_eval_cmd", "finllm.cli.factors_mine_cmd", "finllm.cli.factors_ask_cmd"])
+app = typer.Typer(help="Formulaic alpha factors: evaluate, mine (RL / GP), ask in plain language; list, show and "
+                       "export the factor library.", no_args_is_help=True)
+mount(app, ["finllm.cli.factors_eval_cmd", "finllm.cli.factors_mine_cmd", "finllm.cli.factors_ask_cmd",
+            "finllm.cli.factors_library_cmd"])

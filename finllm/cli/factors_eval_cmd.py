@@ -27,16 +27,6 @@ def _precheck(text: str) -> None:
     parse(text, features=sorted(names) or None)
 
 
-def _periods_per_year(dates) -> float:
-    import numpy as np
-
-    d = np.asarray(dates).astype("datetime64[D]")
-    if len(d) < 2:
-        return 252.0
-    years = (d[-1] - d[0]).astype(int) / 365.25
-    return float(round(len(d) / years)) if years > 0.5 else 252.0
-
-
 @friendly_errors
 def eval_cmd(
     expr: str = typer.Argument(..., help='Factor in infix, e.g. "Div(Sub($close, Mean($close, 20)), Std($close, 20))" '
@@ -45,7 +35,10 @@ def eval_cmd(
     start: str = typer.Option(None, "--start", help="Load data from this date (YYYY-MM-DD)."),
     end: str = typer.Option(None, "--end", help="Load data up to this date (YYYY-MM-DD)."),
     max_tickers: int = typer.Option(None, "--max-tickers", help="Keep the N tickers with most valid days."),
-    train: str = typer.Option(None, "--train", help="Train range START:END (inclusive dates)."),
+    train: str = typer.Option(None, "--train", help="Train range START:END (inclusive dates). Default (the same "
+                                                    "rule as `factors mine` and `factors ask`): the documented "
+                                                    "2003-2014 / 2015-2016 / 2017-2021 split on the shipped US "
+                                                    "file, 60/20/20 of the days by time elsewhere."),
     valid: str = typer.Option(None, "--valid", help="Validation range START:END."),
     test: str = typer.Option(None, "--test", help="Test range START:END."),
     horizon: int = typer.Option(20, "--horizon", min=1, max=252,
@@ -55,10 +48,12 @@ def eval_cmd(
     cost_bps: float = typer.Option(10.0, "--cost-bps", min=0, help="Transaction cost per unit traded, in bps."),
     quantiles: int = typer.Option(5, "--quantiles", min=2, max=20, help="Quantile buckets (5 = quintiles)."),
     delay: int = typer.Option(1, "--delay", min=0, help="Days between the signal and the trade in the backtest."),
-    rebalance: int = typer.Option(1, "--rebalance", min=1, max=252,
+    rebalance: int = typer.Option(None, "--rebalance", min=1, max=252, show_default=False,
                                   help="Backtest holding period: re-form the long-short portfolio every N days from "
-                                       "that day's factor values (costs on each rebalance); 1 = daily. Use the "
-                                       "target horizon for an H-day signal."),
+                                       "that day's factor values (costs on each rebalance). Default: the --horizon "
+                                       "(an H-day signal held H days); 1 = daily."),
+    whole: bool = typer.Option(False, "--whole", help="Score the whole panel as one split named \"all\" instead of "
+                                                      "train / valid / test."),
     decay: str = typer.Option("1,5,10,20,60", "--decay", help="Horizons for the RankIC decay curve."),
     min_names: int = typer.Option(10, "--min-names", min=3,  # factors.metrics.MIN_NAMES (not imported: CLI start-up)
                                   help="Names a day's cross-section needs for its IC, quantiles and backtest "
@@ -66,17 +61,26 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Evaluate one factor: IC, RankIC, ICIR, t-stats, quintile returns, turnover, IC decay and a long-short
-    backtest with costs, per split (whole panel when no split is given). Exit code 2 on a bad expression."""
+    backtest with costs, per split (train / valid / test by the default rule unless given; --whole: one split
+    over the whole panel). Exit code 2 on a bad expression."""
+    from finllm.cli.checks import check_number
+
+    check_number(cost_bps, "--cost-bps", 0, 10_000)
+    check_number(delay, "--delay", 0, 252)
+    check_number(max_tickers, "--max-tickers", 1)
     _precheck(expr)
     import torch
 
     from factors.evaluate import Evaluator, target_expr
-    from factors.metrics import factor_report, ic_decay
+    from factors.metrics import factor_report, ic_decay, periods_per_year
     from factors.panel import load_panel
-    from factors.splits import Split, check_covered, parse_splits
+    from factors.splits import Split, check_covered, default_splits, parse_splits
     from finllm.errors import ConfigError
 
-    splits = parse_splits(train, valid, test) or [Split("all", None, None)]
+    if whole and (train or valid or test):
+        raise ConfigError("--whole scores the whole panel: give it without --train / --valid / --test")
+    rebalance = horizon if rebalance is None else rebalance
+    splits = [Split("all", None, None)] if whole else parse_splits(train, valid, test)
     try:
         hs = sorted({int(h) for h in decay.split(",") if h.strip()})
     except ValueError:
@@ -84,6 +88,11 @@ def eval_cmd(
     if any(h < 1 or h > 252 for h in hs):
         raise ConfigError(f"--decay {decay!r}: horizons must be in 1..252")
     panel = load_panel(data, start=start, end=end, max_tickers=max_tickers, progress=not as_json)
+    if not splits:
+        try:
+            splits = default_splits(panel.dates, data)
+        except ConfigError as exc:  # too few days to cut by time
+            raise ConfigError(f"{exc}; give --train/--valid/--test, or score it as one split with --whole") from None
     ev = Evaluator(panel)
     e = ev.parse(expr)
     with console.status("evaluating"):
@@ -93,7 +102,7 @@ def eval_cmd(
         fwd1 = ev.forward_return(1)
         fwd = {h: ev.forward_return(h) for h in hs}
     mask = ev.universe
-    ppy = _periods_per_year(panel.dates)
+    ppy = periods_per_year(panel.dates)
     warnings: list[str] = []
     widest = int((mask & torch.isfinite(x)).sum(1).max()) if mask.numel() else 0
     if widest < max(min_names, quantiles):

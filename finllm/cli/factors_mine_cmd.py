@@ -26,9 +26,9 @@ def mine_cmd(
     pool_size: int = typer.Option(20, "--pool-size", min=1, max=200, help="Pool capacity K (10/20/50 are usual)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (policy, environment, GP)."),
     train: str = typer.Option(None, "--train", show_default=False,
-                              help="Train range START:END (inclusive). Default: 2003-01-01:2014-12-31 on the "
-                                   "shipped US file; on other data the first 60% of its days (then 20% valid, "
-                                   "20% test). Give all three ranges or none."),
+                              help="Train range START:END (inclusive). Default (the same rule as `factors eval` "
+                                   "and `factors ask`): 2003-01-01:2014-12-31 on the shipped US file; on other data "
+                                   "the first 60% of its days (then 20% valid, 20% test). Give all three or none."),
     valid: str = typer.Option(None, "--valid", show_default=False,
                               help="Validation range START:END. Default: 2015-01-01:2016-12-31 on the US file."),
     test: str = typer.Option(None, "--test", show_default=False,
@@ -37,9 +37,10 @@ def mine_cmd(
                                                                "(a killed RL run resumes from here)."),
     horizon: int = typer.Option(20, "--horizon", min=1, max=252, help="Target: the H-day forward return."),
     cost_bps: float = typer.Option(10.0, "--cost-bps", min=0, help="Backtest cost per unit traded, in bps."),
-    rebalance: int = typer.Option(1, "--rebalance", min=1, max=252,
+    rebalance: int = typer.Option(None, "--rebalance", min=1, max=252, show_default=False,
                                   help="Backtest holding period: re-form the long-short book every N days (costs on "
-                                       "each rebalance); 1 = daily, the horizon suits an H-day target."),
+                                       "each rebalance). Default: the --horizon (an H-day signal held H days); "
+                                       "1 = daily."),
     max_tickers: int = typer.Option(None, "--max-tickers", help="Keep the N tickers with most valid days."),
     ops: str = typer.Option("fast", "--ops", help='Operators: "fast" (all but the slow sort-based ones), "all", '
                                                   "or a comma list."),
@@ -57,11 +58,20 @@ def mine_cmd(
 ) -> None:
     """Mine a pool of formulaic alphas on the train split, fit its weights on train and report IC, RankIC,
     ICIR and a long-short backtest with costs on train/valid/test. The pool is saved to the factor library."""
-    from factors.mine import US_SPLITS, MineConfig, mine
+    from factors.mine import MineConfig, mine
     from factors.splits import AUTO
+    from finllm.cli.checks import check_nonempty, check_number, check_out_dir, check_seed
 
-    if train is None and valid is None and test is None:
-        train, valid, test = US_SPLITS if Path(data).name == Path(DEFAULT_DATA).name else (AUTO, AUTO, AUTO)
+    check_seed(seed)
+    check_number(minutes, "--minutes", 0)
+    check_number(cost_bps, "--cost-bps", 0, 10_000)
+    check_number(max_factors, "--max-factors", 1)
+    check_number(max_tickers, "--max-tickers", 1)
+    check_nonempty(ops, "--ops")
+    check_out_dir(out, need_parent=False)
+
+    if train is None and valid is None and test is None:  # factors.splits.default_splits on the loaded panel
+        train, valid, test = AUTO, AUTO, AUTO
     cfg = MineConfig(data=str(data), train=train, valid=valid, test=test, method=method, minutes=minutes,
                      pool_size=pool_size, seed=seed, horizon=horizon, cost_bps=cost_bps, rebalance=rebalance,
                      max_tickers=max_tickers,
@@ -72,24 +82,18 @@ def mine_cmd(
     if as_json:
         emit_json(res)
         return
-    from rich.table import Table
+    from finllm.cli.tables import print_table
 
-    t = Table(title=f"{method.upper()} pool ({len(res['pool'])} factors), seed {seed}")
-    for col in ("split", "IC", "RankIC", "ICIR", "RankICIR", "Sharpe (net)", "turnover"):
-        t.add_column(col)
-    for split, m in res["metrics"].items():
-        t.add_row(split, *[_f(m.get(k)) for k in ("ic", "rank_ic", "icir", "rank_icir", "sharpe", "turnover")])
-    console.print(t)
+    cols = ("ic", "rank_ic", "icir", "rank_icir", "sharpe", "turnover")
+    heads = ["IC", "RankIC", "ICIR", "RankICIR", "Sharpe (net)", "turnover"]
+    print_table(["split", *heads], [[split, *[m.get(k) for k in cols]] for split, m in res["metrics"].items()],
+                title=f"{method.upper()} pool ({len(res['pool'])} factors), seed {seed}, rebalance every "
+                      f"{cfg.rebalance} d", right=heads)
+    print_table(["weight", "formula"], [[f"{m['weight']:+.3f}", m["formula"]] for m in res["pool"]], right=["weight"])
     mining = res["mining"]
     rate = mining.get("episodes_per_s", mining.get("evals_per_s"))
-    console.print(f"factors tried: {mining.get('episodes', mining.get('evaluations'))} ({rate}/s of search wall time); "
-                  f"run {res['run_id']}; result {out / 'result.json'}")
-    if mining.get("ms_per_episode"):
+    typer.echo(f"factors tried: {mining.get('episodes', mining.get('evaluations'))} ({rate}/s of search wall time); "
+               f"run {res['run_id']}; result {out / 'result.json'}")
+    if mining.get("ms_per_episode"):  # diagnostics: stderr
         ms = mining["ms_per_episode"]
         console.print("ms per episode: " + ", ".join(f"{k} {v}" for k, v in ms.items()))
-    for m in res["pool"]:
-        console.print(f"  {m['weight']:+.3f}  {m['formula']}")
-
-
-def _f(v: object) -> str:
-    return "-" if v is None else f"{v:.4f}"

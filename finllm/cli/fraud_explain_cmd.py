@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from finllm.cli.common import console, emit_json, friendly_errors
+from finllm.cli.common import console, emit_json, friendly_errors, plain, plain, safe
 
 
 def register(app: typer.Typer) -> None:
@@ -24,12 +24,10 @@ def register(app: typer.Typer) -> None:
         max_neighbors: int = typer.Option(30, "--max-neighbors", min=1, help="Neighbours tested by occlusion."),
         as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON on stdout."),
     ) -> None:
-        """Explain why a saved detector scores a node as it does.
+        """Explain why a saved detector scores a node as it does, from the detector's own evidence.
 
-        Lists the features that push the score (gradient x input; occlusion for xgbgraph), the
-        neighbours whose links change it most (occlusion: each link removed in turn) and, with --llm,
-        the LLM's verdict and rationale on the node's subgraph (the same prompt the supervisor uses).
-        """
+        Prints the decision (score, threshold, flagged or not, rank), then an explanation written by code from the features that push the score (gradient x input; occlusion for xgbgraph) and the neighbours whose links change it most (occlusion: each link removed in turn). With --llm, the LLM may add phrasings (kept only when every number comes from the evidence and they state no verdict of their own), and its verdict is shown beside its measured reliability, as a disagreement when it contradicts the detector. --json carries score, threshold, flagged, the evidence and the text.
+        """  # noqa: E501
         from finllm.errors import DataError
         from finllm.store import open_store
         from fraud.artifacts import load_model
@@ -38,7 +36,9 @@ def register(app: typer.Typer) -> None:
 
         store = open_store()
         loaded = load_model(model, store)
-        path = data or Path(loaded.config.get("data") or loaded.dataset)
+        from finllm.store.paths import resolve_stored  # an older model's relative data path
+
+        path = data or resolve_stored(loaded.config.get("data") or loaded.dataset)
         ds = load_graph(path, **({"nodes": nodes_csv} if nodes_csv else {}))
         ids = {nid: i for i, nid in enumerate(ds.node_ids)} if ds.node_ids else {}
         if node in ids:
@@ -52,36 +52,36 @@ def register(app: typer.Typer) -> None:
             from finllm.llm import get_gateway
 
             gateway = get_gateway(run_id=None, store=store)
-        with console.status(f"explaining node {node} ..."):
+        with console.status(f"explaining node {plain(node)} ..."):
             e = explain_node(loaded, ds, index, gateway=gateway, top=top, max_neighbors=max_neighbors)
         e["summary"] = explanation_text(e)
         if as_json:
             emit_json(e)
             return
         flag = "FLAGGED" if e["flagged"] else "not flagged"
-        typer.echo(f"node {e['node']} (index {index}) - {flag}: score {e['score']:.4f}, threshold "
-                   f"{e['threshold']:.4f}, rank {e['rank']} of {e['nodes']}")
+        typer.echo(plain(f"node {e['node']} (index {index}) - {flag}: score {e['score']:.4f}, threshold "
+                         f"{e['threshold']:.4f}, rank {e['rank']} of {e['nodes']}"))
+        typer.echo("explanation (from the detector's evidence; every number inserted by code):")
+        for s in e["explanation"]["sentences"]:
+            typer.echo(plain(f"  {'[LLM phrasing] ' if s['source'] == 'llm' else ''}{s['text']}"))
         typer.echo("features driving the score (+ raises, - lowers; relative to the population mean):")
         for f in e["features"]:
-            typer.echo(f"  {f['feature']:<32} value {f['value']:<12.4g} {f['attribution']:+.4f} ({f['method']})")
+            typer.echo(plain(f"  {f['feature']:<32} value {f['value']:<12.4g} {f['attribution']:+.4f} ({f['method']})"))
         typer.echo("neighbours whose link changes the score most (occlusion, change in logit):")
         for n in e["neighbors"] or []:
             lab = {1: "fraud", 0: "normal"}.get(n["label"], "unlabelled")
-            typer.echo(f"  {n['node']:<12} score {n['score']:.3f} ({lab})  contribution {n['contribution']:+.4f}")
+            typer.echo(plain(f"  {n['node']:<12} score {n['score']:.3f} ({lab})  contribution {n['contribution']:+.4f}"))
         if not e["neighbors"]:
             typer.echo("  (no neighbours)")
         if "llm" in e:
             v = e["llm"]
             if "error" in v:
-                typer.echo(f"LLM rationale unavailable: {v['error']}")
+                typer.echo(plain(f"LLM verdict unavailable: {v['error']}"))
             else:
-                trust = e.get("supervisor_trust")
-                note = f"measured supervisor reliability {trust}" if trust is not None else "reliability not measured"
-                typer.echo(f"LLM verdict ({note}): {v['label']}, p={v['fraud_probability']:.2f}, "
-                           f"confidence {v['confidence']:.2f}")
+                head = "LLM DISAGREES with the detector" if v["shown_as"] == "disagreement" else "LLM verdict"
+                typer.echo(plain(f"{head}: {v['note']} (p={v['fraud_probability']:.2f}, "
+                                 f"confidence {v['confidence']:.2f})"))
                 from fraud.supervisor.verdict import readable
 
-                typer.echo(f"  rationale: {v['rationale']}" if readable(v["rationale"]) else
-                           f"  rationale: none readable (the model wrote {v['rationale']!r})")
-                if v["suspicious_neighbors"]:
-                    typer.echo(f"  suspicious neighbours: {', '.join(v['suspicious_neighbors'])}")
+                if readable(v["rationale"]):
+                    typer.echo(plain(f"  its own words (not checked): {v['rationale']}"))

@@ -6,11 +6,28 @@ from pathlib import Path
 
 import typer
 
-from finllm.cli.common import console, emit_json, friendly_errors
+from finllm.cli.common import console, emit_json, friendly_errors, plain
 
 
 def _fmt(m: dict) -> str:
     return f"{m['mean']:.4f} ± {m['std']:.4f}"
+
+
+def _supervisor_lines(summary: dict) -> list[str]:
+    """What the supervisor did, one line per seed, plus the same seeds without it (round 1)."""
+    reps = summary.get("supervisor") or []
+    if not reps:
+        return []
+    src = summary.get("supervisor_source") or {}
+    out = [src["note"]] if src.get("note") else []
+    for r in reps:
+        calls = ((r.get("llm") or {}).get("usage") or {}).get("calls", 0)
+        out.append(f"supervisor seed {r['seed']}: {r['status']} ({calls} calls): {r['reason']}")
+    base = [r["round1"]["test"]["auprc"] for r in reps if "round1" in r]
+    if base:
+        out.append(f"same seeds without the supervisor: test AUPRC {sum(base) / len(base):.4f}; with it: "
+                   f"{summary['test']['auprc']['mean']:.4f}")
+    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -19,8 +36,9 @@ def register(app: typer.Typer) -> None:
     def train(
         data: Path = typer.Option(..., "--data", help="Graph file: .mat, .npz, CSV edge list (+ --nodes) or "
                                   "a signed trust CSV (source,target,rating,time) such as Bitcoin OTC."),
-        model: str = typer.Option("hsign", "--model", help="hsign (the best in bench/bench_fraud.py) | sage | gat | "
-                                  "bwgnn | rgnn | xgbgraph"),
+        model: str = typer.Option("auto", "--model", help="auto (tunes xgbgraph, rfgraph, mlp, bwgnn and hsign on "
+                                  "this graph, keeps the best on validation AUPRC per seed; see fraud/auto.py) | "
+                                  "hsign | sage | gat | bwgnn | rgnn | mlp | xgbgraph | rfgraph"),
         setting: str = typer.Option("full", "--setting", help="full: the file's split or stratified 40/20/40; "
                                     "semi: 20 fraud + 80 normal for train and for validation."),
         seeds: int = typer.Option(5, "--seeds", min=1, help="Number of seeds (0..N-1); mean ± std reported."),
@@ -32,11 +50,18 @@ def register(app: typer.Typer) -> None:
         minibatch: bool = typer.Option(False, "--minibatch", help="NeighborLoader mini-batches (needs "
                                        "pyg-lib or torch-sparse: pip install 'finllm[sparse]')."),
         threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0 = torch default)."),
-        supervisor: str = typer.Option("none", "--supervisor", help="none | llm: LLM-supervised training "
-                                       "(selective queries, calibrated trust; see fraud/supervisor)."),
+        supervisor: str = typer.Option("none", "--supervisor", help="none | llm: LLM-supervised training with "
+                                       "the configured endpoint (calibrated first on held-out labels; stops "
+                                       "when the verdicts add nothing beyond the detector's score; see "
+                                       "fraud/supervisor) | simulated: verdicts of known quality drawn from "
+                                       "the true labels (needs --simulated-auroc; a what-if, not an LLM)."),
+        simulated_auroc: float | None = typer.Option(None, "--simulated-auroc", help="AUROC Q of the "
+                                                     "simulated verdicts (0 < Q < 1); only with --supervisor "
+                                                     "simulated."),
         llm_budget: int = typer.Option(60, "--llm-budget", min=0, help="LLM verdict requests per seed."),
-        supervisor_uses: str = typer.Option("pseudo,noise,edges", "--supervisor-uses",
-                                            help="Comma list of verdict uses: pseudo, noise, edges."),
+        supervisor_uses: str = typer.Option("all", "--supervisor-uses",
+                                            help="Comma list of verdict uses: pseudo, fuse, noise, edges "
+                                                 "(all: every one)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     ) -> None:
         """Train a fraud detector over several seeds under the GADBench protocol and print the metrics.
@@ -56,8 +81,9 @@ def register(app: typer.Typer) -> None:
         from fraud.splits import SETTINGS, make_split
         from fraud.train import run_seeds
 
-        if supervisor not in ("none", "llm"):
-            raise ConfigError(f"--supervisor must be none or llm, got {supervisor!r}")
+        from fraud.supervisor.sources import check_source, verdict_source
+
+        check_source(supervisor, simulated_auroc)
         if setting not in SETTINGS:
             raise ConfigError(f"--setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
         name = canonical_name(model)
@@ -68,17 +94,20 @@ def register(app: typer.Typer) -> None:
         store = open_store()
         cfg = {"data": str(data), "dataset": ds.name, "model": name, "setting": setting,
                "seeds": list(range(seeds)), "epochs": epochs, "patience": patience, "minibatch": minibatch,
-               "supervisor": supervisor, "llm_budget": llm_budget, "supervisor_uses": supervisor_uses}
-        run_id = store.start_run("fraud_train", cfg, name=f"{name} {setting} {ds.name}")
+               "supervisor": supervisor, "llm_budget": llm_budget, "supervisor_uses": supervisor_uses,
+               **({"simulated_auroc": simulated_auroc} if supervisor == "simulated" else {})}
+        sim_tag = f" + SIMULATED verdicts (AUROC {simulated_auroc:g})" if supervisor == "simulated" else ""
+        run_id = store.start_run("fraud_train", cfg, name=f"{name} {setting} {ds.name}{sim_tag}")
         try:
-            if supervisor == "llm":
-                from finllm.llm import get_gateway
+            if supervisor != "none":
                 from fraud.supervisor.loop import run_seeds_supervised
 
-                summary, kept = run_seeds_supervised(
-                    ds, name, setting, seeds, budget=llm_budget, uses=supervisor_uses, progress=not as_json,
-                    gateway=lambda: get_gateway(run_id=run_id, store=store), epochs=epochs, patience=patience,
-                    minibatch=minibatch)
+                with verdict_source(supervisor, ds.data.y.numpy(), auroc=simulated_auroc, run_id=run_id,
+                                    store=store, calls=seeds * llm_budget) as (gateway, source):
+                    summary, kept = run_seeds_supervised(
+                        ds, name, setting, seeds, budget=llm_budget, uses=supervisor_uses, progress=not as_json,
+                        gateway=gateway, source=source, epochs=epochs, patience=patience, minibatch=minibatch)
+                summary["supervisor_source"] = source
             else:
                 summary, kept = run_seeds(ds, name, setting, seeds, progress=not as_json, epochs=epochs,
                                           patience=patience, minibatch=minibatch)
@@ -106,8 +135,12 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         rep = {k: v for k, v in ds.report.items() if k != "label_rule"}
-        console.print(f"[bold]{ds.name}[/]: {ds.num_nodes} nodes, {ds.data.edge_index.size(1)} directed edges, "
-                      f"{int((ds.data.y == 1).sum())} fraud / {int((ds.data.y >= 0).sum())} labelled; {rep}")
+        from finllm.cli.tables import print_mapping  # a table of the loader's counts, not a raw dict
+
+        print_mapping(f"{ds.name}: {ds.num_nodes} nodes, {ds.data.edge_index.size(1)} directed edges, "
+                      f"{int((ds.data.y == 1).sum())} fraud / {int((ds.data.y >= 0).sum())} labelled",
+                      {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
+                       for k, v in rep.items()})
         t = Table(title=f"{name} · {setting} · {len(summary['seeds'])} seeds (test, mean ± std)")
         for col in ("AUROC", "AUPRC", "Rec@K", "macro-F1", "train s"):
             t.add_column(col, justify="right")
@@ -115,6 +148,8 @@ def register(app: typer.Typer) -> None:
         t.add_row(_fmt(te["auroc"]), _fmt(te["auprc"]), _fmt(te["rec@k"]), _fmt(te["macro_f1"]),
                   f"{summary['train_time_s']['mean']:.1f}")
         Console(width=max(Console().width, 110)).print(t)
+        for line in _supervisor_lines(summary):
+            typer.echo(plain(line))
         if model_id:
             typer.echo(f"model {model_id} saved (seed {summary['kept_seed']}, best validation AUPRC); run {run_id}")
 
@@ -146,9 +181,9 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(f"scored {info['nodes']} nodes ({info['nodes_per_s']:.0f} nodes/s): "
                    f"{info['above_threshold']} above threshold; {info['alerts_saved']} alerts saved; "
-                   f"CSV {info['csv']}")
+                   f"CSV {plain(info['csv'])}")
         for r in info["top"]:
-            typer.echo(f"  #{r['rank']:>4}  node {r['node']:<12} score {r['score']:.4f}"
+            typer.echo(f"  #{r['rank']:>4}  node {plain(r['node']):<12} score {r['score']:.4f}"
                        f"{'  ALERT' if r['above_threshold'] else ''}")
         if "labelled_eval" in info:
             ev = info["labelled_eval"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from finllm.cli.common import console, emit_json, friendly_errors
+from finllm.cli.common import console, emit_json, friendly_errors, plain
 
 app = typer.Typer(
     help=("The LLM gateway. Default: an embedded llama.cpp server with SmolLM2-135M-Instruct (offline, "
@@ -58,7 +58,11 @@ def check(
     use_cache: bool = typer.Option(False, "--cache/--no-cache", help="Allow a cached answer."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
-    """Send one structured request to the configured endpoint; print the parsed object and latency."""
+    """Send one structured request to the configured endpoint; print the parsed object and latency.
+
+    An endpoint that is down, a server that cannot start or a model the endpoint does not serve ends at once
+    with exit code 2 and one line naming FINLLM_LLM_BASE_URL / FINLLM_LLM_MODEL; a bad answer exits 1.
+    """
     from typing import Literal
 
     from pydantic import BaseModel, Field
@@ -73,13 +77,14 @@ def check(
 
     import time
 
+    from finllm.cli.llm_wait import ensure_llm, waiting
+
     settings = load_settings()
     gw = get_gateway(settings=settings)
     t0 = time.perf_counter()
-    with console.status("connecting (starts the embedded server if none is running) ..."):
-        gw.connect()
+    ensure_llm(gw)  # down / not starting / wrong model: one line naming the settings, exit 2
     connect_s = time.perf_counter() - t0
-    with console.status("asking the model ..."):
+    with waiting(f"asking {settings.llm_model}"):
         res = gw.structured("check", {"headline": headline}, Sentiment, max_tokens=64, use_cache=use_cache)
     out = {**describe(settings), "template": res.template, "ok": bool(res), "attempts": res.attempts,
            "connect_s": round(connect_s, 3), "latency_s": round(res.latency_s, 3), "usage": res.usage}
@@ -96,7 +101,7 @@ def check(
             typer.echo(f"model {out['model']} at {where}: {res.latency_s:.2f}s, {res.attempts} call(s), "
                        f"{sum(res.usage.values())} tokens{' (cached)' if res.cached else ''}")
         else:
-            typer.echo(f"FAILED ({res.kind}): {res.message}", err=True)
+            typer.echo(plain(f"FAILED ({res.kind}): {res.message}"), err=True)
     if not res:
         raise typer.Exit(1)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from finllm.cli.common import console, emit_json, friendly_errors
+from finllm.cli.common import console, emit_json, friendly_errors, safe
 
 
 def register(app: typer.Typer) -> None:
@@ -24,19 +24,24 @@ def register(app: typer.Typer) -> None:
                                                         "sqlite in FINLLM_HOME)."),
         as_json: bool = typer.Option(False, "--json", help="Print a JSON result instead of a sentence."),
     ) -> None:
-        """Write a report: tables, plots (IC over time, long-short with costs, quantile returns, factor correlations; or ROC/PR curves, score distributions, alerts) and a grounded LLM narrative.
+        """Write a report: tables, plots (IC over time, long-short with costs, quantile returns, factor correlations; or ROC/PR curves, score distributions, alerts) and a narrative.
 
-        The file embeds every image, so it opens offline and can be mailed as is. Numbers in the narrative are checked against the run's facts; unsupported ones are removed and noted.
+        The narrative is a list of sentences, each citing the run's facts; the LLM chooses and phrases them, code inserts every number from the cited facts and drops any sentence that states a number, a date or a data-use claim its facts do not back. When none survives (usual with the default 135M model) or the LLM fails, a deterministic summary written by code from the facts is shown, and says so. --json prints the facts and each sentence with the keys it cites. The file embeds every image, so it opens offline.
         """  # noqa: E501
         from finllm.reports.html import publish
         from finllm.store import open_store
 
+        from finllm.cli.checks import check_out_file
+
+        check_out_file(out)  # a directory or a missing folder: refused before anything is written
         store = open_store(database)
         with console.status("writing the report (the LLM narrative first, if the run has none) ..."):
             result = publish(run_id, store, out, narrative=narrative, refresh=refresh)
-        if result["narrative"] == "failed":
-            console.print(f"[yellow]narrative not available:[/] {result['narrative_error']}")
+        story = result["narrative"]
+        if story["status"] == "failed":
+            console.print(f"[yellow]LLM narrative not available:[/] {safe(story['note'])}")
         if as_json:
             emit_json(result)
         else:
-            typer.echo(f"wrote {result['path']} ({result['bytes']:,} bytes; narrative {result['narrative']})")
+            typer.echo(f"wrote {result['path']} ({result['bytes']:,} bytes; narrative {story['status']}, "
+                       f"{'by the LLM' if story['source'] == 'llm' else 'deterministic summary from the facts'})")

@@ -16,19 +16,22 @@
 
       export FINLLM_LLM_BASE_URL=https://api.openai.com/v1   # or http://localhost:11434/v1 (Ollama)
       export FINLLM_LLM_MODEL=gpt-4o-mini                     # the endpoint's model name
-      export OPENAI_API_KEY=...                               # read from the env only; never stored/logged
+      export OPENAI_API_KEY=...                               # env only; scrubbed from every reply
 
   ``finllm llm check`` sends one request and prints the parsed object and latency;
   ``finllm llm serve`` keeps a local server running so many commands share one warm model.
 * **Structured output** (:mod:`.structured`): JSON schema ``response_format`` where supported, JSON
   mode otherwise; Pydantic validation; up to ``max_repairs`` repair rounds that feed the validation
   error back. Result: :class:`LLMResult` (``.value``) or a falsy :class:`LLMFailure` (``.kind``).
+  ``structured(..., grammar=GBNF)`` makes llama.cpp servers decode under a grammar (factor formulas:
+  :mod:`factors.grammar`); endpoints that reject it are remembered and get the schema + repair path.
+  ``gw.probe()`` checks cheaply that the endpoint answers and serves the model (``finllm.cli.llm_wait``).
 * **Resilience** (:mod:`.client`): timeouts, retries with exponential backoff + jitter on 429 (honours
   ``Retry-After``), 5xx and connection errors; ``structured_many`` runs at most ``llm_concurrency``
   requests at a time.
 * **Budget** (:mod:`.budget`): per run, calls and tokens, checked before every request.
-* **Cache + usage** (:mod:`.cache`): validated answers in ``llm_cache`` keyed by (model, template
-  id+version, rendered prompt, schema, sampling params) - a re-run costs zero calls
+* **Cache + usage** (:mod:`.cache`): validated answers in ``llm_cache`` keyed by (endpoint, model,
+  template id+version, rendered prompt, schema, grammar, sampling params) - a re-run costs zero calls
   (``use_cache=False`` bypasses it); one ``llm_calls`` row per request with tokens and latency.
 * **Templates** (:mod:`.templates`): versioned jinja2 files ``templates/<id>.v<N>.j2`` with a
   ``system`` and a ``user`` block; untrusted text goes through the ``untrusted`` filter.

@@ -1,8 +1,9 @@
 """Response cache and usage records in the store (tables ``llm_cache`` and ``llm_calls``).
 
-The cache key hashes everything that decides the answer: model, template id + version, the rendered
-system and user messages, the JSON schema, and the sampling parameters (temperature, max_tokens,
-sample index for self-consistency). Only validated responses are cached, so a re-run of the same
+The cache key hashes everything that decides the answer: the endpoint (base URL, or ``embedded``),
+model, template id + version, the rendered system and user messages, the JSON schema, the GBNF grammar
+(if any), and the sampling parameters (temperature, max_tokens, sample index for self-consistency).
+A different endpoint serving a model of the same name never gets another endpoint's answers. Only validated responses are cached, so a re-run of the same
 work costs zero calls.
 """
 
@@ -21,9 +22,10 @@ _write_lock = threading.Lock()  # SQLite allows one writer; serialise this proce
 
 
 def cache_key(*, model: str, template_id: str, version: str, system: str, user: str,
-              schema: dict, sampling: dict) -> str:
-    payload = {"model": model, "template": f"{template_id}.{version}", "system": system, "user": user,
-               "schema": schema, "sampling": sampling}
+              schema: dict, sampling: dict, endpoint: str = "", grammar: str | None = None) -> str:
+    """sha256 hex of everything that decides the answer (see the module docstring)."""
+    payload = {"endpoint": endpoint, "model": model, "template": f"{template_id}.{version}", "system": system,
+               "user": user, "schema": schema, "sampling": sampling, "grammar": grammar}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -20,6 +20,16 @@ internal   anything else (a bug): the message says what
 Retries: 429 (waits at least ``Retry-After``), 5xx, timeouts and connection errors are retried up to
 ``max_retries`` times with exponential backoff and jitter. Each retry and repair round is one call
 against the budget. ``attempts`` on results and failures = HTTP requests actually sent.
+
+Grammars: ``structured(..., grammar=GBNF)`` sends the grammar in the request body's ``grammar`` field
+(llama.cpp / llama-cpp-python servers decode under it, so the reply is in the language by construction;
+no ``response_format`` is sent then, because llama-cpp-python would replace the grammar by the schema's).
+An endpoint that rejects the field (an HTTP 400/422 naming ``grammar``) is remembered for this process and
+asked again without it: the schema's ``response_format`` plus validate -> repair, as for any request.
+
+Secrets: the API key and key-like strings are replaced by ``[redacted]`` in every reply, successful or
+not, before it is validated, cached, recorded or returned (an endpoint may echo what it was sent).
+The cache key includes the endpoint (base URL; ``embedded`` for the built-in server) and the grammar.
 """
 
 from __future__ import annotations
@@ -45,7 +55,8 @@ from finllm.llm.structured import MODES, repair_messages, response_format, schem
 from finllm.llm.templates import TemplateError, render_template
 
 _learned_modes: dict[str, str] = {}  # base_url -> response_format mode the server accepted
-_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+)")
+_no_grammar: set[str] = set()  # base URLs that rejected the ``grammar`` request field
+_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._~+/=\-]+)")
 
 
 @dataclass
@@ -129,6 +140,7 @@ class Gateway:
         self.base_url = base_url or self.settings.llm_base_url  # None -> embedded server, lazily
         self.model = self.settings.llm_model
         self.embedded = self.base_url is None
+        self.endpoint = "embedded" if self.embedded else str(self.base_url)  # identity in cache keys
         if mode != "auto" and mode not in MODES:
             raise ValueError(f"mode must be 'auto' or one of {MODES}")
         # llama-cpp-python rejects json_schema; it compiles {"type":"json_object","schema":...} instead.
@@ -185,6 +197,19 @@ class Gateway:
         d = min(self.max_backoff_s, self.backoff_s * (2 ** retry))
         return d / 2 + random.uniform(0, d / 2)
 
+    @property
+    def grammar_supported(self) -> bool:
+        """False once this endpoint rejected the ``grammar`` field (then schemas + repair are used)."""
+        return self.endpoint not in _no_grammar
+
+    def _drop_grammar(self, message: str) -> bool:
+        """If the endpoint rejected the ``grammar`` field, remember it; True if it did."""
+        if "grammar" not in message.lower():
+            return False
+        with self._lock:
+            _no_grammar.add(self.endpoint)
+        return True
+
     def _downgrade(self, message: str) -> bool:
         """If the server rejected our response_format, move to the next mode; True if it did."""
         if not self._auto or "response_format" not in message:
@@ -198,7 +223,8 @@ class Gateway:
             return True
 
     def _complete(self, messages: list[dict[str, Any]], schema: type[BaseModel], *, temperature: float,
-                  max_tokens: int, seed: int | None, tally: dict[str, int]) -> tuple[str, str | None]:
+                  max_tokens: int, seed: int | None, tally: dict[str, int],
+                  grammar: str | None = None) -> tuple[str, str | None]:
         """One logical request with retries. Returns (content, finish_reason) or raises _CallFailed."""
         import openai
 
@@ -213,7 +239,10 @@ class Gateway:
             mode = self._mode
             kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature,
                                       "max_tokens": max_tokens}
-            rf = response_format(mode, schema)
+            with_grammar = grammar is not None and self.grammar_supported
+            rf = None if with_grammar else response_format(mode, schema)
+            if with_grammar:
+                kwargs["extra_body"] = {"grammar": grammar}
             if rf is not None:
                 kwargs["response_format"] = rf
             if seed is not None:
@@ -234,6 +263,8 @@ class Gateway:
             except openai.APIStatusError as exc:
                 self.budget.settle(est, 0)
                 msg = self._scrub(f"HTTP {exc.status_code} from {self.base_url}: {str(exc)[:500]}")
+                if with_grammar and exc.status_code in (400, 422) and self._drop_grammar(str(exc)):
+                    continue  # same request without the grammar field; not a retry
                 if exc.status_code in (400, 422, 500) and self._downgrade(str(exc)):
                     continue  # same request in the next response_format mode; not a retry
                 last = LLMFailure("http", msg, status=exc.status_code)
@@ -248,6 +279,11 @@ class Gateway:
                 last = LLMFailure("http", self._scrub(f"bad response from {self.base_url}: "
                                                       f"{type(exc).__name__}: {str(exc)[:300]}"))
             else:
+                if not hasattr(resp, "choices"):  # e.g. an HTML page with status 200: the SDK hands back text
+                    self.budget.settle(est, 0)
+                    raise _CallFailed(LLMFailure("http", self._scrub(
+                        f"bad response from {self.base_url}: not a chat completion ({type(resp).__name__}: "
+                        f"{str(resp)[:120]!r})")))
                 u = resp.usage
                 pt = int(getattr(u, "prompt_tokens", 0) or 0) if u else 0
                 ct = int(getattr(u, "completion_tokens", 0) or 0) if u else 0
@@ -258,7 +294,7 @@ class Gateway:
                 choice = resp.choices[0] if resp.choices else None
                 if choice is None:
                     return "", None
-                return choice.message.content or "", choice.finish_reason
+                return self._scrub(choice.message.content or ""), choice.finish_reason
             if not retryable or retry >= self.max_retries:
                 raise _CallFailed(last)
             delay = self._backoff(retry)
@@ -281,12 +317,42 @@ class Gateway:
             raise ConfigError(exc.failure.message) from None
         return str(self.base_url)
 
+    def probe(self, timeout_s: float = 10.0) -> LLMFailure | None:
+        """A cheap check that the endpoint answers and serves ``model`` (``GET /models``; starts the
+        embedded server if needed). None when usable or when the endpoint cannot tell (no /models route);
+        else a failure: ``server``, ``connection``, ``timeout``, ``http`` (401/403) or ``model``."""
+        import openai
+
+        try:
+            client = self._get_client()
+            listed = [m.id for m in client.with_options(timeout=timeout_s, max_retries=0).models.list()]
+        except _CallFailed as exc:
+            return exc.failure
+        except openai.APITimeoutError:
+            return LLMFailure("timeout", f"no answer within {timeout_s:g}s from {self.base_url}")
+        except openai.APIConnectionError as exc:
+            return LLMFailure("connection", self._scrub(f"cannot reach {self.base_url}: {exc}"))
+        except openai.APIStatusError as exc:
+            if exc.status_code in (401, 403):
+                return LLMFailure("http", self._scrub(f"HTTP {exc.status_code} from {self.base_url}: "
+                                                      f"{str(exc)[:200]}"), status=exc.status_code)
+            return None  # e.g. 404: no /models route here; the first real request will tell
+        except Exception:  # a body that is not a model list: inconclusive
+            return None
+        if listed and self.model not in listed:
+            shown = ", ".join(listed[:5]) + (" ..." if len(listed) > 5 else "")
+            return LLMFailure("model", f"{self.base_url} does not serve model {self.model!r} (it serves {shown})")
+        return None
+
     def structured(self, template: str, variables: dict[str, Any], schema: type[BaseModel], *,
                    temperature: float = 0.0, max_tokens: int = 256, use_cache: bool = True,
-                   max_repairs: int = 2, sample: int | None = None) -> LLMResult | LLMFailure:
+                   max_repairs: int = 2, sample: int | None = None,
+                   grammar: str | None = None) -> LLMResult | LLMFailure:
         """Render ``template`` with ``variables``, ask for JSON fitting ``schema``, validate.
 
         ``sample`` (self-consistency) makes the k-th sample a distinct cache entry and seeds it.
+        ``grammar``: a GBNF grammar whose language is JSON fitting ``schema``; endpoints that take it
+        decode under it, the others fall back to ``response_format`` + validate -> repair.
         """
         t0 = time.monotonic()
         tally = {"attempts": 0, "prompt_tokens": 0, "completion_tokens": 0}
@@ -300,9 +366,11 @@ class Gateway:
             system = f"{prompt.system}\n\n{schema_hint(schema)}"
             sampling = {"temperature": temperature, "max_tokens": max_tokens, "sample": sample}
             key = cache_mod.cache_key(model=self.model, template_id=tid, version=version, system=system,
-                                      user=prompt.user, schema=schema_of(schema), sampling=sampling)
+                                      user=prompt.user, schema=schema_of(schema), sampling=sampling,
+                                      endpoint=self.endpoint, grammar=grammar)
             if use_cache and self.store is not None:
                 hit = cache_mod.cache_get(self.store, key)
+                hit = None if hit is None else self._scrub(hit)  # rows written before scrubbing existed
                 value, _ = validate(hit, schema) if hit is not None else (None, None)
                 if value is not None:
                     self._bump(cached=1)
@@ -313,10 +381,10 @@ class Gateway:
             messages: list[dict[str, Any]] = [{"role": "system", "content": system},
                                               {"role": "user", "content": prompt.user}]
             seed = None if sample is None else int(sample)
-            error = ""
+            error, cut = "", False
             for _round in range(max_repairs + 1):
                 raw, finish = self._complete(messages, schema, temperature=temperature,
-                                             max_tokens=max_tokens, seed=seed, tally=tally)
+                                             max_tokens=max_tokens, seed=seed, tally=tally, grammar=grammar)
                 value, error = validate(raw, schema)
                 if value is not None:
                     canonical = value.model_dump_json()
@@ -327,11 +395,14 @@ class Gateway:
                                     f"{tid}.{version}", raw)
                     self._record(res, tid, version, key, "ok", None)
                     return res
-                if finish == "length":
-                    error += f" (the reply was cut off at max_tokens={max_tokens}; answer more briefly)"
-                messages = messages + repair_messages(raw, error, schema)
-            raise _CallFailed(LLMFailure("invalid", f"no valid answer after {max_repairs} repair rounds: "
-                                                    f"{error}", raw=raw))
+                cut = finish == "length"
+                to_model = error + (f" (the reply was cut off at max_tokens={max_tokens}; answer more briefly)"
+                                    if cut else "")
+                messages = messages + repair_messages(raw, to_model, schema)
+            why = f" (the model's reply was cut off at max_tokens={max_tokens})" if cut else ""
+            raise _CallFailed(LLMFailure("invalid", f"the model {self.model!r} gave no answer in the expected "
+                                                    f"format after {max_repairs} repair round(s): {error}{why}",
+                                         raw=raw))
         except _CallFailed as exc:
             fail = exc.failure
         except Exception as exc:  # never raise from inside structured

@@ -39,6 +39,7 @@ and the alerts of the FraudModel whose ``run_id`` is the run.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,29 @@ from sqlalchemy import select
 from finllm.errors import DataError
 from finllm.store import FraudModel, Run, Store
 
+FactValue = int | float | str
+
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"train": "train", "val": "valid", "valid": "valid", "validation": "valid", "test": "test"}
 FACTOR_KINDS = ("factor_mine",)
 FRAUD_KINDS = ("fraud_train",)
 TOP_ALERTS = 10
+EXPLANATION_CHARS = 600
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def whole_sentences(text: str, limit: int) -> str:
+    """The leading whole sentences of ``text`` that fit in ``limit`` characters (never cut mid-sentence;
+    "…" marks that sentences were left out)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    out = ""
+    for sent in _SENTENCE_END.split(text):
+        if len(out) + len(sent) + 2 > limit:
+            break
+        out = f"{out} {sent}".strip()
+    return f"{out} …".strip()
 
 
 def round_sig(x: float, sig: int = 4) -> float:
@@ -159,7 +178,9 @@ def load_predictions(run: Run) -> dict[str, np.ndarray] | None:
     path = (run.artifacts or {}).get("predictions")
     if not path:
         return None
-    p = Path(path)
+    from finllm.store.paths import resolve_stored
+
+    p = resolve_stored(path)  # absolute, or an older row's path relative to the home / working folder
     if not p.is_file():
         return None
     try:
@@ -198,7 +219,7 @@ def fraud_facts(run: Run, store: Store) -> dict[str, Any]:
             facts["alerts"] = {"batch": batch, "count": len(these),
                                "above_threshold": sum(a.above_threshold for a in these),
                                "top": [{"rank": a.rank, "node": a.node, "score": a.score,
-                                        "explanation": (a.explanation or "")[:400]}
+                                        "explanation": whole_sentences(a.explanation or "", EXPLANATION_CHARS)}
                                        for a in sorted(these, key=lambda a: a.rank)[:TOP_ALERTS]]}
     preds = load_predictions(run)
     if preds is not None:
@@ -218,3 +239,147 @@ def build_facts(run_id: str, store: Store) -> dict[str, Any]:
     if run.kind in FRAUD_KINDS:
         return fraud_facts(run, store)
     return clean({"run": _run_header(run), "config": _scalars(run.config), "other_metrics": _scalars(run.metrics)})
+
+
+# ---- flat facts: what a narrative sentence may cite (key -> one scalar) -----------------------------
+# What each split was used for, as the code that writes these runs does it (factors.mine, fraud.train):
+# a narrative's claim about data use can only be made by citing these.
+SPLIT_USE = {
+    "factor_mine": {
+        "train": "the only period the miner saw: factors were searched and the pool's weights fitted on it",
+        "valid": "not used by the miner or the pool's weights; reported as an out-of-sample check "
+                 "(a LightGBM baseline, when present, stops early on it)",
+        "test": "held out: not used for the search, the weights or any choice; only reported",
+    },
+    "fraud_train": {
+        "train": "the detector's weights were fitted on the training labels",
+        "valid": "used to stop training (best validation AUPRC), to choose the decision threshold (best "
+                 "validation macro-F1) and, with the LLM supervisor, to measure its verdicts' reliability",
+        "test": "held out: not used for training or for any choice; only reported",
+    },
+}
+# The same in the terms of finllm.reports.grounding's data-use check: which roles each *_use fact backs.
+SPLIT_ROLES = {
+    "factor_mine": {"train": frozenset({"fit", "select", "use"}), "valid": frozenset({"evaluate", "use"}),
+                    "test": frozenset({"evaluate", "use"})},
+    "fraud_train": {"train": frozenset({"fit", "use"}), "valid": frozenset({"select", "evaluate", "use"}),
+                    "test": frozenset({"evaluate", "use"})},
+}
+NARRATIVE_SPLITS = ("valid", "test")
+FACTOR_NARRATIVE_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "sharpe", "ann_return", "turnover")
+FRAUD_NARRATIVE_METRICS = ("auroc", "auprc", "rec@k", "recall_at_k", "macro_f1")
+PERCENT_KEYS = ("fraud_rate", "ann_return")
+MAX_BASELINES, MAX_MEMBERS = 3, 3
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def slug(name: str) -> str:
+    """A fact-key part from a name: ``"rec@k"`` -> ``rec_at_k``, ``"XGB Graph"`` -> ``xgb_graph``."""
+    return _SLUG.sub("_", str(name).lower().replace("@", "_at_")).strip("_") or "x"
+
+
+def fmt_fact(key: str, value: FactValue) -> str:
+    """A fact as people read it: 4 significant digits, thousands commas, no exponent; rates as %."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "n/a"
+        if any(key.endswith(p) for p in PERCENT_KEYS):
+            return f"{round_sig(value * 100, 3):g}%"
+        v = round_sig(value, 4)
+        if v == 0 or abs(v) >= 1000:
+            return f"{v:,.0f}"
+        text = f"{v:.{max(0, 3 - math.floor(math.log10(abs(v))))}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return str(value)
+
+
+def _period(config: dict[str, Any], split: str) -> str | None:
+    text = (config.get("splits") or {}).get(split) or config.get(split)
+    if not isinstance(text, str) or ":" not in text:
+        return None
+    a, b = text.split(":", 1)
+    return f"{a} to {b}"
+
+
+def _put_metrics(out: dict[str, FactValue], prefix: str, per_split: dict[str, dict[str, Any]],
+                 metrics: tuple[str, ...], splits: tuple[str, ...] = SPLITS) -> None:
+    for split in splits:
+        for m in metrics:
+            for name in (m, f"{m}_std"):
+                v = per_split.get(split, {}).get(name)
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out[f"{prefix}{split}_{slug(name)}"] = v
+
+
+def _put_baselines(out: dict[str, FactValue], facts: dict[str, Any], metrics: tuple[str, ...]) -> None:
+    cmp = {(c["baseline"], c["split"], c["metric"]): c for c in facts.get("comparisons", [])}
+    for name in list(facts.get("baselines", {}))[:MAX_BASELINES]:
+        b = slug(name)
+        out[f"{b}_name"] = str(name)
+        _put_metrics(out, f"{b}_", facts["baselines"][name], metrics, NARRATIVE_SPLITS)
+        for split in NARRATIVE_SPLITS:
+            for m in metrics:
+                c = cmp.get((name, split, m))
+                if c is not None:
+                    out[f"vs_{b}_{split}_{slug(m)}"] = c["difference"]
+
+
+def narrative_facts(facts: dict[str, Any]) -> dict[str, FactValue]:
+    """The flat facts a narrative may cite: ``{key: scalar}`` built from :func:`build_facts` output, with
+    what each split was used for (``train_use`` ...) and its dates (``test_period``, factor runs).
+    Keys are stable names (``test_rank_ic``, ``vs_<baseline>_test_auroc``, ``threshold``)."""
+    kind = facts.get("run", {}).get("kind", "")
+    cfg = facts.get("config", {})
+    out: dict[str, FactValue] = {}
+    if facts.get("run", {}).get("name"):
+        out["run_name"] = str(facts["run"]["name"])
+    if kind == "factor_mine":
+        for key in ("method", "horizon", "cost_bps"):
+            if isinstance(cfg.get(key), (int, float, str)) and not isinstance(cfg.get(key), bool):
+                out[key] = cfg[key]
+        if isinstance(cfg.get("data"), str):
+            out["market"] = Path(cfg["data"]).name
+        out["pool_size"] = int(facts.get("pool_size", 0))
+        _put_metrics(out, "", facts.get("pool_metrics", {}), FACTOR_NARRATIVE_METRICS)
+        for m in facts.get("pool", [])[:MAX_MEMBERS]:
+            i = m["rank"]
+            out[f"factor{i}_formula"] = m["formula"]
+            if isinstance(m.get("weight"), (int, float)):
+                out[f"factor{i}_weight"] = m["weight"]
+            for metric in ("ic", "rank_ic"):
+                v = m.get("metrics", {}).get("test", {}).get(metric)
+                if isinstance(v, (int, float)):
+                    out[f"factor{i}_test_{metric}"] = v
+        _put_baselines(out, facts, FACTOR_NARRATIVE_METRICS)
+    elif kind == "fraud_train":
+        model = facts.get("model", {}).get("name") or cfg.get("model")
+        for key, v in (("model", model), ("dataset", cfg.get("dataset") or facts.get("model", {}).get("dataset")),
+                       ("setting", cfg.get("setting"))):
+            if isinstance(v, str) and v:
+                out[key] = Path(v).name if key == "dataset" else v
+        seeds = cfg.get("seeds")
+        if isinstance(seeds, list):
+            out["seeds"] = len(seeds)
+        elif isinstance(seeds, int) and not isinstance(seeds, bool):
+            out["seeds"] = seeds
+        _put_metrics(out, "", facts.get("metrics", {}), FRAUD_NARRATIVE_METRICS)
+        if isinstance(facts.get("threshold"), (int, float)):
+            out["threshold"] = facts["threshold"]
+        for k, v in (facts.get("test_set") or {}).items():
+            if isinstance(v, (int, float)):
+                out[f"test_{k}"] = v
+        alerts = facts.get("alerts") or {}
+        for k in ("batch", "count", "above_threshold"):
+            if alerts.get(k) not in (None, ""):
+                out[f"alerts_{k}"] = alerts[k]
+        _put_baselines(out, facts, FRAUD_NARRATIVE_METRICS)
+    for split, use in SPLIT_USE.get(kind, {}).items():
+        period = _period(cfg, split) if kind == "factor_mine" else None
+        if period:
+            out[f"{split}_period"] = period
+        out[f"{split}_use"] = use
+    return out

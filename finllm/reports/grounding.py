@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -180,3 +181,191 @@ def check_numbers(text: str, facts: Any, policy: Literal["remove", "flag"] = "re
             keep.append(text[a:b].strip())
     report.text = " ".join(keep)
     return report
+
+
+# ---- cited sentences: the narrative's unit of checking ---------------------------------------------
+# A sentence is {"template": text with {fact_key} placeholders, "facts": [cited keys]}. Code renders every
+# placeholder from the facts; the sentence's *own words* (the template without placeholders) may state a
+# number, a date or a data-use claim only where a cited fact backs it. See :func:`check_sentence`.
+PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.@-]+)\}")
+MAX_SENTENCE_CHARS = 400
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_NUMBER_WORDS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
+    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
+    "million": 1e6, "billion": 1e9, "dozen": 12, "half": 0.5, "twice": 2, "double": 2, "doubled": 2,
+    "triple": 3, "tripled": 3, "quarter": 0.25, "percent": None, "percentage": None,
+}
+# "one" as a pronoun ("the best one", "one of the") is not a count
+_NUMBER_WORD = re.compile(r"(?<!\bthe )(?<!\bthis )(?<!\bthat )(?<!\beach )(?<!\bany )\b("
+                          + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b(?! of\b)", re.I)
+_MONTHS = re.compile(r"\b(january|february|march|april|june|july|august|september|october|november|december|"
+                     r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\b\.?", re.I)
+_RELATIVE_TIME = re.compile(r"\b(yesterday|today|tomorrow|last (?:year|month|week|quarter)|this (?:year|month|"
+                            r"week|quarter)|next (?:year|month|week|quarter)|q[1-4])\b", re.I)
+# Data use: which split (train / valid / test) and what it was used for (fit / select / evaluate / leak).
+SPLIT_WORDS = {"train": r"\btrain(?:ing)?\b|\bin[- ]sample\b",
+               "valid": r"\bvalid(?:ation)?\b|\bdev(?:elopment)?\s+(?:set|split|period)\b",
+               "test": r"\btest(?:ing|ed)?\b|\bhold[- ]?out\b|\bheld[- ]out\b|\bout[- ]of[- ]sample\b"}
+ROLE_WORDS = {
+    "fit": r"\bfit(?:s|ted|ting)?\b|\btrained\b|\b(?:for|to|on|when) train(?:ing)?\b|\blearn\w*|\bestimat\w*"
+           r"|\boptimi[sz]\w*|\bmined\b|\bmining\b|\bsearch(?:ed)?\b",
+    "select": r"\btun(?:e|ed|ing)\b|\bselect\w*|\bchos\w*|\bchoos\w*|\bpick\w*|\bearly[- ]stop\w*"
+              r"|\b(?:for|to) validat\w*|\bvalidated\b|\bcalibrat\w*",
+    "evaluate": r"\bevaluat\w*|\bheld[- ]out\b|\bhold[- ]?out\b|\bunseen\b|\bout[- ]of[- ]sample\b"
+                r"|\b(?:for|to) test(?:ing)?\b|\btested\b",
+    "leak": r"\blook[- ]?ahead\b|\bleak\w*|\bfuture\b|\bpeek\w*|\bcontaminat\w*|\bsnoop\w*",
+    "use": r"\bus(?:e|ed|es|ing)\b|\bsaw\b|\bseen\b|\bexposed\b|\bnever\b",
+}
+# Roles a ``<split>_use`` fact backs when the caller gives none (facts.SPLIT_USE gives them per run kind).
+DEFAULT_SPLIT_ROLES = {"train": frozenset({"fit", "select", "use"}), "valid": frozenset({"select", "evaluate", "use"}),
+                       "test": frozenset({"evaluate", "use"})}
+_SPLIT_RE = {k: re.compile(v, re.I) for k, v in SPLIT_WORDS.items()}
+_ROLE_RE = {k: re.compile(v, re.I) for k, v in ROLE_WORDS.items()}
+_SPLIT_KEY = re.compile(r"(?:^|_)(train|valid|test)_")
+
+
+# A comparison with a baseline ("beats the baseline", "below xgbgraph") must cite the vs_* differences
+# it rests on, and their signs must agree with its direction.
+_BETTER = re.compile(r"\b(better|beats?|outperform\w*|higher|above|exceed\w*|improv\w*|ahead|superior|stronger|"
+                     r"wins?|surpass\w*)\b", re.I)
+_WORSE = re.compile(r"\b(worse|below|lower|underperform\w*|trails?|behind|inferior|weaker|loses?|lost|falls? short)\b",
+                    re.I)
+_BASELINE = re.compile(r"\bbaselines?\b", re.I)
+
+
+def _comparison_backed(words: str, cited: dict[str, Any], facts: dict[str, Any]) -> str | None:
+    """None unless ``words`` compare with a baseline (by that word or by a baseline's name anywhere in the
+    facts) without citing a ``vs_*`` difference, or in a direction the cited differences deny. Conservative:
+    "xgbgraph trails the detector" reads as 'worse' and is dropped when the detector is ahead."""
+    names = [str(v) for k, v in facts.items() if k.endswith("_name")
+             and any(x.startswith(f"vs_{k.removesuffix('_name')}_") for x in facts)]
+    if not (_BASELINE.search(words) or any(n and n.lower() in words.lower() for n in names)):
+        return None
+    better, worse = bool(_BETTER.search(words)), bool(_WORSE.search(words))
+    if not (better or worse):
+        return None
+    diffs = [v for k, v in cited.items() if k.startswith("vs_") and isinstance(v, (int, float))]
+    if not diffs:
+        return "compares with a baseline without citing the difference (vs_*)"
+    if better == worse or (better and min(diffs) <= 0) or (worse and max(diffs) >= 0):
+        return "its comparison with the baseline disagrees with the sign of the cited difference"
+    return None
+
+
+@dataclass
+class SentenceCheck:
+    """One sentence after checking: ``text`` (rendered) and ``facts`` (keys cited), or ``reason`` it was dropped."""
+
+    template: str
+    facts: list[str]
+    text: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
+def _cited_numbers(cited: dict[str, Any], fmt: Callable[[str, Any], str]) -> tuple[set[float], str]:
+    nums, strings = fact_numbers(list(cited.values()))
+    for k, v in cited.items():  # the rendered form too (a rate shown as 8.71%)
+        shown = fmt(k, v)
+        strings.add(shown)
+        nums.update(c.value for c in find_numbers(shown) if not c.percent)
+        nums.update(c.value / 100.0 for c in find_numbers(shown) if c.percent)
+    return nums, "\n".join(strings)
+
+
+def data_use_claims(words: str, keys: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(split, role) pairs a sentence may claim: every split it names (in its words or through a cited
+    ``test_...`` key) x every role its words name. Conservative: "the test period was used for
+    training" yields (test, fit). Look-ahead/leakage words yield ("any", "leak")."""
+    roles = [r for r, rx in _ROLE_RE.items() if rx.search(words)]
+    splits = [s for s, rx in _SPLIT_RE.items() if rx.search(words)]
+    splits += [m.group(1) for k in keys for m in [_SPLIT_KEY.search(k)] if m and not k.endswith(("_use", "_period"))]
+    pairs = [("any", "leak")] if "leak" in roles else []
+    return pairs + [(s, r) for s in dict.fromkeys(splits) for r in roles if r != "leak"]
+
+
+def _data_use_backed(words: str, keys: list[str], split_roles: dict[str, frozenset[str]]) -> str | None:
+    """None when every data-use claim of ``words`` is backed by a cited ``<split>_use`` fact, else why not."""
+    for split, role in data_use_claims(words, keys):
+        if role == "leak":
+            return "a claim about look-ahead or leakage: only code may state that"
+        if f"{split}_use" not in keys:
+            return f"a claim about how the {split} split was used, without citing {split}_use"
+        if role not in split_roles.get(split, ()):
+            return f"claims the {split} split was used to {role}, which {split}_use does not say"
+    return None
+
+
+def check_sentence(template: str, cited: list[str], facts: dict[str, Any], *,
+                   fmt: Callable[[str, Any], str] | None = None,
+                   split_roles: dict[str, frozenset[str]] | None = None) -> SentenceCheck:
+    """Render and check one narrative sentence against the flat ``facts`` ({key: scalar}).
+
+    Dropped (``reason`` set) when it cites an unknown key or none, has no placeholder (it would state no
+    value of the run) or one it cannot fill, or when its own words carry a number, a date or a data-use claim that no cited fact backs.
+    Placeholders count as citations. ``fmt(key, value)`` renders a value (default:
+    :func:`finllm.reports.facts.fmt_fact`); ``split_roles`` = what each ``<split>_use`` fact backs."""
+    if fmt is None:
+        from finllm.reports.facts import fmt_fact as fmt
+    template = " ".join(str(template).split())
+    keys = list(dict.fromkeys([str(k) for k in cited] + PLACEHOLDER.findall(template)))
+    out = SentenceCheck(template, keys)
+    unknown = [k for k in keys if k not in facts]
+    own = PLACEHOLDER.sub(" ", template)
+    if unknown:
+        out.reason = f"cites unknown fact(s) {', '.join(unknown[:3])}"
+    elif not keys:
+        out.reason = "cites no fact"
+    elif "{" in own or "}" in own:
+        out.reason = "a malformed placeholder"
+    elif len(_WORD.findall(own)) < 3:
+        out.reason = "not a sentence"
+    elif not PLACEHOLDER.search(template):  # prose that states no value of the run is unchecked opinion
+        out.reason = "states no fact (no {key} placeholder)"
+    elif len(template) > MAX_SENTENCE_CHARS:
+        out.reason = f"longer than {MAX_SENTENCE_CHARS} characters"
+    if out.reason:
+        return out
+    sub = {k: facts[k] for k in keys}
+    nums, strings = _cited_numbers(sub, fmt)
+    bad = [c.text for c in find_numbers(own) if not is_supported(c, nums)]
+    bad += [d for d in find_dates(own) if d not in strings]
+    for m in _NUMBER_WORD.finditer(own):
+        val = _NUMBER_WORDS[m.group(1).lower()]
+        if val is None or not any(abs(val - f) < 1e-9 for f in nums):
+            bad.append(m.group(1))
+    bad += [m.group(0) for m in (*_MONTHS.finditer(own), *_RELATIVE_TIME.finditer(own))
+            if m.group(0).lower().rstrip(".") not in strings.lower()]
+    if bad:
+        out.reason = f"its own words state {', '.join(bad[:3])}, which no cited fact backs"
+        return out
+    why = _data_use_backed(own, keys, split_roles or DEFAULT_SPLIT_ROLES) or _comparison_backed(own, sub, facts)
+    if why:
+        out.reason = why
+        return out
+    text = PLACEHOLDER.sub(lambda m: fmt(m.group(1), facts[m.group(1)]), template).strip()
+    out.text = text if text[-1] in ".!?" else text + "."
+    return out
+
+
+def unbacked_numbers(sentences: list[dict[str, Any]], facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The audit anyone can run on a report's ``--json``: each sentence (``text``, ``facts``) whose rendered
+    text states a number or date that its cited facts do not carry. Returns [{text, numbers}]; [] = clean."""
+    from finllm.reports.facts import fmt_fact
+
+    bad = []
+    for s in sentences:
+        cited = {k: facts[k] for k in s.get("facts", []) if k in facts}
+        nums, strings = _cited_numbers(cited, fmt_fact)
+        text = str(s.get("text", ""))
+        wrong = [c.text for c in find_numbers(text) if not is_supported(c, nums)]
+        wrong += [d for d in find_dates(text) if d not in strings]
+        if wrong:
+            bad.append({"text": text, "numbers": wrong})
+    return bad

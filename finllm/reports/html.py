@@ -22,7 +22,8 @@ import numpy as np
 
 from finllm.errors import DataError, FinllmError
 from finllm.reports import plots
-from finllm.reports.facts import SPLITS, build_facts, load_predictions
+from finllm.reports.facts import SPLITS, build_facts, load_predictions, narrative_facts
+from finllm.reports.summary import Narrative, narrative_from_stored, parse_stored, summarize_run
 from finllm.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -188,9 +189,10 @@ def fraud_sections(facts: dict[str, Any], run: Any) -> tuple[list[dict], list[st
     return sections, notes, headline
 
 
-def render_report(run_id: str, store: Store, *, narrative: str | None = None,
+def render_report(run_id: str, store: Store, *, narrative: Narrative | None = None,
                   narrative_missing: str = "no summary stored for this run") -> str:
-    """The report of ``run_id`` as one HTML string (images embedded as data URIs)."""
+    """The report of ``run_id`` as one HTML string (images embedded as data URIs). Without ``narrative``
+    the run's stored one is rendered from today's facts (or the deterministic summary, which says why)."""
     from finllm import __version__
 
     run = store.get_run(run_id)
@@ -205,15 +207,18 @@ def render_report(run_id: str, store: Store, *, narrative: str | None = None,
         title, head_title = f"Fraud detector report — {run.name or run.id}", "Detector performance"
     else:
         raise DataError(f"run {run_id!r} is of kind {run.kind!r}: reports exist for factor_mine and fraud_train runs")
+    if narrative is None:
+        narrative = narrative_from_stored(run.summary, narrative_facts(facts), run.kind, missing=narrative_missing)
     sections = [{"intro": None, "table": None, "figures": [], "missing": None, **sec} for sec in sections]
     return _env().get_template("report.html.j2").render(
-        title=title, version=__version__, facts=facts, narrative=narrative if narrative is not None else run.summary,
-        narrative_missing=narrative_missing, headline_title=head_title, headline_table=headline,
+        title=title, version=__version__, facts=facts, narrative=narrative,
+        unbacked=narrative.audit(narrative_facts(facts)),
+        headline_title=head_title, headline_table=headline,
         sections=sections, notes=notes, details_table=_details(facts),
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
 
 
-def build_report(run_id: str, store: Store, out_path: str | Path, *, narrative: str | None = None,
+def build_report(run_id: str, store: Store, out_path: str | Path, *, narrative: Narrative | None = None,
                  narrative_missing: str = "no summary stored for this run") -> Path:
     """Write the self-contained HTML report of ``run_id`` to ``out_path``; returns the path."""
     html = render_report(run_id, store, narrative=narrative, narrative_missing=narrative_missing)
@@ -229,27 +234,24 @@ def publish(run_id: str, store: Store, out_path: str | Path, *, narrative: bool 
             gateway: Any = None) -> dict[str, Any]:
     """Narrative (written and stored if wanted and missing, or if ``refresh``) + the HTML report.
 
-    A failed narrative never fails the report: the report says why it is missing. Returns
-    {run_id, kind, path, bytes, narrative: stored|generated|failed|skipped[, narrative_error]}."""
+    A failed narrative never fails the report: the deterministic summary says why. Returns
+    {run_id, kind, path, bytes, facts: {key: value}, narrative: {status: stored|generated|failed|skipped,
+    source: llm|fallback, note, sentences: [{text, facts, template}], dropped: [...]}}; each sentence's
+    numbers come from its cited ``facts`` (:func:`finllm.reports.grounding.unbacked_numbers` checks it)."""
     run = store.get_run(run_id)
     if run is None:
         raise DataError(f"run {run_id!r}: no such run in {store.url}")
     if run.kind not in REPORT_KINDS:
         raise DataError(f"run {run_id!r} is of kind {run.kind!r}: reports exist for {' and '.join(REPORT_KINDS)} runs")
-    status, text, missing = "stored", run.summary, "no summary stored for this run"
+    flat = narrative_facts(build_facts(run_id, store))
     if not narrative:
-        status, text, missing = "skipped", None, "narrative not requested (--no-narrative)"
-    elif refresh or not run.summary:
-        from finllm.reports.summary import summarize_run
-
+        status = "skipped"
+        story = narrative_from_stored(None, flat, run.kind, missing="the LLM was not asked (--no-narrative)")
+    elif refresh or parse_stored(run.summary) is None:
         res = summarize_run(run_id, store, gateway)
-        if res.ok:
-            status, text = "generated", res.text
-        else:
-            status, text, missing = "failed", None, res.failure or "the LLM gave no narrative"
-    path = build_report(run_id, store, out_path, narrative=text, narrative_missing=missing)
-    out = {"run_id": run_id, "kind": run.kind, "path": str(path.resolve()), "bytes": path.stat().st_size,
-           "narrative": status}
-    if status == "failed":
-        out["narrative_error"] = missing
-    return out
+        status, story = ("generated" if res.stored else "failed"), res.narrative
+    else:
+        status, story = "stored", narrative_from_stored(run.summary, flat, run.kind)
+    path = build_report(run_id, store, out_path, narrative=story)
+    return {"run_id": run_id, "kind": run.kind, "path": str(path.resolve()), "bytes": path.stat().st_size,
+            "facts": flat, "narrative": {"status": status, **story.to_dict(), "unbacked_numbers": story.audit(flat)}}

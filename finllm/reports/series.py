@@ -48,7 +48,11 @@ def _mine_config(config: dict[str, Any]) -> Any:
     missing = [k for k in ("data", "train", "valid", "test") if not config.get(k)]
     if missing:
         raise DataError(f"the run's config lacks {', '.join(missing)}: cannot rebuild its panel")
-    return MineConfig(**{k: v for k, v in config.items() if k in names})
+    from finllm.store.paths import resolve_stored
+
+    cfg = MineConfig(**{k: v for k, v in config.items() if k in names})
+    cfg.data = str(resolve_stored(cfg.data))  # an older run may have stored it relative to its folder
+    return cfg
 
 
 def factor_series(run: Any, pool: list[tuple[Any, float]], *, quantiles: int = 5) -> FactorSeries:
@@ -75,7 +79,7 @@ def factor_series(run: Any, pool: list[tuple[Any, float]], *, quantiles: int = 5
         split_of[days.numpy()] = name
 
     bt = long_short(combo, sc.fwd1, sc.mask, quantiles=quantiles, cost_bps=cfg.cost_bps, delay=1,
-                    periods_per_year=sc.periods_per_year, rebalance=cfg.rebalance)
+                    periods_per_year=sc.periods_per_year, rebalance=sc.rebalance)
     has = torch.isfinite(sc.fwd1[1:]).any(1).numpy()  # decision days kept by long_short (delay 1)
     idx = np.flatnonzero(has)
     net, gross = np.full(d, NAN), np.full(d, NAN)

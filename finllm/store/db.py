@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+from datetime import datetime, timezone
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +24,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from finllm.config import Settings, load_settings
+from finllm.errors import ConfigError
 from finllm.jsonsafe import json_safe
-from finllm.store.tables import Alert, Factor, FraudModel, PoolMember, Run, utcnow
+from finllm.store.paths import absolute_paths
+from finllm.store.tables import Alert, Factor, FraudModel, PoolMember, Run, new_id, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -91,6 +96,18 @@ def migrate(url: str) -> None:
         command.upgrade(cfg, "head")
 
 
+def _upsert_insert(session: Session) -> Any:
+    """The dialect's ``insert`` with ``on_conflict_do_nothing`` (PostgreSQL, SQLite), else None."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        return None
+    return insert
+
+
 class Store:
     """Handle on one database. Create with :func:`open_store`."""
 
@@ -120,16 +137,19 @@ class Store:
     def start_run(self, kind: str, config: dict[str, Any], *, name: str = "",
                   idempotency_key: str | None = None) -> str:
         """Create a run (status ``running``); an existing run with the same key is reset and reused."""
+        config = absolute_paths(config, ("data", "out", "out_dir")) or {}
         with self.session() as s:
             if idempotency_key is not None:
                 old = s.scalar(select(Run).where(Run.idempotency_key == idempotency_key))
                 if old is not None:
                     s.execute(delete(PoolMember).where(PoolMember.run_id == old.id))
                     old.kind, old.name, old.config = kind, name, config
+                    old.pid, old.host = os.getpid(), socket.gethostname()
                     old.status, old.started_at, old.finished_at = "running", utcnow(), None
                     old.metrics, old.artifacts, old.summary, old.error = {}, {}, None, None
                     return old.id
-            run = Run(kind=kind, name=name, config=config, idempotency_key=idempotency_key)
+            run = Run(kind=kind, name=name, config=config, idempotency_key=idempotency_key,
+                      pid=os.getpid(), host=socket.gethostname())
             s.add(run)
             s.flush()
             return run.id
@@ -144,7 +164,22 @@ class Store:
             if metrics is not None:
                 run.metrics = metrics
             if artifacts is not None:
-                run.artifacts = {**(run.artifacts or {}), **artifacts}
+                run.artifacts = {**(run.artifacts or {}), **absolute_paths(artifacts)}
+
+    def reap_stale_runs(self) -> list[str]:
+        """Mark failed every ``running`` run of this host whose process is gone (killed, crashed, or its
+        pid now belongs to a process started after the run); returns their ids. Runs of other hosts
+        are left alone: their liveness cannot be checked from here."""
+        host = socket.gethostname()
+        with self.session() as s:
+            rows = list(s.scalars(select(Run).where(Run.status == "running", Run.host == host,
+                                                    Run.pid.is_not(None))))
+            stale = [r for r in rows if not process_alive(int(r.pid), r.started_at)]
+            for r in stale:
+                r.status, r.finished_at = "failed", utcnow()
+                r.error = (f"process {r.pid} on {host} ended without finishing the run (killed?); "
+                           f"marked failed when the store was next opened")
+            return [r.id for r in stale]
 
     def set_summary(self, run_id: str, summary: str) -> None:
         with self.session() as s:
@@ -175,6 +210,15 @@ class Store:
                                         request_text=request_text, run_id=run_id, session=s)
         h = tokens_hash(tokens)
         row = session.scalar(select(Factor).where(Factor.expr_hash == h))
+        insert = _upsert_insert(session)
+        if row is None and insert is not None:
+            # INSERT .. ON CONFLICT DO NOTHING: a concurrent writer saving the same factor waits for ours
+            # (or we for theirs) instead of failing on the unique key; then both read the one row
+            session.execute(insert(Factor).values(
+                id=new_id(), expr_hash=h, tokens=list(tokens), formula=formula, source=source,
+                metrics=metrics or {}, explanation=explanation, request_text=request_text, run_id=run_id,
+                created_at=utcnow()).on_conflict_do_nothing(index_elements=["expr_hash"]))
+            row = session.scalar(select(Factor).where(Factor.expr_hash == h))
         if row is None:
             row = Factor(expr_hash=h, tokens=list(tokens), formula=formula, source=source,
                          metrics=metrics or {}, explanation=explanation, request_text=request_text,
@@ -194,13 +238,15 @@ class Store:
         """Save a pool atomically: ``members`` = [{tokens, formula, weight, metrics?, explanation?}]."""
         with self.session() as s:
             s.execute(delete(PoolMember).where(PoolMember.run_id == run_id))
-            ids = []
-            for pos, m in enumerate(members):
-                fid = self.save_factor(m["tokens"], m["formula"], m.get("source", source),
-                                       metrics=m.get("metrics"), explanation=m.get("explanation"),
-                                       run_id=run_id, session=s)
+            ids: list[str] = [""] * len(members)
+            # factors in one global order (by hash): two pools sharing factors never deadlock on them
+            for pos in sorted(range(len(members)), key=lambda i: tokens_hash(members[i]["tokens"])):
+                m = members[pos]
+                ids[pos] = self.save_factor(m["tokens"], m["formula"], m.get("source", source),
+                                            metrics=m.get("metrics"), explanation=m.get("explanation"),
+                                            run_id=run_id, session=s)
+            for pos, (m, fid) in enumerate(zip(members, ids)):
                 s.add(PoolMember(run_id=run_id, factor_id=fid, weight=float(m["weight"]), position=pos))
-                ids.append(fid)
             return ids
 
     def pool(self, run_id: str) -> list[tuple[Factor, float]]:
@@ -218,6 +264,9 @@ class Store:
 
     # ---- fraud --------------------------------------------------------------------------------
     def save_fraud_model(self, **fields: Any) -> str:
+        fields = absolute_paths(fields, ("path", "dataset")) or {}
+        if isinstance(fields.get("config"), dict):
+            fields["config"] = absolute_paths(fields["config"], ("data",))
         with self.session() as s:
             row = FraudModel(**fields)
             s.add(row)
@@ -244,7 +293,76 @@ class Store:
             return list(s.scalars(q))
 
 
-def open_store(url: str | None = None, settings: Settings | None = None) -> Store:
-    """Open (and migrate) the store at ``url`` or the configured ``database_url``."""
+def process_alive(pid: int, since: datetime | None = None) -> bool:
+    """Whether process ``pid`` on this host is running (not a zombie) and, given ``since``, was started
+    no later than ``since`` (else the pid was reused by a newer process)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if since is not None:
+            t0 = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+            if proc.create_time() > t0.timestamp() + 1.0:
+                return False
+        return True
+    except psutil.AccessDenied:  # exists, owned by another user
+        return True
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def check_database_url(url: str, source: str = "FINLLM_DATABASE_URL") -> str:
+    """``url`` if it names a database finllm can keep runs in; else ConfigError naming ``source`` and the
+    URL (password hidden): not a URL, an in-memory SQLite (results would vanish), an unknown driver."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    hint = "e.g. sqlite:////abs/path/finllm.db or postgresql+psycopg://user@host:5432/db"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"{source}: {url!r} is not a database URL ({hint})") from None
+    shown = parsed.render_as_string(hide_password=True)
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"{source}: {shown!r}: unsupported database {backend!r} (use sqlite or postgresql)")
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError(f"{source}: {shown!r} is an in-memory SQLite database; runs would be lost when the "
+                          f"command ends ({hint})")
+    if backend == "sqlite" and Path(parsed.database).expanduser().is_dir():
+        raise ConfigError(f"{source}: {shown!r}: {parsed.database} is a directory, not a database file")
+    return url
+
+
+def _redacted(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only used in messages
+        return "<database URL>"
+
+
+def open_store(url: str | None = None, settings: Settings | None = None, *,
+               source: str | None = None) -> Store:
+    """Open (and migrate) the store at ``url`` or the configured ``database_url``.
+
+    A URL that is not usable (malformed, in-memory, a directory, a corrupt file, a server that does not
+    answer) is a ConfigError naming ``source`` (default: ``--db`` when ``url`` is given, else
+    ``FINLLM_DATABASE_URL``) and the URL with its password hidden. Runs left ``running`` by a process
+    that is gone are marked failed (:meth:`Store.reap_stale_runs`).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
     settings = settings or load_settings()
-    return Store(url or settings.database_url)
+    source = source or ("--db" if url else "FINLLM_DATABASE_URL")
+    url = check_database_url(url or settings.database_url, source)
+    try:
+        store = Store(url)
+        store.reap_stale_runs()
+    except (SQLAlchemyError, OSError) as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
+        raise ConfigError(f"{source}: cannot open database {_redacted(url)!r}: {reason}") from None
+    return store

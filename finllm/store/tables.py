@@ -38,6 +38,9 @@ class Run(Base):
     artifacts: Mapped[dict] = mapped_column(JSON, default=dict)  # name -> path
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)  # LLM narrative (grounded)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the process running it: a `running` run whose process is gone is marked failed on the next start
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Factor(Base):

@@ -1,7 +1,8 @@
 """Fraud detectors, one per file, and the registry ``MODELS`` (name -> class / kind).
 
 GNNs share one interface: ``model(x (N,F), g: GraphOps) -> logits (N,)`` and ``model.embed(x, g) -> (N,H)``.
-``xgbgraph`` is the tree baseline (``fraud.baselines``), trained by its own path in ``fraud.train``.
+``xgbgraph`` and ``rfgraph`` are GADBench's tree detectors (``fraud.baselines``), trained by their own path in
+``fraud.train``; ``auto`` (``fraud.auto``) tunes every candidate and keeps the best on validation.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from fraud.models.bwgnn import BWGNN
 from fraud.models.gat import GAT
 from fraud.models.graph_ops import GraphOps
 from fraud.models.hsign import HSIGN
+from fraud.models.mlp import MLP
 from fraud.models.rgnn import RGNN
 from fraud.models.sage import SAGE
 
-GNN_MODELS: dict[str, type[nn.Module]] = {"sage": SAGE, "gat": GAT, "bwgnn": BWGNN, "rgnn": RGNN, "hsign": HSIGN}
-TREE_MODELS = ("xgbgraph",)
-MODEL_NAMES = tuple(GNN_MODELS) + TREE_MODELS
-ALIASES = {"graphsage": "sage", "rgcn": "rgnn", "xgb": "xgbgraph", "beta": "bwgnn"}
+# torch models trained by fraud.train's epoch loop (the MLP ignores the graph but trains the same way)
+GNN_MODELS: dict[str, type[nn.Module]] = {"sage": SAGE, "gat": GAT, "bwgnn": BWGNN, "rgnn": RGNN, "hsign": HSIGN,
+                                          "mlp": MLP}
+TREE_MODELS = ("xgbgraph", "rfgraph")
+AUTO = "auto"
+MODEL_NAMES = (AUTO, *GNN_MODELS, *TREE_MODELS)
+ALIASES = {"graphsage": "sage", "rgcn": "rgnn", "xgb": "xgbgraph", "beta": "bwgnn", "rf": "rfgraph",
+           "rf-graph": "rfgraph", "xgb-graph": "xgbgraph"}
 
 
 def canonical_name(name: str) -> str:
@@ -37,5 +43,5 @@ def build_model(name: str, in_dim: int, num_relations: int = 1, **hparams) -> nn
     return GNN_MODELS[key](in_dim, num_relations=num_relations, **hparams)
 
 
-__all__ = ["GNN_MODELS", "TREE_MODELS", "MODEL_NAMES", "GraphOps", "build_model", "canonical_name",
-           "SAGE", "GAT", "BWGNN", "RGNN", "HSIGN"]
+__all__ = ["GNN_MODELS", "TREE_MODELS", "MODEL_NAMES", "AUTO", "GraphOps", "build_model", "canonical_name",
+           "SAGE", "GAT", "BWGNN", "RGNN", "HSIGN", "MLP"]

@@ -56,7 +56,7 @@ class GraphOps:
         etype = self.edge_type.numpy() if relation is not None else np.empty(0, dtype=np.int64)
         crow, col, val = _build_csr(dst, src, self.edge_weight.numpy(), etype,
                                     -1 if relation is None else int(relation), self.num_nodes,
-                                    0 if norm == "mean" else 1)
+                                    {"mean": 0, "sym": 1, "sum": 2}[norm])
         return SparseOp(torch.from_numpy(crow), torch.from_numpy(col), torch.from_numpy(val), self.num_nodes)
 
     def mean_adj(self, relation: int | None = None) -> SparseOp:
@@ -71,6 +71,13 @@ class GraphOps:
         if "sym" not in self._cache:
             self._cache["sym"] = self._csr(None, "sym")
         return self._cache["sym"]
+
+    def sum_adj(self, relation: int | None = None) -> SparseOp:
+        """Weighted adjacency (N,N) CSR without normalisation: ``A @ h`` = weighted sum over in-neighbours."""
+        key = ("sum", relation)
+        if key not in self._cache:
+            self._cache[key] = self._csr(relation, "sum")
+        return self._cache[key]
 
     def weighted_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(edge_index (2,E'), log_weight (E',)) of the edges with weight > 0 (for attention models)."""
@@ -121,6 +128,17 @@ class SparseOp:
     @property
     def at(self) -> torch.Tensor:
         return self.transpose().a
+
+    def reduce(self, h: torch.Tensor, mode: str) -> torch.Tensor:
+        """Per row i, the element-wise ``max`` or ``min`` of ``h[j]`` over the row's stored columns j (the
+        in-neighbours with weight > 0; the weight's size is not used); 0 for a row with none. (N,H) float32."""
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        h = h.detach().float().contiguous()
+        out = torch.empty(self.n, h.size(1), dtype=torch.float32)
+        run_ranges(_csr_extreme, self.n, self.crow.numpy(), self.col.numpy(), h.numpy(), out.numpy(),
+                   mode == "max", min_span=4096)
+        return out
 
     def to_dense(self) -> torch.Tensor:
         return self.a.to_dense()
@@ -184,7 +202,7 @@ def warm_up() -> None:
 def _build_csr(row, col, w, etype, relation, n, norm):  # pragma: no cover - compiled
     """CSR (rows grouped by ``row``, edge order kept within a row) of the edges with ``w > 0`` (and
     ``etype == relation`` when ``relation >= 0``). norm 0: ``w / rowsum``; 1: ``w * d[row]^-1/2 *
-    d[col]^-1/2`` with d the weighted row sums (0 where d = 0)."""
+    d[col]^-1/2`` with d the weighted row sums (0 where d = 0); 2: ``w`` as is."""
     e = row.shape[0]
     deg = np.zeros(n, dtype=np.float32)
     cnt = np.zeros(n + 1, dtype=np.int64)
@@ -211,6 +229,8 @@ def _build_csr(row, col, w, etype, relation, n, norm):  # pragma: no cover - com
             out_col[p] = col[i]
             if norm == 0:
                 out_val[p] = w[i] / deg[r]
+            elif norm == 2:
+                out_val[p] = w[i]
             else:
                 out_val[p] = dinv[r] * w[i] * dinv[col[i]]
     return cnt, out_col, out_val
@@ -248,3 +268,25 @@ def _csr_mm(crow, col, val, h, out, lo, hi):  # pragma: no cover - compiled
             v = val[j]
             for k in range(f):
                 out[i, k] += v * h[c, k]
+
+
+@numba.njit(cache=True, nogil=True)
+def _csr_extreme(crow, col, h, out, take_max, lo, hi):  # pragma: no cover - compiled
+    """Rows ``lo:hi`` of out (N,H): element-wise max (``take_max``) or min of h over each row's columns;
+    0 for an empty row."""
+    f = h.shape[1]
+    for i in range(lo, hi):
+        a, b = crow[i], crow[i + 1]
+        if a == b:
+            for k in range(f):
+                out[i, k] = 0.0
+            continue
+        c = col[a]
+        for k in range(f):
+            out[i, k] = h[c, k]
+        for j in range(a + 1, b):
+            c = col[j]
+            for k in range(f):
+                v = h[c, k]
+                if (v > out[i, k]) if take_max else (v < out[i, k]):
+                    out[i, k] = v

@@ -1,25 +1,39 @@
-"""Why is a node flagged? Features and neighbours that drive the detector's score, plus an LLM rationale.
+"""Why does the detector score a node as it does? Its own evidence first, rendered by code.
 
+* Decision: score, threshold, flagged or not, rank - the detector's, never the LLM's.
 * Features: gradient x input on the node's normalised features (GNNs), or occlusion (feature set to
   the population mean, i.e. 0 after the z-score) for the tree model. Positive = pushes the score up.
 * Neighbours: occlusion - the edges between the node and one neighbour get weight 0 and the node is
   re-scored; the change in the score's logit is that neighbour's contribution (exact for the model,
   not an approximation; logits, because probability changes vanish for scores near 0 or 1).
   Feature attributions are relative to the population mean (features are z-scored). At most ``max_neighbors`` neighbours are tested (highest-scoring first).
-* LLM rationale (optional): the same subgraph prompt the supervisor uses (neighbours' labels from the
-  graph file; the node's own label never shown), one verdict through the gateway. It is the model's
-  opinion, not a measured fact - the measured reliability of the supervisor, when the detector was
-  trained with one, is printed beside it.
+* The explanation text is sentences over this evidence as flat facts (:func:`evidence_facts`), each
+  citing its keys, every number inserted by code. An LLM may add phrasings under the narrative rule
+  (:func:`finllm.reports.grounding.check_sentence`) and may not state a verdict in its own words.
+* LLM verdict (optional): the supervisor's subgraph prompt (neighbours' labels from the graph file; the
+  node's own label never shown). It is shown only beside its measured reliability (the trained model's
+  supervisor record, else "unmeasured"), and one that contradicts the detector's flag is reported as a
+  disagreement, never as the explanation.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from finllm.reports.facts import FactValue, fmt_fact
+from finllm.reports.grounding import PLACEHOLDER, SentenceCheck, check_sentence
 from fraud.supervisor.prompt import build_context, describe_node
+
+if TYPE_CHECKING:
+    from finllm.llm.client import Gateway
+    from fraud.artifacts import LoadedModel
+    from fraud.datasets import GraphDataset
+
+PHRASE_TEMPLATE = "explain_alert"
 
 
 def _inputs(loaded: Any, ds: Any, edge_weight: torch.Tensor | None = None):
@@ -99,7 +113,7 @@ def neighbor_attribution(loaded: Any, ds: Any, node: int, *, top: int = 5, max_n
     return out[:top]
 
 
-def llm_rationale(loaded: Any, ds: Any, node: int, gateway: Any, probs: torch.Tensor) -> dict:
+def llm_rationale(loaded: Any, ds: Any, node: int, gateway: Gateway, probs: torch.Tensor) -> dict[str, Any]:
     """One LLM verdict on ``node`` (dict with verdict fields, or ``{"error": ...}``); never raises."""
     from fraud.baselines import TreeModel
     from fraud.supervisor.verdict import FraudVerdict, clean_neighbors
@@ -128,50 +142,137 @@ def llm_rationale(loaded: Any, ds: Any, node: int, gateway: Any, probs: torch.Te
             "cached": res.cached}
 
 
-def explain_node(loaded: Any, ds: Any, node: int, *, gateway: Any = None, top: int = 5,
-                 max_neighbors: int = 30) -> dict:
-    """Everything `finllm fraud explain` prints, as a JSON-able dict."""
+def reliability_of(loaded: LoadedModel) -> dict[str, Any] | str:
+    """The measured reliability of the LLM's node verdicts for this detector (its supervisor's trust
+    record: weight, AUROC, its lower bound, n), or ``"unmeasured"`` when it was trained without one."""
+    node = ((loaded.config or {}).get("supervisor") or {}).get("trust", {}).get("node")
+    if not isinstance(node, dict) or node.get("weight") is None:
+        return "unmeasured"
+    return {k: node.get(k) for k in ("weight", "auroc", "auroc_lower", "n_valid", "reason") if node.get(k) is not None}
+
+
+def evidence_facts(e: dict[str, Any]) -> dict[str, FactValue]:
+    """The detector's evidence on one node as flat facts (what explanation sentences may cite)."""
+    facts: dict[str, FactValue] = {
+        "node": str(e["node"]), "score": e["score"], "threshold": float(e["threshold"]),
+        "decision": "flagged (at or above the threshold)" if e["flagged"] else "not flagged (below the threshold)",
+        "rank": e["rank"], "nodes": e["nodes"], "score_minus_threshold": e["score"] - float(e["threshold"])}
+    for i, f in enumerate(e["features"], 1):
+        facts.update({f"feature_{i}_name": str(f["feature"]), f"feature_{i}_value": f["value"],
+                      f"feature_{i}_attribution": f["attribution"]})
+    for i, n in enumerate(e["neighbors"], 1):
+        facts.update({f"neighbor_{i}_id": str(n["node"]), f"neighbor_{i}_contribution": n["contribution"],
+                      f"neighbor_{i}_score": n["score"],
+                      f"neighbor_{i}_label": {1: "fraud", 0: "normal"}.get(n["label"], "unlabelled")})
+    return facts
+
+
+def evidence_sentences(e: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """The explanation written by code: the decision, then the features and neighbours that drive it."""
+    out = [("Node {node} scores {score} against the threshold {threshold}: {decision}, rank {rank} of {nodes}.", [])]
+    up = [i for i, f in enumerate(e["features"], 1) if f["attribution"] > 0][:3]
+    down = [i for i, f in enumerate(e["features"], 1) if f["attribution"] < 0][:2]
+    if up:
+        out.append(("Features raising the score most: "
+                    + ", ".join(f"{{feature_{i}_name}} ({{feature_{i}_attribution}})" for i in up) + ".", []))
+    if down:
+        out.append(("Features lowering it: "
+                    + ", ".join(f"{{feature_{i}_name}} ({{feature_{i}_attribution}})" for i in down) + ".", []))
+    nb = [i for i, n in enumerate(e["neighbors"], 1) if abs(n["contribution"]) > 1e-4][:3]
+    if nb:
+        out.append(("Neighbours whose link changes the score most (change in logit): " + ", ".join(
+            f"{{neighbor_{i}_id}} ({{neighbor_{i}_contribution}}, {{neighbor_{i}_label}})" for i in nb) + ".", []))
+    return out
+
+
+# A verdict in the LLM's own words ("this account is fraudulent") is not its to give: {decision} says it.
+_VERDICT_WORDS = re.compile(r"\b(fraud\w*|suspicious\w*|scam\w*|flag\w*|legit\w*|normal|benign|innocent|genuine|"
+                            r"honest|safe|risky|malicious|anomal\w*)\b", re.I)
+_SCORE_NOUNS = re.compile(r"\bfraud (?:score|probability|detector|model)\b", re.I)
+
+
+def phrase_sentences(facts: dict[str, FactValue], gateway: Gateway,
+                     max_tokens: int = 160) -> tuple[list[SentenceCheck], list[SentenceCheck]]:
+    """(kept, dropped) LLM phrasings of the evidence, each checked like a narrative sentence and dropped
+    when its own words state a verdict. One request, no repair round (see summary.llm_sentences)."""
+    from finllm.reports.summary import narrative_schema, salvage
+
+    keys = list(facts)
+    lines = "\n".join(f"{k} = {fmt_fact(k, facts[k])}" for k in keys)
+    res = gateway.structured(PHRASE_TEMPLATE, {"facts": lines}, narrative_schema(keys), temperature=0.0,
+                             max_tokens=max_tokens, max_repairs=0)
+    raw = [(s.text, list(s.facts)) for s in res.value.sentences] if res else (
+        salvage(res.raw) if res.kind == "invalid" else [])
+    kept, dropped = [], []
+    for template, cited in raw[:3]:
+        c = check_sentence(template, cited, facts)
+        own = _SCORE_NOUNS.sub(" ", PLACEHOLDER.sub(" ", c.template))
+        if c.ok and _VERDICT_WORDS.search(own):
+            c.text, c.reason = None, "states a verdict in its own words (the detector's decision is {decision})"
+        (kept if c.ok else dropped).append(c)
+    return kept, dropped
+
+
+def verdict_view(verdict: dict[str, Any], flagged: bool, reliability: dict[str, Any] | str) -> dict[str, Any]:
+    """The LLM verdict as it may be shown: with its measured reliability, and marked as a disagreement
+    when it contradicts the detector's flag (the detector's decision stands)."""
+    agrees = (verdict["label"] == "fraud") == flagged
+    rel = ("unmeasured" if reliability == "unmeasured" else
+           f"measured reliability weight {fmt_fact('w', float(reliability['weight']))}"
+           + (f", AUROC {fmt_fact('a', float(reliability['auroc']))}" if reliability.get("auroc") is not None else "")
+           + (f" on {reliability['n_valid']} validation nodes" if reliability.get("n_valid") else ""))
+    detector = "flagged" if flagged else "not flagged"
+    note = (f"An LLM verdict (reliability: {rel}) says {verdict['label']}, "
+            + (f"agreeing with the detector ({detector})." if agrees else
+               f"which disagrees with the detector ({detector}); the detector's decision stands."))
+    return {**verdict, "agrees_with_detector": agrees, "reliability": reliability, "shown_as":
+            "opinion" if agrees else "disagreement", "note": note}
+
+
+def explain_node(loaded: LoadedModel, ds: GraphDataset, node: int, *, gateway: Gateway | None = None, top: int = 5,
+                 max_neighbors: int = 30, phrase: bool = True) -> dict[str, Any]:
+    """Everything `finllm fraud explain` prints, as a JSON-able dict: ``score``, ``threshold``,
+    ``flagged``, ``rank``, ``features``, ``neighbors``, ``evidence`` (flat facts), ``explanation``
+    ({sentences: [{text, facts, source}], dropped}), ``text``; with a gateway, ``llm`` (the verdict
+    view, :func:`verdict_view`) and LLM phrasings (``phrase``) checked like narrative sentences."""
     x, g = _inputs(loaded, ds)
     probs = _score(loaded, x, g)
-    out = {"model": loaded.id, "node": ds.node_ids[node] if ds.node_ids else str(node), "index": int(node),
-           "score": round(float(probs[node]), 6), "threshold": loaded.threshold,
-           "flagged": bool(float(probs[node]) >= loaded.threshold),
-           "rank": int((probs > probs[node]).sum()) + 1, "nodes": ds.num_nodes,
-           "features": feature_attribution(loaded, ds, node, top=top),
-           "neighbors": neighbor_attribution(loaded, ds, node, top=top, max_neighbors=max_neighbors)}
-    sup = (loaded.config or {}).get("supervisor")
-    if sup:
-        out["supervisor_trust"] = sup.get("trust", {}).get("node", {}).get("weight")
+    e: dict[str, Any] = {
+        "model": loaded.id, "node": ds.node_ids[node] if ds.node_ids else str(node), "index": int(node),
+        "score": round(float(probs[node]), 6), "threshold": float(loaded.threshold),
+        "flagged": bool(float(probs[node]) >= loaded.threshold),
+        "rank": int((probs > probs[node]).sum()) + 1, "nodes": ds.num_nodes,
+        "features": feature_attribution(loaded, ds, node, top=top),
+        "neighbors": neighbor_attribution(loaded, ds, node, top=top, max_neighbors=max_neighbors),
+        "reliability": reliability_of(loaded)}
+    facts = evidence_facts(e)
+    kept = [c for c in (check_sentence(t, k, facts) for t, k in evidence_sentences(e)) if c.ok]
+    sentences = [{"text": c.text, "facts": c.facts, "source": "code"} for c in kept]
+    dropped: list[dict[str, Any]] = []
     if gateway is not None:
-        out["llm"] = llm_rationale(loaded, ds, node, gateway, probs)
-    return out
+        verdict = llm_rationale(loaded, ds, node, gateway, probs)
+        e["llm"] = verdict_view(verdict, e["flagged"], e["reliability"]) if "label" in verdict else verdict
+        if phrase:
+            good, bad = phrase_sentences(facts, gateway)
+            sentences += [{"text": c.text, "facts": c.facts, "source": "llm"} for c in good]
+            dropped = [{"template": c.template, "facts": c.facts, "reason": c.reason} for c in bad]
+    e["evidence"] = facts
+    e["explanation"] = {"sentences": sentences, "dropped": dropped}
+    e["text"] = " ".join(s["text"] for s in sentences)
+    return e
 
 
-def explanation_text(e: dict) -> str:
-    """A short, plain-language explanation (what alerts store)."""
-    up = [f["feature"] for f in e["features"] if f["attribution"] > 0][:3]
-    down = [f["feature"] for f in e["features"] if f["attribution"] < 0][:2]
-    parts = [f"score {e['score']:.3f} (threshold {e['threshold']:.3f}, rank {e['rank']} of {e['nodes']})"]
-    if up:
-        parts.append("raised by features " + ", ".join(up))
-    if down:
-        parts.append("lowered by " + ", ".join(down))
-    nb = [n for n in e["neighbors"] if abs(n["contribution"]) > 1e-4][:3]
-    if nb:
-        parts.append("neighbours " + ", ".join(f"{n['node']} ({n['contribution']:+.3f})" for n in nb))
-    llm = e.get("llm")
-    if llm and "rationale" in llm:
-        parts.append(f"LLM ({llm['label']}, p={llm['fraud_probability']:.2f}): {llm['rationale']}")
-    return "; ".join(parts)
+def explanation_text(e: dict[str, Any]) -> str:
+    """What an alert stores: the evidence sentences, then the LLM verdict's note (reliability, agreement)
+    when there is one - whole sentences only, never the LLM's own rationale."""
+    llm = e.get("llm") or {}
+    return " ".join([e["text"]] + ([llm["note"]] if "note" in llm else []))
 
 
-def explain_alerts(loaded: Any, ds: Any, nodes: list[int], *, gateway: Any = None, llm_budget: int = 0,
-                   max_neighbors: int = 10) -> dict[int, str]:
-    """Explanations for alert ``nodes`` (highest rank first); only the first ``llm_budget`` get an LLM
-    rationale. Returns {node index: text}."""
-    out = {}
-    for i, node in enumerate(nodes):
-        e = explain_node(loaded, ds, node, gateway=gateway if i < llm_budget else None, top=3,
-                         max_neighbors=max_neighbors)
-        out[int(node)] = explanation_text(e)
-    return out
+def explain_alerts(loaded: LoadedModel, ds: GraphDataset, nodes: list[int], *, gateway: Gateway | None = None, llm_budget: int = 0,
+                   max_neighbors: int = 10) -> dict[int, dict[str, Any]]:
+    """Explanations (:func:`explain_node` dicts) for alert ``nodes`` (highest rank first); only the first
+    ``llm_budget`` get an LLM verdict and phrasing. Returns {node index: explanation}."""
+    return {int(node): explain_node(loaded, ds, node, gateway=gateway if i < llm_budget else None, top=3,
+                                    max_neighbors=max_neighbors)
+            for i, node in enumerate(nodes)}

@@ -8,7 +8,8 @@ What a prompt may show (and nothing else):
   validation/test labels can never reach a prompt; the target's own label is never shown, even
   when it is a training node, so the LLM's view of a training label stays independent of it),
   aggregated neighbour statistics, the most similar and most dissimilar neighbours;
-* the GNN's current score for the target and for the neighbours shown;
+* the GNN's current score for the target (unless ``show_score=False``, as the supervisor asks) and for
+  the neighbours shown;
 * a few retrieved examples: the training nodes most similar to the target (by GNN embedding),
   with their training labels.
 
@@ -217,14 +218,17 @@ def _retrieve(ctx: PromptContext, node: int, k: int) -> list[int]:
 
 
 def _render(ctx: PromptContext, node: int, n_feat: int, n_nb: int, n_ex: int, diff: bool,
-            hops: int, ring: np.ndarray) -> tuple[str, list[int], dict[int, int], list[int]]:
+            hops: int, ring: np.ndarray, show_score: bool = True) -> tuple[str, list[int], dict[int, int], list[int]]:
     nb, rel = neighbors(ctx, node)
     pool = ctx.example_pool[ctx.example_pool != node]  # the target's own label never counts
     base = float((ctx.known[pool] == 1).mean()) if pool.size else float("nan")
-    lines = [f"Target account n{node}",
-             f"GNN fraud score: {ctx.probs[node]:.3f} (alert threshold {ctx.threshold:.3f}; "
-             f"share of fraud among labelled training accounts: {base:.1%})",
-             "Features (most unusual first, percentile among all accounts):"]
+    lines = [f"Target account n{node}"]
+    if show_score:
+        lines.append(f"GNN fraud score: {ctx.probs[node]:.3f} (alert threshold {ctx.threshold:.3f}; "
+                     f"share of fraud among labelled training accounts: {base:.1%})")
+    else:
+        lines.append(f"Share of fraud among labelled training accounts: {base:.1%}")
+    lines.append("Features (most unusual first, percentile among all accounts):")
     lines += _feature_lines(ctx, node, n_feat)
     lines.append("Neighbourhood:")
     per_rel = [int(((rel >> i) & 1).sum()) for i in range(len(ctx.relations))]
@@ -276,8 +280,11 @@ def _render(ctx: PromptContext, node: int, n_feat: int, n_nb: int, n_ex: int, di
 
 
 def describe_node(ctx: PromptContext, node: int, *, token_budget: int = 600, max_features: int = 8,
-                  max_neighbors: int = 6, max_examples: int = 3, hops: int = 2) -> NodePrompt:
-    """Describe ``node`` in at most ``token_budget`` approximate tokens (pruning as needed)."""
+                  max_neighbors: int = 6, max_examples: int = 3, hops: int = 2, show_score: bool = True) -> NodePrompt:
+    """Describe ``node`` in at most ``token_budget`` approximate tokens (pruning as needed).
+
+    ``show_score=False`` leaves out the target's own GNN score (the supervisor asks for a second
+    opinion, and a verdict that repeats the score adds nothing)."""
     node = int(node)
     if not 0 <= node < ctx.x.shape[0]:
         raise IndexError(f"node {node} out of range 0..{ctx.x.shape[0] - 1}")
@@ -285,7 +292,7 @@ def describe_node(ctx: PromptContext, node: int, *, token_budget: int = 600, max
     pruned = False
     ring = _two_hop(ctx, node, neighbors(ctx, node)[0]) if hops >= 2 else np.zeros(0, dtype=np.int64)
     while True:
-        text, shown, labels, ex = _render(ctx, node, n_feat, n_nb, n_ex, diff, hops, ring)
+        text, shown, labels, ex = _render(ctx, node, n_feat, n_nb, n_ex, diff, hops, ring, show_score)
         tokens = count_tokens(text)
         if tokens <= token_budget:
             return NodePrompt(node, text, tokens, shown, labels, ex, pruned)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_llm import _free_port
+
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "airflow_dags"
 DRIVER = Path(__file__).with_name("drive_dags.py")
@@ -32,7 +34,7 @@ FRIDAY, SUNDAY, MONDAY = "2021-04-16", "2021-04-18", "2021-04-19"
 FACTOR_CONF = {"max_tickers": 20, "lookback_days": 200, "horizon": 5, "ic_window": 10,
                "mine_minutes": 0.5, "mine_max_factors": 30, "mine_years": 3, "pool_size": 3,
                "mine_method": "gp", "narrative": False}
-FRAUD_CONF = {"setting": "semi", "seeds": 1, "epochs": 5, "llm_budget": 2, "explain_top": 1}
+FRAUD_CONF = {"model": "hsign", "setting": "semi", "seeds": 1, "epochs": 5, "llm_budget": 2, "explain_top": 1}
 
 
 def plan_steps() -> list[dict]:
@@ -61,6 +63,7 @@ def _env(home: Path, llm_url: str | None) -> dict[str, str]:
         "FINLLM_DATABASE_URL": f"sqlite:///{home / 'finllm' / 'finllm.db'}",
         "FINLLM_AIRFLOW_RETRIES": "0",
         "FINLLM_LLM_MAX_CALLS": "50",
+        "FINLLM_LLM_PORT": str(_free_port()),  # only used when no local_llm: never a user's 8765
         "PYTHONWARNINGS": "ignore",
     })
     if llm_url:
@@ -102,7 +105,7 @@ def airflow_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
     log_path = home / "driver.log"
     with open(log_path, "w") as log_file:
         proc = subprocess.run([sys.executable, str(DRIVER), str(plan), str(out)], env=env, cwd=home,
-                              stdout=log_file, stderr=subprocess.STDOUT, text=True, timeout=600)
+                              stdout=log_file, stderr=subprocess.STDOUT, text=True, timeout=1500)
     full_log = log_path.read_text(errors="replace")
     assert out.exists(), f"driver wrote nothing (exit {proc.returncode}):\n{full_log[-6000:]}"
     result = json.loads(out.read_text())

@@ -28,12 +28,13 @@ SNAPSHOT_COLUMNS = {  # identifying / result columns; timestamps and autoincreme
 }
 
 
-def snapshot() -> dict:
+def snapshot(url: str | None = None) -> dict:
+    """The store at ``url`` (default: the configured one) as comparable rows."""
     from sqlalchemy import text
 
     from finllm.store import open_store
 
-    store = open_store()
+    store = open_store(url)
     out = {}
     with store.engine.connect() as conn:
         for table, cols in SNAPSHOT_COLUMNS.items():
@@ -53,7 +54,10 @@ def snapshot() -> dict:
 def describe(dag) -> dict:
     return {"tasks": sorted(dag.task_ids), "schedule": str(getattr(dag, "schedule", None)),
             "retries": sorted({t.retries for t in dag.tasks}), "params": sorted(dag.params.keys()),
-            "doc": bool(dag.doc_md)}
+            "doc": bool(dag.doc_md),
+            "placement": {t.task_id: {"queue": t.queue, "pool": t.pool,
+                                      "timeout_s": t.execution_timeout.total_seconds() if t.execution_timeout else None}
+                          for t in dag.tasks}}
 
 
 def main(plan_path: str, out_path: str) -> None:

@@ -108,8 +108,8 @@ def test_bad_rebalance_is_rejected(real) -> None:
 
 def test_cli_rebalance_option() -> None:
     args = ["factors", "eval", EXPR, "--data", str(US), "--start", "2006-01-01", "--end", "2009-12-31",
-            "--max-tickers", "60", "--json"]
-    daily = CliRunner().invoke(app, args)
+            "--max-tickers", "60", "--whole", "--json"]
+    daily = CliRunner().invoke(app, [*args, "--rebalance", "1"])
     held = CliRunner().invoke(app, [*args, "--rebalance", "20"])
     assert daily.exit_code == 0 and held.exit_code == 0, held.output
     d, h = json.loads(daily.stdout), json.loads(held.stdout)

@@ -79,6 +79,11 @@ def test_eval_on_a_panel_shorter_than_the_horizon_says_why(tmp_path):
     res = CliRunner().invoke(app, ["factors", "eval", "Mean($close, 3)", "--data", str(path), "--horizon", "20"])
     assert res.exit_code == 2
     msg = " ".join(res.output.split())
+    assert "the panel has 12 days: too few to split" in msg and "--whole" in msg
+    res = CliRunner().invoke(app, ["factors", "eval", "Mean($close, 3)", "--data", str(path), "--horizon", "20",
+                                   "--whole"])
+    assert res.exit_code == 2
+    msg = " ".join(res.output.split())
     assert "the panel: all its 12 day(s) are within its last 20 days" in msg and "shorter --horizon" in msg
 
 
@@ -90,8 +95,39 @@ def test_a_small_market_is_told_why_its_metrics_are_nan(tmp_path):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["splits"]["all"]["ic"] is None  # NaN, written as null: strict JSON parsers reject NaN
+    assert doc["splits"]["train"]["ic"] is None  # NaN, written as null: strict JSON parsers reject NaN
     assert len(doc["warnings"]) == 1 and "at most 3" in doc["warnings"][0]
-    res = CliRunner().invoke(app, [*args, "--min-names", "3", "--quantiles", "3"])
+    res = CliRunner().invoke(app, [*args, "--min-names", "3", "--quantiles", "3", "--whole"])
     doc = json.loads(res.stdout)
     assert res.exit_code == 0 and doc["warnings"] == [] and -1 <= doc["splits"]["all"]["ic"] <= 1
+
+
+def test_defaults_agree_with_mine_and_ask(tmp_path):
+    """No split given: `eval` scores train / valid / test by the same rule as `mine` and `ask` (the documented
+    ranges on the shipped US file when the panel reaches into each of them, 60/20/20 by time elsewhere), and
+    the backtest holds the book for the target's horizon unless --rebalance is given."""
+    import numpy as np
+    import pandas as pd
+
+    from factors.requests import default_splits as ask_splits
+    from factors.splits import US_SPLITS, default_splits, time_splits
+
+    args = ["factors", "eval", "Div($close, Mean($close, 10))", "--data", str(US), "--start", "2014-01-01",
+            "--end", "2017-06-30", "--max-tickers", "30", "--horizon", "10", "--json"]
+    doc = json.loads(CliRunner().invoke(app, args).stdout)
+    assert doc["rebalance"] == 10 and doc["splits"]["test"]["backtest"]["rebalance"] == 10
+    assert [doc["splits"][s]["range"] for s in ("train", "valid", "test")] == list(US_SPLITS)
+    assert doc["splits"]["valid"]["first_day"] >= "2015-01-01" and doc["splits"]["test"]["last_day"] <= "2017-06-30"
+    dates = np.array(["2014-01-02", "2015-06-01", "2017-03-01"], dtype="datetime64[D]")
+    assert [s.text() for s in default_splits(dates, US)] == list(US_SPLITS)
+    assert list(ask_splits(dates, str(US)).values()) == list(US_SPLITS)
+    # a slice of the US file that misses a documented range, and any other file: 60/20/20 by time
+    late = np.arange(np.datetime64("2018-01-01"), np.datetime64("2019-01-01"))
+    assert default_splits(late, US) == time_splits(late) == default_splits(late, tmp_path / "mine.parquet")
+    path = _csv(tmp_path, 100)
+    doc = json.loads(CliRunner().invoke(app, ["factors", "eval", "Div($close, Mean($close, 5))", "--data", str(path),
+                                              "--horizon", "5", "--min-names", "3", "--quantiles", "3",
+                                              "--json"]).stdout)
+    days = pd.bdate_range("2021-03-01", periods=100).values.astype("datetime64[D]")  # the file's days (_csv)
+    assert [doc["splits"][s]["range"] for s in ("train", "valid", "test")] == [s.text() for s in time_splits(days)]
+    assert doc["rebalance"] == 5

@@ -12,10 +12,11 @@ from fraud.models import GNN_MODELS, GraphOps, build_model
 from fraud.splits import make_split
 from fraud.train import minibatch_available, run_seeds, train_model
 
-EPOCHS = {"sage": 25, "gat": 8, "bwgnn": 25, "rgnn": 12, "hsign": 25, "xgbgraph": 60}
+EPOCHS = {"sage": 25, "gat": 8, "bwgnn": 25, "rgnn": 12, "hsign": 25, "mlp": 25, "xgbgraph": 60, "rfgraph": 60}
+GRAPH_MODELS = [m for m in GNN_MODELS if m != "mlp"]  # the MLP ignores the graph by design
 
 
-@pytest.mark.parametrize("name", ["sage", "gat", "bwgnn", "hsign", "xgbgraph"])
+@pytest.mark.parametrize("name", ["sage", "gat", "bwgnn", "hsign", "mlp", "xgbgraph", "rfgraph"])
 def test_model_beats_random_on_amazon_slice(amazon_slice, name):
     split = make_split(amazon_slice, "full", 0)
     res = train_model(amazon_slice, name, split, 0, epochs=EPOCHS[name], patience=EPOCHS[name])
@@ -36,7 +37,7 @@ def test_relation_aware_model_on_bitcoin_two_relations(bitcoin):
     assert len(summary["per_seed"]) == 2 and kept.config["num_relations"] == 2
 
 
-@pytest.mark.parametrize("name", list(GNN_MODELS))
+@pytest.mark.parametrize("name", GRAPH_MODELS)
 def test_edge_weight_zero_equals_removing_the_edge(bitcoin, name):
     torch.manual_seed(0)
     d = bitcoin.data

@@ -7,6 +7,11 @@ guarantees (schema-valid objects, caching, the server lifecycle), not the model'
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from typing import Literal
 from urllib.parse import urlparse
 
@@ -15,6 +20,7 @@ from pydantic import BaseModel, Field
 from typer.testing import CliRunner
 
 from finllm.config import Settings
+from finllm.errors import ConfigError
 from finllm.llm import get_gateway
 from finllm.llm import server as server_mod
 from finllm.store import open_store
@@ -118,7 +124,118 @@ def test_ensure_server_starts_and_stops_its_own(tmp_path):
         assert server_mod.served_models(url) == ["smollm2-135m-instruct"]
         assert settings.llm_port in server_mod._started
         assert (tmp_path / "logs" / "llm_server.log").exists()
+        assert server_mod.read_registry(settings.llm_port)["pid"] == server_mod._started[settings.llm_port].proc.pid
     finally:
         server_mod.stop_started_servers()
     assert server_mod.served_models(url) is None
 
+
+# ---- sharing: several finllm processes, one server -------------------------------------------------
+USE_SERVER = """
+import sys
+from pathlib import Path
+from finllm.config import Settings
+from finllm.llm.server import ensure_server
+print(ensure_server(Settings(home=Path(sys.argv[1]), llm_port=int(sys.argv[2]))), flush=True)
+sys.stdin.readline()  # keeps using the server until the test says so
+"""
+
+
+def _use_server(home, port: int, idle_s: float) -> subprocess.Popen:
+    """Another finllm process that asks for the server on ``port`` and uses it until told to exit
+    (a line on its stdin)."""
+    env = {**os.environ, "FINLLM_LLM_IDLE_S": str(idle_s)}
+    return subprocess.Popen([sys.executable, "-c", USE_SERVER, str(home), str(port)], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    """Tell a _use_server process to exit; its stderr."""
+    _, err = proc.communicate(input="\n", timeout=60)
+    assert proc.returncode == 0, err
+    return err
+
+
+def _wait_gone(url: str, timeout: float, t0: float) -> float:
+    """Seconds from ``t0`` until ``url`` stops answering."""
+    while time.monotonic() - t0 < timeout:
+        if server_mod.served_models(url) is None:
+            return time.monotonic() - t0
+        time.sleep(0.25)
+    raise AssertionError(f"{url} still answers after {timeout}s")
+
+
+def test_server_outlives_its_starter_while_another_process_uses_it(tmp_path):
+    """Process A starts the server; B reuses it (no second start); A exits; the server keeps serving B
+    well past the idle time, and stops by itself only once B is gone and the idle time has passed."""
+    from tests.fixtures_llm import _free_port
+
+    port, idle = _free_port(), 3.0
+    a = _use_server(tmp_path, port, idle)
+    b = None
+    try:
+        url = a.stdout.readline().strip()
+        assert url == server_mod.local_url(port), a.stderr.read() if a.poll() is not None else url
+        pid = server_mod.read_registry(port)["pid"]
+        b = _use_server(tmp_path, port, idle)
+        assert b.stdout.readline().strip() == url
+        _finish(a)
+        time.sleep(2 * idle)  # the starter is gone, B still holds its lease: well past the idle time ...
+        assert server_mod.served_models(url) == ["smollm2-135m-instruct"], "the server died with its starter"
+        assert server_mod.read_registry(port)["pid"] == pid, "B started a second server"
+        released = time.monotonic()
+        _finish(b)
+        gone_after = _wait_gone(url, 30, released)  # ... and once B is gone, the server goes too, after
+        assert gone_after >= idle - 1.0, gone_after  # waiting out the idle time (checked once a second)
+        assert "no finllm process using it" in (tmp_path / "logs" / "llm_server.log").read_text()
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        server_mod.stop_shared_server(port)
+
+
+def test_port_held_by_another_program(tmp_path, monkeypatch):
+    """A port you chose: one line naming it. The default port: moves aside to a free port, recorded so
+    that the next process reuses that server instead of starting another."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    try:
+        settings = Settings(home=tmp_path, llm_port=port)
+        with pytest.raises(ConfigError) as err:
+            server_mod.ensure_server(settings)
+        assert str(err.value) == f"port {port} is in use by another program; set FINLLM_LLM_PORT to a free port"
+        monkeypatch.setattr(server_mod, "DEFAULT_PORT", port)
+        monkeypatch.setenv("FINLLM_LLM_IDLE_S", "30")
+        url = server_mod.ensure_server(settings)
+        moved = port_of(url)
+        assert moved != port and server_mod.served_models(url) == ["smollm2-135m-instruct"]
+        pid = server_mod.read_registry(port)["pid"]
+        other = _use_server(tmp_path, port, 30)  # a second process, same requested port
+        assert other.stdout.readline().strip() == url
+        _finish(other)
+        assert server_mod.read_registry(port)["pid"] == pid
+    finally:
+        held.close()
+        server_mod.stop_started_servers()
+
+
+def test_bind_error_is_one_line_in_the_cli(tmp_path, monkeypatch):
+    """`finllm llm serve --port P` with P held by another program: exit 2 and one line, no traceback."""
+    from finllm.cli.main import app
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    monkeypatch.delenv("FINLLM_LLM_BASE_URL", raising=False)
+    try:
+        out = CliRunner().invoke(app, ["llm", "serve", "--port", str(port)])
+    finally:
+        held.close()
+    assert out.exit_code == 2, out.output
+    lines = [ln for ln in out.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"port {port} is in use by another program" in lines[0], out.output
+    assert "Traceback" not in out.output

@@ -77,3 +77,23 @@ def test_a_market_without_split_dates_is_cut_by_time(us_slice, tmp_path) -> None
     part = runner.invoke(app, ["factors", "mine", "--data", str(us_slice), "--train", SPLITS["train"],
                                "--out", str(tmp_path / "part"), "--no-store"])
     assert part.exit_code == 2 and "or none of them" in part.output
+
+
+def test_defaults_on_the_shipped_us_file(tmp_path) -> None:
+    """No split given on (a slice of) the shipped US file: the documented ranges, the same rule as `factors eval`
+    and `factors ask` (factors.splits.default_splits); the backtest holds the book for the horizon."""
+    import polars as pl
+
+    from factors.splits import US_SPLITS
+    from tests.mining.conftest import US
+
+    df = pl.read_parquet(US).filter((pl.col("date") >= pl.date(2014, 6, 1)) & (pl.col("date") <= pl.date(2017, 6, 30)))
+    top = df.group_by("ticker").len().sort(["len", "ticker"], descending=[True, False]).head(15)["ticker"].to_list()
+    path = tmp_path / US.name
+    df.filter(pl.col("ticker").is_in(top)).write_parquet(path)
+    res = runner.invoke(app, ["factors", "mine", "--data", str(path), "--out", str(tmp_path / "m"), "--method", "gp",
+                              "--max-factors", "10", "--pool-size", "2", "--horizon", "10", "--no-store", "--json"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads(res.stdout)["config"]
+    assert [cfg["splits"][k] for k in ("train", "valid", "test")] == list(US_SPLITS)
+    assert cfg["rebalance"] == 10

@@ -77,3 +77,82 @@ def test_digits_inside_identifiers_and_dates_ground_nothing():
     rep = check_numbers("Test AUROC was 0.9123. About 99% of alerts are real fraud. There were 28 of them.", facts)
     assert rep.text == "Test AUROC was 0.9123."
     assert {"99%", "28"} <= set(rep.unsupported)
+
+
+# ---- cited sentences (check_sentence): the narrative's rule --------------------------------------------
+FLAT = {"test_auroc": 0.9123, "test_auprc": 0.5512, "horizon": 20, "test_period": "2017-01-03 to 2021-04-30",
+        "test_use": "held out: not used for training or for any choice; only reported",
+        "train_use": "the detector's weights were fitted on the training labels", "test_fraud_rate": 0.0875,
+        "seeds": 3, "alerts_count": 1234}
+
+
+@pytest.mark.parametrize("template,cited,rendered", [
+    ("The test AUROC was {test_auroc}.", [], "The test AUROC was 0.9123."),  # a placeholder is a citation
+    ("Over a 20-day horizon the AUROC was {test_auroc}", ["horizon"], "Over a 20-day horizon the AUROC was 0.9123."),
+    ("About {test_fraud_rate} of test nodes are fraud and {alerts_count} alerts were kept.", [],
+     "About 8.75% of test nodes are fraud and 1,234 alerts were kept."),
+    ("Three seeds were averaged for an AUROC of {test_auroc}.", ["seeds"],
+     "Three seeds were averaged for an AUROC of 0.9123."),
+    ("Use of the test period ({test_period}): {test_use}.", [],
+     "Use of the test period (2017-01-03 to 2021-04-30): held out: not used for training or for any choice; "
+     "only reported."),
+])
+def test_backed_sentences_are_rendered_by_code(template, cited, rendered):
+    from finllm.reports.grounding import check_sentence
+
+    c = check_sentence(template, cited, FLAT)
+    assert c.ok, c.reason
+    assert c.text == rendered
+
+
+@pytest.mark.parametrize("template,cited,why", [
+    ("The AUROC of {test_auroc} rounds to 0.95.", [], "0.95"),  # an invented number
+    ("The AUPRC was {test_auprc}, up from 0.9123.", [], "0.9123"),  # a true number, but not of the cited fact
+    ("The AUROC of {test_auroc} holds since 2018-01-02.", [], "2018-01-02"),
+    ("Twelve analysts reviewed the {test_auroc} result.", [], "Twelve"),
+    ("The AUROC of {test_auroc} was reached in March.", [], "March"),
+    ("The test period was used for training the detector: {train_use}.", ["test_use"], "test split was used to fit"),
+    ("The detector was tuned on the test split to get {test_auroc}.", ["test_use"], "used to select"),
+    ("The AUROC of {test_auroc} on the test split shows no look-ahead bias.", ["test_use"], "look-ahead"),
+    ("The AUROC of {test_auroc} on the test split was held out and never used.", [], "without citing test_use"),
+    # true, but "fitting" next to "test" reads as a claim about fitting on test: conservative, dropped
+    ("The test period, {test_period}, was held out from fitting.", ["test_use"], "test split was used to fit"),
+    ("The AUROC was {test_auroc_typo}.", [], "unknown fact"),
+    ("The AUROC was excellent overall.", [], "cites no fact"),
+    # what SmolLM2-135M wrote for a demo run: cites a fact, states none
+    ("Detection of frauds can be improved by more advanced models.", ["seeds"], "states no fact"),
+    ("][", ["test_auroc"], "not a sentence"),
+    ("The AUROC was {test auroc}.", ["test_auroc"], "malformed placeholder"),
+])
+def test_unbacked_claims_drop_the_sentence(template, cited, why):
+    from finllm.reports.grounding import check_sentence
+
+    c = check_sentence(template, cited, FLAT)
+    assert not c.ok and c.text is None and why in c.reason, c.reason
+
+
+def test_audit_counts_sentences_whose_numbers_are_not_in_their_cited_facts():
+    from finllm.reports.grounding import unbacked_numbers
+
+    good = {"text": "The test AUROC was 0.9123 with 8.75% fraud.", "facts": ["test_auroc", "test_fraud_rate"]}
+    tampered = {"text": "The test AUROC was 0.9523.", "facts": ["test_auroc"]}
+    borrowed = {"text": "The AUPRC was 0.9123.", "facts": ["test_auprc"]}
+    assert unbacked_numbers([good], FLAT) == []
+    assert unbacked_numbers([good, tampered, borrowed], FLAT) == [
+        {"text": "The test AUROC was 0.9523.", "numbers": ["0.9523"]},
+        {"text": "The AUPRC was 0.9123.", "numbers": ["0.9123"]}]
+
+
+@pytest.mark.parametrize("template,cited,ok", [
+    ("The detector beats the {xgbgraph_name} baseline by {vs_xgbgraph_test_auroc} AUROC.", [], True),
+    ("The detector is below the {xgbgraph_name} baseline on AUROC.", ["vs_xgbgraph_test_auroc"], False),
+    ("The test AUROC of {test_auroc} is worse than the baseline.", [], False),  # what SmolLM2-135M wrote
+    ("The xgbgraph model trails the detector's {test_auroc} on every split.", [], False),  # a name, no vs_* cited
+    ("The detector's AUROC was higher on the test split: {test_auroc}.", [], True),  # no baseline: no comparison
+])
+def test_baseline_comparisons_must_agree_with_the_cited_difference(template, cited, ok):
+    from finllm.reports.grounding import check_sentence
+
+    facts = {**FLAT, "xgbgraph_name": "xgbgraph", "vs_xgbgraph_test_auroc": 0.0812}
+    c = check_sentence(template, cited, facts)
+    assert c.ok == ok, c.reason

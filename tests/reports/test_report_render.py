@@ -60,6 +60,7 @@ def check_in_chromium(html: Path, tmp: Path) -> dict:
 
 
 def _self_contained(text: str) -> None:
+    assert 'data-unbacked-numbers="0"' in text  # every narrative sentence's numbers come from its cited facts
     srcs = re.findall(r'(?:src|href)="([^"]+)"', text)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs), [s[:40] for s in srcs]
 
@@ -87,13 +88,14 @@ def test_factor_report_renders_with_every_plot(store, factor_run, tmp_path):
 
 
 def test_fraud_report_renders_curves_and_escaped_alerts(store, fraud_run, tmp_path):
-    out = build_report(fraud_run, store, tmp_path / "fraud.html", narrative="The detector reached a test AUROC of 0.9123.")
+    out = build_report(fraud_run, store, tmp_path / "fraud.html")
     text = out.read_text(encoding="utf-8")
     _self_contained(text)
     assert {"ROC", "PR", "Scores"} <= set(re.findall(r'alt="([^"]+)"', text))
     assert "xgbgraph" in text and "0.9123" in text and "Top alerts (batch 2024-01-02: 12 scored" in text
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
-    assert "The detector reached a test AUROC of 0.9123." in text
+    assert "The bwgnn detector on amazon_upu.mat has a test AUROC of 0.9123" in text  # no narrative: by code
+    assert "Deterministic summary written by code" in text
     seen = check_in_chromium(out, tmp_path)
     assert seen["imgs"] == 3 and seen["imgs_ok"] == 3
     assert seen["non_white"] > 0.05 and seen["colours"] > 50
@@ -113,12 +115,16 @@ def test_missing_artifacts_are_named_not_fatal(store, tmp_path):
 
 
 def test_report_cli_writes_narrative_from_scripted_llm(store, fraud_run, tmp_path, scripted_llm, monkeypatch):
-    # Scripted server: a fixed narrative with one invented number, to check the CLI path end to end
-    # (grounding removes it, the report shows the rest and the note, the run stores it).
+    # Scripted server: fixed sentences, one with an invented number and one with markup, to check the CLI path
+    # end to end (the checks drop the invented one, HTML escapes the markup, the run stores the rest).
     from finllm.cli.main import app
+    from finllm.reports.grounding import unbacked_numbers
 
-    narrative = "Test AUROC was 0.9123 against 0.8311 for xgbgraph. About 99% of alerts are real fraud."
-    scripted_llm.script({"content": json.dumps({"summary": narrative})})
+    sentences = [{"facts": ["test_auroc", "xgbgraph_test_auroc"], "text": "Test AUROC was {test_auroc} against "
+                  "{xgbgraph_test_auroc} for xgbgraph."},
+                 {"facts": ["alerts_count"], "text": "About 99% of the {alerts_count} alerts are real fraud."},
+                 {"facts": ["test_auprc"], "text": "<script>alert('x')</script> The AUPRC was {test_auprc}."}]
+    scripted_llm.script({"content": json.dumps({"sentences": sentences})})
     monkeypatch.setenv("FINLLM_DATABASE_URL", store.url)
     monkeypatch.setenv("FINLLM_LLM_BASE_URL", scripted_llm.url)
     monkeypatch.setenv("FINLLM_LLM_MODEL", "scripted")
@@ -126,14 +132,22 @@ def test_report_cli_writes_narrative_from_scripted_llm(store, fraud_run, tmp_pat
     res = CliRunner().invoke(app, ["report", fraud_run, "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["narrative"] == "generated" and Path(doc["path"]) == out.resolve()
+    story = doc["narrative"]
+    assert story["status"] == "generated" and story["source"] == "llm" and Path(doc["path"]) == out.resolve()
+    assert [s["text"] for s in story["sentences"]] == ["Test AUROC was 0.9123 against 0.8311 for xgbgraph.",
+                                                        "<script>alert('x')</script> The AUPRC was 0.5512."]
+    assert story["sentences"][0]["facts"] == ["test_auroc", "xgbgraph_test_auroc"]
+    assert doc["facts"]["test_auroc"] == 0.9123 and "test_use" in doc["facts"]
+    assert unbacked_numbers(story["sentences"], doc["facts"]) == [] and story["unbacked_numbers"] == 0
+    assert "99%" in story["dropped"][0]["reason"]
     html = out.read_text()
-    assert "Test AUROC was 0.9123 against 0.8311 for xgbgraph." in html and "About 99%" not in html
-    assert "removed: 99%" in html
-    assert store.get_run(fraud_run).summary.startswith("Test AUROC was 0.9123")
+    assert "Test AUROC was 0.9123 against 0.8311 for xgbgraph." in html and "About 99%" not in html.split("<details")[0]
+    assert "<script>alert(" not in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+    assert json.loads(store.get_run(fraud_run).summary)["source"] == "llm"
     # a second report reuses the stored narrative without calling the LLM
     n = len(scripted_llm.requests)
-    assert CliRunner().invoke(app, ["report", fraud_run, "--out", str(out)]).exit_code == 0
+    again = CliRunner().invoke(app, ["report", fraud_run, "--out", str(out)])
+    assert again.exit_code == 0 and "narrative stored, by the LLM" in again.stdout
     assert len(scripted_llm.requests) == n
     bad = CliRunner().invoke(app, ["report", "nope", "--out", str(out)])
     assert bad.exit_code == 2 and "no such run" in bad.output

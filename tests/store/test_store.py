@@ -20,12 +20,23 @@ TABLES = {"runs", "factors", "pool_members", "factor_daily_metrics", "fraud_mode
           "llm_cache", "alembic_version"}
 
 
+def _head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from finllm.store.db import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
 def test_migrations_create_schema(db_url: str) -> None:
     store = open_store(db_url)
     names = set(sa.inspect(store.engine).get_table_names())
     assert TABLES <= names
     with store.engine.connect() as c:
-        assert c.execute(sa.text("select version_num from alembic_version")).scalar() == "0001"
+        assert c.execute(sa.text("select version_num from alembic_version")).scalar() == _head()
     open_store(db_url).dispose()  # migrating twice is a no-op
     store.dispose()
 
@@ -134,7 +145,7 @@ def test_parallel_first_opens_migrate_once(db_url: str, tmp_path) -> None:
     assert all(rc == 0 for rc, _ in errs), [e[-800:] for rc, e in errs if rc]
     store = open_store(db_url)
     with store.engine.connect() as c:
-        assert c.execute(sa.text("select version_num from alembic_version")).scalar() == "0001"
+        assert c.execute(sa.text("select version_num from alembic_version")).scalar() == _head()
     store.dispose()
 
 

@@ -76,3 +76,114 @@ def test_hsign_features_get_gradient_attributions(bitcoin, bitcoin_split):
     feats = feature_attribution(loaded, bitcoin, node, top=3)
     assert len(feats) == 3 and feats[0]["method"] == "gradient_x_input"
     assert all(math.isfinite(f["attribution"]) for f in feats) and abs(feats[0]["attribution"]) > 0
+
+
+VERDICT_FRAUD = {"rationale": "Many links to accounts with negative ratings.", "label": "fraud",
+                 "fraud_probability": "0.95", "confidence": "0.90", "suspicious_neighbors": []}
+PHRASINGS = {"sentences": [
+    {"facts": ["feature_1_name", "score"], "text": "The score of {score} is driven mostly by {feature_1_name}."},
+    {"facts": ["score"], "text": "This account is clearly fraudulent at {score}."},  # a verdict of its own
+    {"facts": ["score"], "text": "A score of 0.95 is very high for {node}."}]}  # an invented number
+
+
+def _below_threshold(res) -> int:
+    """The node scoring closest to the threshold from below (the hardest case for 'agrees with the detector')."""
+    gap = res.threshold - res.probs
+    gap[gap <= 0] = float("inf")
+    return int(torch.argmin(gap))
+
+
+def test_below_threshold_node_explanation_agrees_with_the_detector(saved, scripted_llm, tmp_path):
+    """A node under the threshold: the explanation says 'not flagged'; an LLM verdict of fraud is shown as a
+    disagreement with its (unmeasured) reliability, never as the explanation. Scripted server: the real
+    135M model cannot be made to contradict the detector, or to state a verdict, on cue."""
+    from finllm.config import Settings
+    from finllm.llm import Gateway
+    from finllm.reports.facts import fmt_fact
+    from finllm.reports.grounding import unbacked_numbers
+    from fraud.supervisor.explain import explain_node, explanation_text
+
+    ds, loaded, _, res = saved
+    node = _below_threshold(res)
+    scripted_llm.script({"content": json.dumps(VERDICT_FRAUD)}, {"content": json.dumps(PHRASINGS)})
+    gw = Gateway(Settings(home=tmp_path, llm_base_url=scripted_llm.url, llm_model="scripted"), sleep=lambda s: None)
+    e = explain_node(loaded, ds, node, gateway=gw, top=3, max_neighbors=3)
+    assert e["flagged"] is False and e["score"] < e["threshold"] == loaded.threshold
+    first = e["explanation"]["sentences"][0]
+    assert first["source"] == "code" and "not flagged (below the threshold)" in first["text"]
+    assert first["text"].startswith(f"Node {e['node']} scores ") and "score" in first["facts"]
+    v = e["llm"]
+    assert v["label"] == "fraud" and v["shown_as"] == "disagreement" and v["agrees_with_detector"] is False
+    assert e["reliability"] == "unmeasured" and "reliability: unmeasured" in v["note"]
+    assert "disagrees with the detector (not flagged); the detector's decision stands." in v["note"]
+    llm = [s for s in e["explanation"]["sentences"] if s["source"] == "llm"]
+    feature = e["evidence"]["feature_1_name"]
+    assert [s["text"] for s in llm] == [f"The score of {fmt_fact('score', e['score'])} is driven mostly by {feature}."]
+    reasons = [d["reason"] for d in e["explanation"]["dropped"]]
+    assert len(reasons) == 2 and "verdict" in reasons[0] and "0.95" in reasons[1]
+    for text in (e["text"], explanation_text(e)):
+        assert "Many links" not in text and "clearly fraudulent" not in text and "0.95" not in text
+    assert explanation_text(e).endswith("the detector's decision stands.")
+    assert unbacked_numbers(e["explanation"]["sentences"], e["evidence"]) == []
+
+
+def test_verdict_shown_with_measured_reliability_and_agreement():
+    from types import SimpleNamespace
+
+    from fraud.supervisor.explain import reliability_of, verdict_view
+
+    trained = SimpleNamespace(config={"supervisor": {"trust": {"node": {"weight": 0.0, "auroc": 0.5213, "n_valid": 40,
+                                                                        "reason": "no signal"}}}})
+    rel = reliability_of(trained)
+    assert rel == {"weight": 0.0, "auroc": 0.5213, "n_valid": 40, "reason": "no signal"}
+    assert reliability_of(SimpleNamespace(config={})) == "unmeasured"
+    v = verdict_view({"label": "fraud", "fraud_probability": 0.9}, True, rel)
+    assert v["shown_as"] == "opinion" and v["agrees_with_detector"]
+    assert v["note"] == ("An LLM verdict (reliability: measured reliability weight 0, AUROC 0.5213 on 40 validation "
+                         "nodes) says fraud, agreeing with the detector (flagged).")
+
+
+def test_explain_cli_json_carries_the_decision_and_the_disagreement(saved, scripted_llm, monkeypatch):
+    # Scripted server, as above: a contradicting verdict on cue.
+    from finllm.cli.main import app
+
+    ds, loaded, url, res = saved
+    node_id = ds.node_ids[_below_threshold(res)]
+    scripted_llm.script({"content": json.dumps(VERDICT_FRAUD)}, {"content": json.dumps(PHRASINGS)})
+    monkeypatch.setenv("FINLLM_DATABASE_URL", url)
+    monkeypatch.setenv("FINLLM_LLM_BASE_URL", scripted_llm.url)
+    monkeypatch.setenv("FINLLM_LLM_MODEL", "scripted")
+    out = CliRunner().invoke(app, ["fraud", "explain", "--model", loaded.id, "--node", node_id, "--json",
+                                   "--top", "2", "--max-neighbors", "2"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["flagged"] is False and doc["score"] < doc["threshold"] and doc["evidence"]["score"] == doc["score"]
+    assert "not flagged" in doc["text"] and doc["llm"]["shown_as"] == "disagreement"
+    assert {"features", "neighbors", "explanation", "reliability"} <= set(doc)
+    human = CliRunner().invoke(app, ["fraud", "explain", "--model", loaded.id, "--node", node_id,
+                                     "--top", "2", "--max-neighbors", "2"])
+    assert human.exit_code == 0 and "not flagged" in human.stdout and "LLM DISAGREES with the detector" in human.stdout
+
+
+def test_alert_explanations_use_the_same_path_in_whole_sentences(saved, scripted_llm, monkeypatch):
+    """explain_job (demo and DAG) stores the evidence sentences plus the verdict's note, never the LLM's
+    rationale; a report shortens it only at a sentence boundary. Scripted server, as above."""
+    from finllm.reports.facts import whole_sentences
+    from finllm.store import open_store
+    from fraud.jobs import explain_job
+
+    ds, loaded, url, res = saved
+    node = _below_threshold(res)
+    store = open_store(url)
+    store.save_alerts(loaded.id, "t", [{"node": ds.node_ids[node], "score": float(res.probs[node]), "rank": 1,
+                                        "above_threshold": False, "explanation": None}])
+    scripted_llm.script({"content": json.dumps(VERDICT_FRAUD)}, {"content": json.dumps(PHRASINGS)})
+    monkeypatch.setenv("FINLLM_LLM_BASE_URL", scripted_llm.url)
+    monkeypatch.setenv("FINLLM_LLM_MODEL", "scripted")
+    out = explain_job(loaded.id, batch="t", data=str(PATH), top=1, store=store)
+    assert out["explained"] == 1 and out["with_llm"] == 1 and out["llm_disagreements"] == 1
+    text = store.alerts(loaded.id, "t")[0].explanation
+    assert text.startswith(f"Node {ds.node_ids[node]} scores ") and "not flagged (below the threshold)" in text
+    assert text.endswith("the detector's decision stands.") and "Many links" not in text
+    short = whole_sentences(text, 120)
+    assert short.endswith("…") and short[:-2] in text and short[-3] == "."

@@ -112,3 +112,16 @@ def test_retrieval_uses_training_nodes_only_and_excludes_target(amazon, amazon_s
         ex = describe_node(ctx, n, max_examples=3).example_nodes
         assert len(ex) == 3 and n not in ex and set(ex) <= train
         assert {int(amazon.data.y[e]) for e in ex} == {0, 1}  # a contrasting example is included
+
+
+def test_supervisor_prompt_leaves_out_the_targets_own_score(amazon, amazon_split, fake_scores):
+    """The supervisor asks with ``show_score=False``: changing only the target's own score leaves its
+    prompt unchanged (an LLM cannot echo what it is not shown), while the default prompt shows it."""
+    node = int(amazon_split.val[0])
+    a = _ctx(amazon, amazon_split, fake_scores)
+    other = fake_scores.clone()
+    other[node] = 1.0 - other[node]
+    b = _ctx(amazon, amazon_split, other)
+    assert describe_node(a, node, show_score=False).text == describe_node(b, node, show_score=False).text
+    assert describe_node(a, node).text != describe_node(b, node).text
+    assert "GNN fraud score" not in describe_node(a, node, show_score=False).text

@@ -1,0 +1,133 @@
+"""``--model auto``: train every candidate detector on the graph at hand, each tuned by a bounded random
+search (:mod:`fraud.tuning`), and keep the one with the best validation AUPRC.
+
+Candidates (cheapest first): XGBGraph and RF-Graph (GADBench's trees on neighbourhood aggregations), an
+MLP on the node's own features, BWGNN (a message-passing GNN) and HSIGN (finllm's own). No single model
+wins on every graph (trees on the shipped graphs, MLPs where edges are camouflage, GNNs where fraud forms
+rings), so the choice is made per graph and per seed, on validation only: test figures of every candidate
+are recorded beside the choice, never used for it. The winner is the best on validation AUPRC
+(:func:`select_winner`; ``INCUMBENT_SE`` > 0 would keep XGBGraph unless a challenger leads it by that many
+standard errors -- measured and left off, see the function).
+
+Budget: ``budget_s`` seconds per seed, shared out as the search goes (each candidate gets the time left
+divided by the candidates left, so what a fast one leaves over goes to the next); within its share a
+candidate runs up to ``trials[name]`` trials (networks only their defaults when trained for fewer than
+``MIN_EPOCHS_TO_TUNE`` epochs). A candidate's defaults (trial 0) always run, so the budget is
+a soft bound: a slow candidate's first trial can pass it. Which trials ran is recorded, so a run on a
+loaded machine may search less than one on an idle one, and says so.
+
+The result is the winner's ``TrainResult`` (its ``config["model"]`` is the winner's name, so it saves,
+loads, scores and explains as that model) with ``metrics["auto"]``: the winner, and every candidate's
+validation and test figures, chosen hyperparameters, trial count and seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from finllm.errors import ConfigError, DataError
+from fraud.models import canonical_name
+
+if TYPE_CHECKING:
+    from fraud.train import TrainResult
+
+CANDIDATES: tuple[str, ...] = ("xgbgraph", "rfgraph", "mlp", "bwgnn", "hsign")
+TRIALS: dict[str, int] = {"xgbgraph": 10, "rfgraph": 6, "mlp": 4, "bwgnn": 2, "hsign": 2}
+TREES = ("xgbgraph", "rfgraph")
+INCUMBENT = "xgbgraph"
+INCUMBENT_SE = 0.0  # 0: plain best on validation, as issue 21 specifies
+MIN_EPOCHS_TO_TUNE = 50  # fewer epochs: networks are compared unconverged, so their extra trials measure noise
+DEFAULT_BUDGET_S = 240.0
+METRICS = ("auroc", "auprc", "rec@k", "macro_f1")
+
+
+def select_winner(val_auprc: dict[str, float], n_pos: int, incumbent: str = INCUMBENT,
+                  se_multiple: float = INCUMBENT_SE) -> tuple[str, float]:
+    """(winner, margin): the best candidate on validation AUPRC (first of equals, in candidate order).
+
+    With ``se_multiple`` > 0 the incumbent (XGBGraph, GADBench's strongest baseline) is kept unless a
+    challenger leads it by more than ``se_multiple`` standard errors, ``sqrt(AP (1 - AP) / n_pos)`` at the
+    incumbent's AP with ``n_pos`` validation frauds. That rule was tried (``se_multiple=1``) and is off by
+    default: it was proposed after two Bitcoin seeds' test figures had been seen (a choice made on test), and
+    with 20 validation frauds (semi setting) it keeps XGBGraph even where a GNN leads it by 0.19 on test
+    (bench/results/fraud_auto_semi.md shows both rules)."""
+    best = max(val_auprc, key=val_auprc.get)
+    if incumbent not in val_auprc or se_multiple <= 0:
+        return best, 0.0
+    ap = val_auprc[incumbent]
+    margin = se_multiple * math.sqrt(max(ap * (1 - ap), 0.0) / max(n_pos, 1))
+    return (best, margin) if val_auprc[best] > ap + margin else (incumbent, margin)
+
+
+def _figures(m: dict) -> dict:
+    return {k: float(m[k]) for k in METRICS}
+
+
+def train_auto(ds, split, seed: int, *, budget_s: float = DEFAULT_BUDGET_S, trials: dict[str, int] | int | None = None,
+               candidates: tuple[str, ...] | list[str] | None = None, progress: bool = False,
+               **train_opts: Any) -> TrainResult:
+    """Tune every candidate on ``split`` and return the best one's TrainResult (see the module docstring).
+
+    ``trials``: per-candidate trial caps (an int applies to all; default :data:`TRIALS`);
+    ``train_opts`` go to every :func:`fraud.train.train_model` call (epochs, patience, supervisor hooks)."""
+    from fraud.train import _progress
+    from fraud.tuning import tune
+
+    names = [canonical_name(c) for c in (candidates or CANDIDATES)]
+    if not names or "auto" in names:
+        raise ConfigError("auto needs a list of candidate models (not including auto)")
+    caps = {n: (trials if isinstance(trials, int) else {**TRIALS, **(trials or {})}.get(n, 2)) for n in names}
+    if int(train_opts.get("epochs", MIN_EPOCHS_TO_TUNE)) < MIN_EPOCHS_TO_TUNE:
+        caps = {n: c if n in TREES else 1 for n, c in caps.items()}
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    cache: dict = {}  # graph operators and aggregated features, shared by every trial
+    found: dict[str, tuple[Any, list[dict], float]] = {}
+    errors: dict[str, str] = {}
+
+    with _progress(progress, sum(caps.values()), f"auto seed {seed}") as bar:
+        task = bar.add_task("auto", total=sum(caps.values()), info="") if bar else None
+        for i, name in enumerate(names):
+            start = time.perf_counter()
+            share = max(budget_s - (start - t0), 0.0) / (len(names) - i)
+            done = 0
+
+            def on_trial(row: dict, name: str = name) -> None:
+                nonlocal done
+                done += 1
+                if bar:
+                    score = f"val AUPRC {row['val_auprc']:.4f}" if "val_auprc" in row else "failed"
+                    bar.update(task, advance=1, info=f"{name} trial {row['trial']}: {score}")
+
+            try:
+                best, log = tune(ds, name, split, seed, trials=caps[name], deadline=start + share, cache=cache,
+                                 on_trial=on_trial, **train_opts)
+            except DataError as exc:  # every trial diverged: the candidate is out, the search goes on
+                errors[name] = str(exc)
+                continue
+            finally:
+                if bar:
+                    bar.update(task, advance=caps[name] - done)
+            found[name] = (best, log, time.perf_counter() - start)
+    if not found:
+        raise DataError(f"{ds.name}: every auto candidate failed: {errors}")
+    n_pos = int(next(iter(found.values()))[0].metrics["val"]["n_fraud"])
+    winner, margin = select_winner({n: r[0].metrics["val"]["auprc"] for n, r in found.items()}, n_pos)
+    table = {}
+    for name, (best, log, secs) in found.items():
+        table[name] = {"val": _figures(best.metrics["val"]), "test": _figures(best.metrics["test"]),
+                       "hparams": best.config["hparams"], "lr": best.config.get("lr"), "trials": len(log),
+                       "trial_cap": caps[name], "seconds": round(secs, 2), "trial_log": log}
+    for name, err in errors.items():
+        table[name] = {"error": err}
+    res = found[winner][0]
+    total = time.perf_counter() - t0
+    res.metrics["auto"] = {"winner": winner, "selected_on": "validation AUPRC", "incumbent": INCUMBENT,
+                           "margin": round(margin, 6), "budget_s": budget_s,
+                           "seconds": round(total, 2), "cpu_seconds": round(time.process_time() - cpu0, 2),
+                           "candidates": table}
+    res.metrics["train_time_s"] = round(total, 3)
+    res.config["auto"] = {"winner": winner, "candidates": names, "budget_s": budget_s,
+                          "val_auprc": {n: table[n]["val"]["auprc"] for n in found}}
+    return res

@@ -1,0 +1,174 @@
+"""GADBench-style tree features, the random search, and ``--model auto``: every candidate is trained on a
+slice of the real Amazon graph, and the choice is made on validation only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import fraud.train as train_mod
+from fraud.auto import select_winner
+from fraud.baselines import AGGS, aggregate_features
+from fraud.evaluate import choose_threshold, evaluate
+from fraud.models import GraphOps
+from fraud.splits import make_split
+from fraud.train import train_model
+from fraud.tuning import tune
+
+QUICK = {"epochs": 10, "patience": 10}
+ONE_TRIAL = {"trials": 1, "budget_s": 600.0}
+
+
+def test_aggregations_match_brute_force():
+    """mean/max/min/sum per hop and per relation on a 5-node graph, checked by hand-rolled loops; a weight-0
+    edge is no edge, and a node without neighbours gets 0."""
+    ei = torch.tensor([[0, 1, 2, 3, 1, 0], [1, 0, 1, 1, 2, 2]])  # src -> dst
+    et = torch.tensor([0, 0, 1, 1, 0, 1])
+    w = torch.tensor([1.0, 0.5, 0.0, 1.0, 0.25, 1.0])  # edge 2 -> 1 removed by its weight
+    x = torch.tensor([[1.0, -2.0], [3.0, 0.5], [-1.0, 4.0], [2.0, 2.0], [7.0, 7.0]])
+    g = GraphOps(ei, 5, edge_type=et, edge_weight=w, num_relations=2)
+    f = aggregate_features(x, g, hops=2, aggs=AGGS, relations=True)
+    assert f.shape == (5, 2 * (1 + 3 * 4 * 2))
+
+    def brute(h, agg, rel):
+        out = torch.zeros_like(h)
+        for i in range(5):
+            sel = [(int(s), float(wt)) for s, d, t, wt in zip(ei[0], ei[1], et, w)
+                   if int(d) == i and wt > 0 and (rel is None or int(t) == rel)]
+            if not sel:
+                continue
+            rows = torch.stack([h[s] for s, _ in sel])
+            wts = torch.tensor([wt for _, wt in sel])[:, None]
+            out[i] = {"mean": (rows * wts).sum(0) / wts.sum(), "sum": (rows * wts).sum(0),
+                      "max": rows.max(0).values, "min": rows.min(0).values}[agg]
+        return out
+
+    cols = [x]
+    for rel in (None, 0, 1):
+        for agg in AGGS:
+            h = x
+            for _ in range(2):
+                h = brute(h, agg, rel)
+                cols.append(h)
+    assert torch.allclose(f, torch.cat(cols, 1), atol=1e-5)
+    assert torch.equal(f[4, 2:], torch.zeros(f.size(1) - 2))  # node 4 has no neighbours
+
+
+def test_tree_features_honour_edge_weight(bitcoin):
+    d = bitcoin.data
+    torch.manual_seed(0)
+    w = (torch.rand(d.edge_index.size(1)) > 0.5).float() * torch.rand(d.edge_index.size(1))
+    keep = w > 0
+    g_w = GraphOps(d.edge_index, d.num_nodes, edge_type=d.edge_type, edge_weight=w, num_relations=2)
+    g_cut = GraphOps(d.edge_index[:, keep], d.num_nodes, edge_type=d.edge_type[keep], edge_weight=w[keep],
+                     num_relations=2)
+    a = aggregate_features(d.x, g_w, 2, AGGS, True)
+    assert torch.allclose(a, aggregate_features(d.x, g_cut, 2, AGGS, True), rtol=1e-5, atol=1e-4)
+    full = GraphOps(d.edge_index, d.num_nodes, edge_type=d.edge_type, num_relations=2)
+    assert not torch.allclose(a, aggregate_features(d.x, full, 2, AGGS, True))
+
+
+def test_random_search_keeps_the_best_validation_trial(amazon_slice):
+    split = make_split(amazon_slice, "full", 0)
+    rows: list[dict] = []
+    best, log = tune(amazon_slice, "xgbgraph", split, 0, trials=4, deadline=float("inf"), on_trial=rows.append,
+                     **QUICK)
+    assert log == rows and len(log) == 4 and log[0]["hparams"] == train_mod.DEFAULTS["xgbgraph"]["hparams"]
+    assert len({str(r["hparams"]) for r in log}) == 4  # trials 1.. drew other settings
+    assert best.metrics["val"]["auprc"] == max(r["val_auprc"] for r in log)
+    again, log2 = tune(amazon_slice, "xgbgraph", split, 0, trials=4, deadline=float("inf"), **QUICK)
+    assert [r["hparams"] for r in log2] == [r["hparams"] for r in log]  # same seed, same draws
+    _, cut = tune(amazon_slice, "xgbgraph", split, 0, trials=4, deadline=0.0, **QUICK)
+    assert len(cut) == 1  # past the deadline: the defaults still run, nothing more
+
+
+def test_a_challenger_must_beat_xgbgraph_by_a_standard_error():
+    se = (0.8 * 0.2 / 100) ** 0.5  # 0.04 at AP 0.8 with 100 validation frauds
+    assert select_winner({"xgbgraph": 0.8, "mlp": 0.8 + 0.9 * se, "bwgnn": 0.7}, 100, se_multiple=1) == ("xgbgraph", se)
+    assert select_winner({"xgbgraph": 0.8, "mlp": 0.8 + 1.1 * se, "bwgnn": 0.83}, 100, se_multiple=1)[0] == "mlp"
+    assert select_winner({"xgbgraph": 0.8, "mlp": 0.85}, 10_000, se_multiple=1)[0] == "mlp"  # many frauds
+    assert select_winner({"xgbgraph": 0.8, "mlp": 0.8 + 0.1 * se}, 100) == ("mlp", 0.0)  # default: best on val
+    assert select_winner({"rfgraph": 0.6, "mlp": 0.7}, 20) == ("mlp", 0.0)  # no incumbent: best on validation
+
+
+def _rescore(res, y, split, probs):
+    """``res`` with new scores: threshold and metrics recomputed as train_model computes them."""
+    res.probs = probs
+    res.threshold = choose_threshold(probs[split.val], y[split.val])
+    res.metrics.update(val=evaluate(probs, y, split.val, res.threshold),
+                       test=evaluate(probs, y, split.test, res.threshold))
+    return res
+
+
+@pytest.mark.parametrize("looks_best_on", ["test", "val"])
+def test_auto_picks_on_validation_only(amazon_slice, monkeypatch, looks_best_on):
+    """A wrapped MLP whose scores are perfect on one part and random on the other: perfect on test only it
+    must lose, perfect on validation only it must win (the choice reads validation, nothing else)."""
+    real = train_mod.train_model
+    y = amazon_slice.data.y
+    split = make_split(amazon_slice, "full", 0)
+
+    def rigged(ds, name, sp, seed, **kw):
+        res = real(ds, name, sp, seed, **kw)
+        if name != "mlp":
+            return res
+        probs = torch.rand(len(y), generator=torch.Generator().manual_seed(1))
+        part = sp.test if looks_best_on == "test" else sp.val
+        probs[part] = y[part].float() * 0.5 + 0.5 * probs[part] * 0.1 + 0.05  # frauds above every normal
+        return _rescore(res, y, sp, probs)
+
+    monkeypatch.setattr(train_mod, "train_model", rigged)
+    res = real(amazon_slice, "auto", split, 0, auto=ONE_TRIAL, **QUICK)
+    table = res.metrics["auto"]["candidates"]
+    assert set(table) == {"xgbgraph", "rfgraph", "mlp", "bwgnn", "hsign"}
+    if looks_best_on == "test":
+        assert table["mlp"]["test"]["auprc"] == pytest.approx(1.0) and table["mlp"]["val"]["auprc"] < 0.5
+        assert res.metrics["auto"]["winner"] != "mlp"
+        chosen, _ = select_winner({n: r["val"]["auprc"] for n, r in table.items()}, res.metrics["val"]["n_fraud"])
+        assert res.metrics["auto"]["winner"] == chosen == res.config["model"]
+        assert res.metrics["test"]["auprc"] == table[chosen]["test"]["auprc"]
+    else:
+        assert table["mlp"]["val"]["auprc"] == pytest.approx(1.0) and table["mlp"]["test"]["auprc"] < 0.5
+        assert res.metrics["auto"]["winner"] == "mlp" == res.config["model"]
+
+
+def test_auto_records_every_candidate_and_its_winner_scores_after_reload(amazon_slice, amazon_slice_path, tmp_path):
+    """The run keeps every candidate's validation and test figures; the winner saves, loads and scores like
+    in training (for whichever family won), and so do the tree and MLP candidates."""
+    from finllm.store import open_store
+    from fraud.artifacts import load_model, save_model
+    from fraud.score import predict
+
+    store = open_store()
+    split = make_split(amazon_slice, "full", 0)
+    res = train_model(amazon_slice, "auto", split, 0, auto=ONE_TRIAL, **QUICK)
+    auto = res.metrics["auto"]
+    for name, row in auto["candidates"].items():
+        assert row["trials"] == 1 and set(row["val"]) == set(row["test"]) == {"auroc", "auprc", "rec@k", "macro_f1"}
+        assert row["test"]["auprc"] > 2 * res.metrics["test"]["n_fraud"] / res.metrics["test"]["n"], name
+    vals = {n: r["val"]["auprc"] for n, r in auto["candidates"].items()}
+    assert auto["winner"] == select_winner(vals, res.metrics["val"]["n_fraud"])[0]
+    assert res.metrics["val"]["auprc"] == vals[auto["winner"]]
+    others = [train_model(amazon_slice, n, split, 0, **QUICK) for n in ("rfgraph", "mlp", "xgbgraph")]
+    for r in [res, *others]:
+        loaded = load_model(save_model(r, store, dataset=str(amazon_slice_path), models_dir=tmp_path), store)
+        assert loaded.name == r.config["model"]
+        got = predict(loaded, amazon_slice)
+        assert np.allclose(got.numpy(), r.probs.numpy(), atol=1e-5), loaded.name
+
+
+def test_rfgraph_explanation_falls_back_to_occlusion(amazon_slice, amazon_slice_path, tmp_path):
+    from finllm.store import open_store
+    from fraud.artifacts import load_model, save_model
+    from fraud.supervisor.explain import feature_attribution, neighbor_attribution
+
+    store = open_store()
+    res = train_model(amazon_slice, "rfgraph", make_split(amazon_slice, "full", 0), 0,
+                      hparams={"n_estimators": 20, "hops": 1})
+    loaded = load_model(save_model(res, store, dataset=str(amazon_slice_path), models_dir=tmp_path), store)
+    node = int(torch.argmax(res.probs))
+    feats = feature_attribution(loaded, amazon_slice, node, top=3)
+    assert len(feats) == 3 and {f["method"] for f in feats} == {"occlusion"}
+    assert any(f["attribution"] != 0 for f in feats)
+    assert isinstance(neighbor_attribution(loaded, amazon_slice, node, max_neighbors=5), list)
