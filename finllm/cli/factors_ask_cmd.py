@@ -78,7 +78,12 @@ def ask_cmd(
 
 
 def _print(res) -> None:  # noqa: ANN001 - factors.requests.AskResult (imported lazily)
+    """The candidates and the saved factors are results (stdout); the status line is a message (stderr)."""
     from rich.table import Table
+
+    from finllm.cli.tables import stdout
+
+    out = stdout()
 
     def f(v: float | None) -> str:
         return "—" if v is None or v != v else f"{v:.4f}"
@@ -94,12 +99,12 @@ def _print(res) -> None:  # noqa: ANN001 - factors.requests.AskResult (imported 
                       f(v.get("rank_ic")), f(v.get("turnover")),
                       safe(c.error or c.note or ("misses " + "; ".join(c.missing) if c.missing else "")))
     if any(c.scores for c in res.candidates):
-        console.print(table)
+        out.print(table)
     if res.intent is not None:
-        console.print(f"the request names: {safe(res.intent.describe())}")
+        out.print(f"the request names: {safe(res.intent.describe())}")
     for c in res.saved:
         test = c.scores.get("test", {})
-        console.print(f"[green]saved[/] {safe(c.factor_id)} ({c.source}): {safe(c.expr.infix)}  "
+        out.print(f"[green]saved[/] {safe(c.factor_id)} ({c.source}): {safe(c.expr.infix)}  "
                       f"test RankIC {f(test.get('rank_ic'))}\n  {safe(c.explanation)}")
     if res.llm_failures:
         console.print("[red]LLM failures:[/] " + safe("; ".join(res.llm_failures)))

@@ -221,3 +221,17 @@ def test_local_model_ask_writes_valid_formulas(local_llm, tmp_path, store, marke
     assert res.ok and res.saved[0].relevant and res.saved[0].source in {"llm", "fallback"}
     saved = store.factors()
     assert saved and all(math.isfinite(f.metrics["valid"]["rank_ic"]) for f in saved)
+
+
+def test_cli_ask_prints_results_on_stdout_and_the_status_on_stderr(tmp_path, store, market_file, monkeypatch):
+    """The CLI's convention: the candidate table and the saved factors are results (stdout); the status
+    line is a message (stderr). ``--no-llm``: no endpoint is needed."""
+    from finllm.cli.main import app
+
+    monkeypatch.setenv("FINLLM_DATABASE_URL", store.url)
+    monkeypatch.setenv("FINLLM_LLM_BASE_URL", _dead_url())
+    res = CliRunner().invoke(app, ["factors", "ask", "20-day volatility", "--data", str(market_file), "--train",
+                                   SPLITS["train"], "--valid", SPLITS["valid"], "--test", SPLITS["test"], "--no-llm"])
+    assert res.exit_code == 0, res.output
+    assert "candidates for: 20-day volatility" in res.stdout and "saved" in res.stdout, (res.stdout, res.stderr)
+    assert "candidates for" not in res.stderr and "saved" not in res.stderr and "run " in res.stderr
