@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,11 +22,10 @@ from typing import Any
 
 import pytest
 
+from finllm.ports import free_port
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+_free_port = free_port  # the name the test modules import
 
 
 @pytest.fixture(scope="session")

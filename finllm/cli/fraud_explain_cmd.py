@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from finllm.cli.common import console, emit_json, friendly_errors, plain, plain, safe
+from finllm.cli.common import console, emit_json, friendly_errors, plain, safe
 
 
 def register(app: typer.Typer) -> None:

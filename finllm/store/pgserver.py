@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from finllm.errors import ConfigError
+from finllm.ports import free_port
 
 
 def _pg_bin(name: str) -> str:
@@ -26,12 +27,6 @@ def _pg_bin(name: str) -> str:
         if (root / name).exists():
             return str(root / name)
     raise ConfigError(f"PostgreSQL's {name} not found: install PostgreSQL (Debian: apt-get install postgresql)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -53,7 +48,7 @@ class TempPostgres:
         user = "postgres" if os.geteuid() == 0 else None
         if user:
             shutil.chown(root, user=user)
-        datadir, port = root / "data", _free_port()
+        datadir, port = root / "data", free_port()
         pg = cls(datadir, port, user)
         subprocess.run(pg._cmd(_pg_bin("initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust",
                                "-E", "UTF8", "--no-sync"), check=True, capture_output=True)

@@ -32,18 +32,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from finllm.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).with_name("airflow")
 FINISHED = {"success", "failed"}
 # The API key of the Airflow Connection "finllm_llm" (the local server ignores it): it must never be
 # written to finllm's store or to a log.
 LLM_KEY = "sk-finllm-test-" + secrets.token_hex(8)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
