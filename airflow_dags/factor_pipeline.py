@@ -75,7 +75,7 @@ PARAMS = {
 def factor_pipeline():
     @task
     def validate_market_data() -> dict:
-        from factors.jobs import validate_market_data as job
+        from finllm.app.monitor import validate_market_data as job
 
         ctx = get_current_context()
         p = ctx["params"]
@@ -88,7 +88,7 @@ def factor_pipeline():
 
     @task
     def evaluate_library(checked: dict) -> dict:
-        from factors.jobs import evaluate_library as job
+        from finllm.app.monitor import evaluate_library as job
 
         ctx = get_current_context()
         p = ctx["params"]
@@ -97,7 +97,7 @@ def factor_pipeline():
 
     @task
     def monitor_decay(evaluated: dict) -> dict:
-        from factors.jobs import flag_decay
+        from finllm.app.monitor import flag_decay
 
         ctx = get_current_context()
         p = ctx["params"]
@@ -106,7 +106,7 @@ def factor_pipeline():
 
     @task
     def record_day(checked: dict, evaluated: dict, decay: dict) -> dict:
-        from factors.jobs import record_monitor_run
+        from finllm.app.monitor import record_monitor_run
 
         ctx = get_current_context()
         return record_monitor_run(run_key(ctx, "monitor"), day=run_day(ctx), params=dict(ctx["params"]),
@@ -121,14 +121,14 @@ def factor_pipeline():
 
     @task(**heavy())
     def mine_pool() -> dict:
-        from factors.jobs import mine_job
+        from finllm.app.mine import mine_window
 
         ctx = get_current_context()
         p = ctx["params"]
-        return mine_job(p["data"], end=run_day(ctx), years=p["mine_years"], method=p["mine_method"],
-                        minutes=p["mine_minutes"], pool_size=p["pool_size"], seed=p["seed"],
-                        horizon=p["horizon"], max_tickers=opt(p["max_tickers"]),
-                        max_factors=opt(p["mine_max_factors"]), idempotency_key=run_key(ctx, "mine"))
+        return mine_window(p["data"], end=run_day(ctx), years=p["mine_years"], method=p["mine_method"],
+                           minutes=p["mine_minutes"], pool_size=p["pool_size"], seed=p["seed"],
+                           horizon=p["horizon"], max_tickers=opt(p["max_tickers"]),
+                           max_factors=opt(p["mine_max_factors"]), idempotency_key=run_key(ctx, "mine"))
 
     @task(**heavy())
     def summarize_and_report(mined: dict) -> dict:

@@ -5,7 +5,7 @@ One DAG, scheduled daily (06:00 UTC):
     check_graph ─> is_training_day ─> train_detector ─┐
               └─────────────────────────────────────── score_graph ─> explain_top_alerts
 
-* ``check_graph``: load the graph (``fraud.datasets.load_graph``); bad files fail here with a clear message.
+* ``check_graph``: load the graph (``finllm.app.score_graph.check_graph``); bad files fail here with a clear message.
 * ``is_training_day`` short-circuits ``train_detector`` except on ``training_weekday`` (default Sunday),
   with ``force_training``, or when no model for this graph is in the store yet. Only the training task is
   skipped; scoring always runs (trigger rule ``none_failed``) with the newest model for the graph.
@@ -30,8 +30,9 @@ PARAMS = {
     "data": Param(data_path("fraud/amazon_upu.mat"), type="string",
                   description="Graph file (.mat / .npz / CSV edge list) with fraud labels."),
     "date": Param(None, type=["null", "string"], description="Business date (YYYY-MM-DD); default: logical date."),
-    "model": Param("auto", type="string", description="Detector to train: auto (every candidate tuned, the best on "
-                   "validation kept) or one family (see `finllm fraud train --help`)."),
+    "model": Param("auto", type="string", description="Detector to train: auto (every candidate tuned; their "
+                   "top-3 ensemble kept unless one is clearly better on validation) or one family (see "
+                   "`finllm fraud train --help`)."),
     "setting": Param("full", enum=["full", "semi"],
                      description="Labels used: full (the file's split / 40-20-40) or semi (20 fraud + 80 normal)."),
     "seeds": Param(3, type="integer", minimum=1, description="Training seeds (the best on validation is kept)."),
@@ -59,13 +60,13 @@ PARAMS = {
 def fraud_pipeline():
     @task
     def check_graph() -> dict:
-        from fraud.jobs import check_graph as job
+        from finllm.app.score_graph import check_graph as job
 
         return job(get_current_context()["params"]["data"])
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def is_training_day(graph: dict) -> bool:
-        from fraud.jobs import latest_model
+        from finllm.app.score_graph import latest_model
 
         ctx = get_current_context()
         p = ctx["params"]
@@ -75,31 +76,32 @@ def fraud_pipeline():
 
     @task(**heavy())
     def train_detector(graph: dict) -> dict:
-        from fraud.jobs import train_job
+        from finllm.app.train_detector import TrainOptions, train_and_record
 
         use_llm_connection()
         ctx = get_current_context()
         p = ctx["params"]
-        return train_job(p["data"], model=p["model"], setting=p["setting"], seeds=p["seeds"], epochs=p["epochs"],
-                         llm_budget=p["llm_budget"], idempotency_key=run_key(ctx, "train"))
+        opts = TrainOptions(model=p["model"], setting=p["setting"], seeds=p["seeds"], epochs=p["epochs"],
+                            llm_budget=p["llm_budget"], supervisor="llm" if p["llm_budget"] > 0 else "none")
+        return train_and_record(p["data"], opts, idempotency_key=run_key(ctx, "train")).brief()
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def score_graph(graph: dict) -> dict:
-        from fraud.jobs import score_job
+        from finllm.app.score_graph import score_batch
 
         ctx = get_current_context()
         p = ctx["params"]
-        return score_job(p["data"], batch=run_day(ctx), model_id=opt(p["model_id"]),
-                         idempotency_key=run_key(ctx, "score"))
+        return score_batch(p["data"], batch=run_day(ctx), model_id=opt(p["model_id"]),
+                           idempotency_key=run_key(ctx, "score"))
 
     @task(**heavy())
     def explain_top_alerts(scored: dict) -> dict:
-        from fraud.jobs import explain_job
+        from finllm.app.explain import explain_top_alerts as job
 
         use_llm_connection()
         ctx = get_current_context()
-        return explain_job(scored["model_id"], batch=scored["batch"], data=ctx["params"]["data"],
-                           top=ctx["params"]["explain_top"])
+        return job(scored["model_id"], batch=scored["batch"], data=ctx["params"]["data"],
+                   top=ctx["params"]["explain_top"])
 
     graph = check_graph()
     trained = train_detector(graph)

@@ -38,15 +38,9 @@ PARAMS = {
 def reports():
     @task
     def latest_runs() -> list[str]:
-        from finllm.store import open_store
+        from finllm.app.catalog import latest_finished
 
-        store = open_store()
-        n = get_current_context()["params"]["per_kind"]
-        ids: list[str] = []
-        for kind in REPORTED_KINDS:
-            runs = [r for r in store.latest_runs(kind, limit=50) if r.status == "finished"]
-            ids += [r.id for r in runs[:n]]
-        return ids
+        return latest_finished(REPORTED_KINDS, get_current_context()["params"]["per_kind"])
 
     @task(max_active_tis_per_dagrun=2, **heavy())
     def build_report(finllm_run_id: str) -> dict:

@@ -2,7 +2,7 @@
 
 For each factor_mine / fraud_train run, the narrative a report shows (the stored LLM sentences rendered
 from today's facts, or the deterministic summary) is checked with
-:func:`finllm.reports.grounding.unbacked_numbers`, the same audit anyone can run on `finllm report --json`.
+:func:`finllm.grounding.check.unbacked_numbers`, the same audit anyone can run on `finllm report --json`.
 Prints one row per run and the totals; exit code 1 if any sentence states an unbacked number.
 
     python bench/audit_narratives.py                       # the store of FINLLM_DATABASE_URL / FINLLM_HOME

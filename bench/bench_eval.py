@@ -122,7 +122,7 @@ def run_engine(engine: str, data: str, max_tickers: int | None, threads: int | N
             from factors import kernels
 
             d, s = len(panel.dates), len(panel.tickers)
-            kernels._FREE_MAX = 4 << 30
+            kernels.memory._FREE_MAX = 4 << 30
             bufs = [kernels.empty((d, s)) for _ in range(80)]
             for b in bufs:
                 b.fill(0.0)

@@ -15,6 +15,15 @@ Alpha158-style linear baseline's, run side by side. Writes ``<out>/bench.json``.
     python bench/bench_mining.py --quick         # 100 tickers, 1 min per mining run
     python bench/bench_mining.py --throughput    # RL episodes/s: previous settings vs now, side by side
     python bench/bench_mining.py --policy-cost   # policy + PPO cost alone (a reward that costs nothing)
+
+Ablation (issue 17): ``--admission 0.2`` adds RL and GP runs whose pool admits a factor only if it does not
+lower the pool's IC on an inner validation window (the last 20% of train days, purged by the horizon;
+``MineConfig.admit_valid_frac``). ``--incremental rl,gp`` adds LightGBM on Alpha158 + each seed's mined pool
+members (same splits, settings and seed as LightGBM on Alpha158 alone): the pool's incremental value. Paired
+t-tests and sign tests over seeds follow the table; ``--results NAME`` writes bench/results/NAME.{md,json}.
+
+    python bench/bench_mining.py --minutes 3 --seeds 3 --admission 0.2 --incremental rl,rl_adm,gp,gp_adm \\
+        --no-store --results mining_ablation
 """
 
 from __future__ import annotations
@@ -27,11 +36,24 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from factors.scoring import SplitScorer
+
+if TYPE_CHECKING:
+    from factors.handcrafted import Alpha158Features
 
 SPLITS = {"train": "2003-01-01:2014-12-31", "valid": "2015-01-01:2016-12-31", "test": "2017-01-01:2021-04-21"}
 HORIZON = 20  # target: 20-day forward return; the backtest re-forms its book every HORIZON days
 KEYS = ("ic", "rank_ic", "icir", "rank_icir", "sharpe")
+
+
+def _label(cfg: dict[str, Any]) -> str:
+    """Row name of a mining run: method, ``_gain`` for the gain reward, ``_adm`` with inner-validation admission."""
+    name = cfg["method"] if cfg.get("reward", "objective") == "objective" else f"{cfg['method']}_{cfg['reward']}"
+    return name + ("_adm" if cfg.get("admit_valid_frac", 0) > 0 else "")
 
 
 def _mine_job(args: tuple[dict[str, Any], str, bool]) -> dict[str, Any]:
@@ -39,54 +61,75 @@ def _mine_job(args: tuple[dict[str, Any], str, bool]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from factors.mine import MineConfig, mine
+    from factors.mine import MineConfig
+    from finllm.app.mine import mine_and_record
+    from finllm.store import open_store
 
     cfg = MineConfig(**cfg_d)
     t0 = time.perf_counter()
-    res = mine(cfg, out, use_store=use_store, progress=False, resume=False)
-    return {"method": cfg.method if cfg.reward == "objective" else f"{cfg.method}_{cfg.reward}", "seed": cfg.seed,
+    res = mine_and_record(cfg, out, open_store() if use_store else None, progress=False, resume=False)
+    return {"method": _label(cfg_d), "seed": cfg.seed,
             "metrics": res["metrics"], "mining": {k: v for k, v in res["mining"].items() if k != "config"},
-            "pool": [(m["weight"], m["formula"]) for m in res["pool"]], "wall_s": round(time.perf_counter() - t0, 1)}
+            "pool": [(m["weight"], m["formula"]) for m in res["pool"]],
+            "pool_tokens": [m["tokens"] for m in res["pool"]], "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def with_pool_features(sc: SplitScorer, f: Alpha158Features, pool_tokens: list[list[str]]) -> Alpha158Features:
+    """``f`` plus each pool member's values as extra features, z-scored per day over ``sc``'s universe the
+    same way (NaN where undefined). The member weights are not used: the model sees the raw members."""
+    from factors.handcrafted import Alpha158Features as A158
+
+    extra = []
+    for tokens in pool_tokens:
+        x = sc.ev.evaluate(tokens)
+        z = sc.zscore(x)
+        extra.append(torch.where(torch.isfinite(x) & sc.mask, z, torch.full((), float("nan"))))
+    sc.ev.clear_cache()
+    names = f.names + [f"POOL{i}" for i in range(len(extra))]
+    feats = torch.cat([f.feats, torch.stack(extra)]) if extra else f.feats
+    return A158(names, feats, f.target_z, f.label_mask, f.seconds)
+
+
+def incremental_value(sc: SplitScorer, f: Alpha158Features, pools: dict[str, list[list[str]]], *, seed: int,
+                      threads: int) -> dict[str, dict[str, Any]]:
+    """LightGBM on the Alpha158-style set alone (``"lgbm_alpha158"``) and on the set + each pool's members
+    (``"lgbm_alpha158+<name>"``), same splits, model settings and seed: per-split metrics and fit info."""
+    from factors.handcrafted import fit_alpha158_lgbm
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, tokens in [("lgbm_alpha158", None), *((f"lgbm_alpha158+{k}", v) for k, v in pools.items())]:
+        t1 = time.perf_counter()
+        feats = f if tokens is None else with_pool_features(sc, f, tokens)
+        pred, info = fit_alpha158_lgbm(sc, feats, seed=seed, threads=threads)
+        del feats
+        out[name] = {"metrics": sc.report(pred), "features": len(f.names) + len(tokens or []),
+                     "info": {k: v for k, v in info.items() if k != "params"},
+                     "wall_s": round(time.perf_counter() - t1, 1)}
+    return out
 
 
 def _baselines(data: str, max_tickers: int | None, seeds: list[int], horizon: int, cost_bps: float,
-               threads: int) -> list[dict[str, Any]]:
-    import torch
-
+               threads: int, pools: dict[str, dict[int, list[list[str]]]]) -> list[dict[str, Any]]:
+    """Alpha158-linear (deterministic), LightGBM-Alpha158 per seed and, for each mined pool in ``pools``
+    (method -> seed -> members' tokens), LightGBM on Alpha158 + that pool with the same seed."""
     torch.set_num_threads(threads)
-    from factors.handcrafted import alpha158_style, feature_matrix, fit_linear
-    from factors.lgbm_baseline import fit_predict
-    from factors.mine import MineConfig, SplitScorer, load_for_mining
-    from factors.pool import zscore_days
+    from factors.handcrafted import alpha158_features, fit_alpha158_linear
+    from factors.mine import MineConfig, load_for_mining, scoring_warmup
 
     cfg = MineConfig(data=data, max_tickers=max_tickers, horizon=horizon, cost_bps=cost_bps, **SPLITS)
     panel, splits = load_for_mining(cfg)
-    sc = SplitScorer(panel, splits, horizon, cost_bps, cfg.warmup_days, rebalance=horizon)
-    t0 = time.perf_counter()
-    exprs = alpha158_style()
-    names, raw = feature_matrix(sc.ev, exprs)
-    t_feat = time.perf_counter() - t0
-    feats_z = torch.stack([zscore_days(raw[i], sc.mask)[0] for i in range(raw.shape[0])])  # 0 where missing
-    train = sc.days["train"]
-    ym = sc.mask & torch.isfinite(sc.target)
-    target_z = zscore_days(sc.target, ym)[0]
-    n_day = (ym & train[:, None]).sum(1).double()
-    ok = n_day >= 2
-    cell_w = torch.where(ok, 1.0 / (n_day.clamp(min=1) * max(int(ok.sum()), 1)), torch.zeros_like(n_day)).float()
-    w = fit_linear(feats_z, torch.where(train[:, None], target_z, torch.zeros(())), cell_w, day_stride=2)
-    comb = torch.einsum("f,fds->ds", torch.from_numpy(w).float(), feats_z)
-    comb = torch.where(sc.mask, comb, torch.full((), float("nan")))
-    lin = sc.report(comb)
-    rows = [{"method": "alpha158_linear", "seed": s, "metrics": lin, "features": len(names),
-             "feature_seconds": round(t_feat, 1)} for s in seeds]
-    feats_nan = torch.where(torch.isfinite(raw), feats_z, torch.full((), float("nan")))
-    del raw
-    label = torch.where(ym, target_z, torch.full((), float("nan")))
+    known = [t for per in pools.values() for toks in per.values() for t in toks]
+    sc = SplitScorer(panel, splits, horizon, cost_bps, scoring_warmup(cfg, known), rebalance=horizon)
+    f = alpha158_features(sc)
+    lin = sc.report(fit_alpha158_linear(sc, f))
+    rows = [{"method": "alpha158_linear", "seed": s, "metrics": lin, "features": len(f.names),
+             "feature_seconds": round(f.seconds, 1)} for s in seeds]
     for s in seeds:
-        t1 = time.perf_counter()
-        pred, info = fit_predict(feats_nan, label, sc.mask, train, sc.days["valid"], seed=s, num_threads=threads)
-        rows.append({"method": "lgbm_alpha158", "seed": s, "metrics": sc.report(pred), "info": {
-            k: v for k, v in info.items() if k != "params"}, "wall_s": round(time.perf_counter() - t1, 1)})
+        res = incremental_value(sc, f, {m: per[s] for m, per in pools.items() if s in per}, seed=s, threads=threads)
+        for name, r in res.items():
+            rows.append({"method": name, "seed": s, **r})
+            print(f"  {name} seed {s}: test RankIC {r['metrics']['test']['rank_ic']} [{r['wall_s']}s]",
+                  file=sys.stderr, flush=True)
     return rows
 
 
@@ -102,7 +145,7 @@ def _throughput_job(args: tuple[str, dict[str, Any], float, str]) -> dict[str, A
     from factors.mine import MineConfig, mine
 
     cfg = MineConfig(data=data, method="rl", minutes=minutes, seed=0, **SPLITS, **over)
-    res = mine(cfg, out, use_store=False, progress=False, resume=False)
+    res = mine(cfg, out, progress=False, resume=False)
     m = res["mining"]
     return {"episodes_per_s": m["episodes_per_s"], "ms_per_episode": m["ms_per_episode"],
             "episodes": m["episodes"], "evaluated": m["scorer"]["evaluated"], "cache_hits": m["scorer"]["cache_hits"],
@@ -199,9 +242,9 @@ def _agg(rows: list[dict[str, Any]], method: str, split: str, key: str) -> tuple
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    methods = [m for m in ("rl", "rl_gain", "gp", "alpha158_linear", "lgbm_alpha158") if any(r["method"] == m for r in rows)]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
     base, _, _ = _agg(rows, "alpha158_linear", "test", "rank_ic")
-    head = f"{'method':16s} {'n':>2s} " + " ".join(f"{'test ' + k:>17s}" for k in KEYS) + \
+    head = f"{'method':22s} {'n':>2s} " + " ".join(f"{'test ' + k:>17s}" for k in KEYS) + \
         f" {'valid rank_ic':>17s} {'RankIC/base':>11s}"
     lines = [head, "-" * len(head)]
     for m in methods:
@@ -213,8 +256,48 @@ def table(rows: list[dict[str, Any]]) -> str:
         vmu, vsd, _ = _agg(rows, m, "valid", "rank_ic")
         mu, _, _ = _agg(rows, m, "test", "rank_ic")
         ratio = mu / base if base and not math.isnan(base) else math.nan
-        lines.append(f"{m:16s} {n:2d} " + " ".join(cells) + f" {vmu:+.4f} ± {vsd:.4f}".rjust(18) + f" {ratio:11.2f}")
+        lines.append(f"{m:22s} {n:2d} " + " ".join(cells) + f" {vmu:+.4f} ± {vsd:.4f}".rjust(18) + f" {ratio:11.2f}")
     return "\n".join(lines)
+
+
+def paired(rows: list[dict[str, Any]], a: str, b: str, split: str = "test",
+           key: str = "rank_ic") -> dict[str, Any] | None:
+    """``a`` vs ``b`` paired by seed: mean difference, wins of ``a``, two-sided paired t-test and sign test."""
+    from scipy.stats import binomtest, ttest_rel
+
+    va = {r["seed"]: r["metrics"][split][key] for r in rows if r["method"] == a and r["metrics"].get(split)}
+    vb = {r["seed"]: r["metrics"][split][key] for r in rows if r["method"] == b and r["metrics"].get(split)}
+    seeds = sorted(s for s in va if s in vb and va[s] is not None and vb[s] is not None)
+    if len(seeds) < 2:
+        return None
+    xa, xb = [va[s] for s in seeds], [vb[s] for s in seeds]
+    diff = [x - y for x, y in zip(xa, xb)]
+    wins = sum(d > 0 for d in diff)
+    nz = sum(d != 0 for d in diff)
+    t = ttest_rel(xa, xb)
+    return {"a": a, "b": b, "split": split, "key": key, "seeds": seeds, "mean_diff": sum(diff) / len(diff),
+            "wins_a": wins, "t": float(t.statistic), "p_ttest": float(t.pvalue),
+            "p_sign": float(binomtest(wins, nz, 0.5).pvalue) if nz else 1.0}
+
+
+PAIRS = (("rl_adm", "rl"), ("gp_adm", "gp"), ("rl", "gp"), ("rl_adm", "gp_adm"),
+         ("lgbm_alpha158+rl", "lgbm_alpha158"), ("lgbm_alpha158+rl_adm", "lgbm_alpha158"),
+         ("lgbm_alpha158+gp", "lgbm_alpha158"), ("lgbm_alpha158+gp_adm", "lgbm_alpha158"),
+         ("rl", "alpha158_linear"), ("lgbm_alpha158", "alpha158_linear"))
+
+
+def paired_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    out, res = [], []
+    for a, b in PAIRS:
+        for split in ("valid", "test"):
+            p = paired(rows, a, b, split)
+            if p is None:
+                continue
+            res.append(p)
+            out.append(f"{a:>22s} vs {b:<16s} {split:5s} RankIC diff {p['mean_diff']:+.4f}, {a} ahead in "
+                       f"{p['wins_a']}/{len(p['seeds'])} seeds, paired t {p['t']:+.2f} (p {p['p_ttest']:.3f}), "
+                       f"sign test p {p['p_sign']:.3f}")
+    return out, res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,8 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tickers", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2, help="mining runs in parallel (1 torch thread each)")
     ap.add_argument("--reward-ablation", action="store_true", help="also run RL with the 'gain' reward")
+    ap.add_argument("--admission", type=float, default=0.0, metavar="FRAC",
+                    help="also run RL and GP with inner-validation admission on the last FRAC of train (rl_adm, gp_adm)")
+    ap.add_argument("--incremental", default="rl",
+                    help="mined rows whose pools LightGBM also gets on top of Alpha158 (comma list; '' = none)")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--reuse-mining", action="store_true",
+                    help="skip mining: reuse <out>/mining_rows.json of an earlier run with the same settings")
     ap.add_argument("--no-store", action="store_true")
+    ap.add_argument("--results", default=None, metavar="NAME",
+                    help="also write bench/results/NAME.md and NAME.json (table, paired tests, command)")
     ap.add_argument("--throughput", action="store_true", help="RL episodes/s: previous settings vs now")
     ap.add_argument("--repeats", type=int, default=2, help="--throughput: runs per setup")
     ap.add_argument("--eval-threads", type=int, default=2, help="--throughput: also try this many eval threads")
@@ -246,17 +337,25 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(a.seeds))
     jobs = []
-    methods = [("rl", "objective"), ("gp", "objective")] + ([("rl", "gain")] if a.reward_ablation else [])
-    for method, reward in methods:
-        for s in seeds:
+    variants: list[tuple[str, str, float]] = [("rl", "objective", 0.0), ("gp", "objective", 0.0)]
+    if a.reward_ablation:
+        variants.append(("rl", "gain", 0.0))
+    if a.admission > 0:
+        variants += [("rl", "objective", a.admission), ("gp", "objective", a.admission)]
+    for s in seeds:  # seed-major: an interrupted run still has every method for the first seeds
+        for method, reward, adm in variants:
             cfg = dict(data=a.data, method=method, minutes=minutes, pool_size=a.pool_size, seed=s,
-                       max_tickers=max_tickers, reward=reward, horizon=HORIZON, rebalance=HORIZON, **SPLITS)
-            jobs.append((cfg, str(out / f"{method}_{reward}_seed{s}"), not a.no_store))
+                       max_tickers=max_tickers, reward=reward, horizon=HORIZON, rebalance=HORIZON,
+                       admit_valid_frac=adm, **SPLITS)
+            jobs.append((cfg, str(out / f"{_label(cfg)}_seed{s}"), not a.no_store))
     t0 = time.perf_counter()
     print(f"bench_mining: {len(jobs)} mining runs x {minutes} min on {a.workers} workers, "
           f"tickers={max_tickers or 'all'}, pool={a.pool_size}, seeds={seeds}", file=sys.stderr, flush=True)
     rows: list[dict[str, Any]] = []
     ctx = mp.get_context("spawn")
+    if a.reuse_mining:
+        rows = json.loads((out / "mining_rows.json").read_text())
+        jobs = []
     with ctx.Pool(a.workers) as pool:
         for r in pool.imap_unordered(_mine_job, jobs):
             rows.append(r)
@@ -264,19 +363,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r['method']} seed {r['seed']}: test RankIC {t.get('rank_ic')}, IC {t.get('ic')}, "
                   f"rate {r['mining'].get('episodes_per_s', r['mining'].get('evals_per_s'))}/s "
                   f"[{time.perf_counter() - t0:.0f}s]", file=sys.stderr, flush=True)
+            (out / "mining_rows.json").write_text(json.dumps(rows, indent=2, default=str))
     if not a.no_baselines:
-        print("  baselines: Alpha158-style features, linear + LightGBM ...", file=sys.stderr, flush=True)
-        rows += _baselines(a.data, max_tickers, seeds, HORIZON, 10.0, threads=max(1, a.workers))
+        print("  baselines: Alpha158-style features, linear + LightGBM (+ pools) ...", file=sys.stderr, flush=True)
+        wanted = [m.strip() for m in a.incremental.split(",") if m.strip()]
+        pools = {m: {r["seed"]: r["pool_tokens"] for r in rows if r["method"] == m and r["pool_tokens"]}
+                 for m in wanted}
+        rows += _baselines(a.data, max_tickers, seeds, HORIZON, 10.0, max(1, a.workers), pools)
     total = time.perf_counter() - t0
+    plines, pres = paired_lines(rows)
     (out / "bench.json").write_text(json.dumps({"rows": rows, "minutes_per_run": minutes, "max_tickers": max_tickers,
-                                                "seeds": seeds, "splits": SPLITS, "total_s": round(total, 1)},
-                                               indent=2, default=str))
+                                                "seeds": seeds, "splits": SPLITS, "total_s": round(total, 1),
+                                                "paired": pres}, indent=2, default=str))
     lines = [f"Factor mining bench (US S&P 500{'' if not max_tickers else f', {max_tickers} tickers'}; target 20-day "
              f"forward return; {minutes} min search per RL/GP run; pool size {a.pool_size}; mean ± std over "
              f"{len(seeds)} seeds; Sharpe = long-short quintiles re-formed every {HORIZON} days, 10 bps costs per "
              f"rebalance)", table(rows)]
-    rl = [r["mining"] for r in rows if r["method"] == "rl"]
-    gp_rates = [r["mining"].get("evals_per_s") for r in rows if r["method"] == "gp"]
+    if plines:
+        lines += [f"\npaired over seeds (two-sided; with {len(seeds)} seeds the sign test cannot go below p "
+                  f"{2 / 2 ** len(seeds):.3f}):", *plines]
+    rl = [r["mining"] for r in rows if r["method"].startswith("rl")]
+    gp_rates = [r["mining"].get("evals_per_s") for r in rows if r["method"].startswith("gp")]
     if rl and gp_rates:
         rate = sum(m["episodes_per_s"] for m in rl) / len(rl)
         cpu = [m["episodes_this_session"] / m["seconds"]["cpu"] for m in rl if m.get("seconds", {}).get("cpu")]
@@ -287,6 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print("\n" + text)
     (out / "headline.txt").write_text(text + "\n")
+    if a.results:
+        cmd = "python bench/bench_mining.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        res_dir = Path(__file__).resolve().parent / "results"
+        (res_dir / f"{a.results}.md").write_text(f"# {a.results}\n\nCommand: `{cmd}`\n\n```\n{text}\n```\n")
+        (res_dir / f"{a.results}.json").write_text(json.dumps(
+            {"command": cmd, "rows": rows, "paired": pres, "minutes_per_run": minutes, "max_tickers": max_tickers,
+             "seeds": seeds, "splits": SPLITS, "total_s": round(total, 1)}, indent=2, default=str))
     return 0
 
 

@@ -112,3 +112,47 @@ def long_short(x: Tensor, fwd_1d: Tensor, mask: Tensor, quantiles: int = 5, cost
     net, gross, turn = net[has], gross[has], turn[has]
     return BacktestResult(returns=net, gross=gross, turnover=turn, periods_per_year=periods_per_year,
                           cost_bps=cost_bps, rebalance=int(rebalance))
+
+
+@dataclass
+class QuantileBooks:
+    """Equal-weight long-only books of each factor quantile and of the whole cross-section, held like the
+    long-short book (same ``delay`` and ``rebalance``). T = decision days with a return (as in :func:`long_short`)."""
+
+    returns: Tensor  # (Q, T) float64 daily return of quantile q's book (lowest factor first), before costs
+    turnover: Tensor  # (Q, T) sum |w_t - w_{t-1}| of each book
+    market: Tensor  # (T,) equal-weight return of every name with a factor value
+    days: Tensor  # (T,) int64 decision-day index into the input rows
+
+
+def _book(w: Tensor, r64: Tensor, delay: int) -> tuple[Tensor, Tensor]:
+    d = w.shape[0]
+    w = w[: d - delay] if delay else w
+    prev = torch.cat([torch.zeros_like(w[:1]), w[:-1]], 0)
+    return (w * r64).sum(1), (w - prev).abs().sum(1)
+
+
+def quantile_books(x: Tensor, fwd_1d: Tensor, mask: Tensor, quantiles: int = 5, delay: int = 1,
+                   min_names: int = MIN_NAMES, rebalance: int = 1) -> QuantileBooks:
+    """Per-quantile and equal-weight market books of factor ``x`` (D, S), timing as :func:`long_short`."""
+    if delay < 0:
+        raise ValueError("delay must be >= 0 (a negative delay would trade on the past's future)")
+    lab = quantile_labels(x, mask, quantiles)
+    ok = ((lab >= 0).sum(1) >= max(min_names, quantiles)).unsqueeze(1)
+    d = lab.shape[0]
+    r = fwd_1d[delay:] if delay else fwd_1d
+    r = r[: max(0, d - delay)]
+    r64 = torch.where(torch.isfinite(r), r.double(), torch.zeros((), dtype=torch.float64))
+    has = torch.isfinite(r).any(1)
+    rets, turns = [], []
+    for q in range(quantiles):
+        sel = (lab == q) & ok
+        w = hold(sel.double() / sel.sum(1, keepdim=True).clamp(min=1), int(rebalance))
+        g, t = _book(w, r64, delay)
+        rets.append(g[has])
+        turns.append(t[has])
+    allm = (lab >= 0) & ok
+    mkt, _ = _book(hold(allm.double() / allm.sum(1, keepdim=True).clamp(min=1), int(rebalance)), r64, delay)
+    return QuantileBooks(returns=torch.stack(rets) if rets else torch.zeros(0, 0, dtype=torch.float64),
+                         turnover=torch.stack(turns) if turns else torch.zeros(0, 0, dtype=torch.float64),
+                         market=mkt[has], days=torch.nonzero(has).squeeze(1))

@@ -132,6 +132,49 @@ def _signature(spec: OpSpec) -> str:
     return f"{spec.name}({', '.join(spec.arg_kinds)})"
 
 
+# ----------------------------------------------------------------------------------------------------
+# the type rules (also the RL action masks' and GP's: factors.rl.builder, factors.gp)
+# ----------------------------------------------------------------------------------------------------
+
+
+def window_ok(spec: OpSpec, v: float, allow_future: bool = False) -> bool:
+    """Whether literal ``v`` may be ``spec``'s window: an integer, ``spec.min_window <= |v| <= MAX_WINDOW``,
+    negative only for ``Ref`` in a target (``allow_future``)."""
+    if v != int(v) or not spec.min_window <= abs(v) <= MAX_WINDOW:
+        return False
+    return v > 0 or (allow_future and spec.name == "Ref")
+
+
+def slot_accepts(spec: OpSpec, slot: int, lit: float | None, allow_future: bool = False) -> bool:
+    """Whether argument ``slot`` of ``spec`` may be a sub-expression (``lit`` None) or the literal ``lit``.
+    (An operator also needs at least one sub-expression argument; the tree's height is at most
+    ``MAX_DEPTH``.)"""
+    kind = spec.arg_kinds[slot]
+    if lit is None:
+        return kind in ("expr", "expr_or_const")
+    if kind == "window":
+        return window_ok(spec, lit, allow_future)
+    return kind != "expr"
+
+
+def feature(token: str) -> Node:
+    """A feature leaf (``token`` canonical, e.g. ``"$close"``)."""
+    return Node("feature", token, (), None, (token,), 1)
+
+
+def literal(v: float) -> Node:
+    """A numeric literal leaf, in the canonical number format."""
+    canon = format_number(v)
+    return Node("const", canon, (), float(v), (canon,), 1)
+
+
+def op_node(token: str, children: Sequence[Node]) -> Node:
+    """Operator ``token`` over ``children`` (not checked: :func:`from_postfix` of its postfix checks)."""
+    kids = tuple(children)
+    post = tuple(t for c in kids for t in c.postfix) + (token,)
+    return Node("op", token, kids, None, post, 1 + max(c.depth for c in kids))
+
+
 def _build(tokens: Sequence[object], features: Sequence[str] | None, max_len: int, max_depth: int,
            allow_future: bool, positions: Sequence[int] | None = None) -> Expr:
     where = "character" if positions is not None else "position"
@@ -169,47 +212,34 @@ def _build(tokens: Sequence[object], features: Sequence[str] | None, max_len: in
             args = stack[len(stack) - spec.arity:]
             del stack[len(stack) - spec.arity:]
             for k, (kind, (child, ci)) in enumerate(zip(spec.arg_kinds, args)):
-                ok = {"expr": child.kind != "const", "const": child.kind == "const",
-                      "window": child.kind == "const", "expr_or_const": True}[kind]
-                if kind == "window" and ok:
-                    v = child.value
-                    assert v is not None
-                    lo = spec.min_window
-                    good = v == int(v) and lo <= abs(v) <= MAX_WINDOW
-                    if v < 0 and not (allow_future and tok == "Ref"):
-                        good = False
-                    if not good:
-                        raise _error(f"{tok!r} at {where} {p}: argument {k + 1} {child.token!r} at {where} "
-                                     f"{pos(ci)} must be {_kind_text(kind, spec, allow_future)}",
-                                     child.token, pos(ci))
-                    if v < 0:
-                        looks_ahead = True
-                if not ok:
-                    raise _error(f"{tok!r} at {where} {p}: argument {k + 1} {child.token!r} at {where} "
-                                 f"{pos(ci)} must be {_kind_text(kind, spec, allow_future)} "
-                                 f"[{_signature(spec)}]", child.token, pos(ci))
+                lit = child.value if child.kind == "const" else None
+                if slot_accepts(spec, k, lit, allow_future):
+                    looks_ahead |= kind == "window" and lit is not None and lit < 0
+                    continue
+                sig = "" if kind == "window" and lit is not None else f" [{_signature(spec)}]"
+                raise _error(f"{tok!r} at {where} {p}: argument {k + 1} {child.token!r} at {where} "
+                             f"{pos(ci)} must be {_kind_text(kind, spec, allow_future)}{sig}",
+                             child.token, pos(ci))
             children = tuple(c for c, _ in args)
-            if all(c.kind == "const" for c in children):
+            if not any(c.kind != "const" for c in children):
                 raise _error(f"{tok!r} at {where} {p} has only constant arguments (a constant is not a "
                              f"factor)", tok, p)
-            depth = 1 + max(c.depth for c in children)
-            if depth > max_depth:
+            node = op_node(tok, children)
+            if node.depth > max_depth:
                 raise _error(f"{tok!r} at {where} {p} makes the expression deeper than max_depth="
                              f"{max_depth}", tok, p)
-            post = tuple(t for c in children for t in c.postfix) + (tok,)
-            stack.append((Node("op", tok, children, None, post, depth), i))
+            stack.append((node, i))
             continue
         if _NUM_RE.match(tok):
             v = float(tok)
             if not math.isfinite(v):
                 raise _error(f"number {tok!r} at {where} {p} is not finite", tok, p)
-            canon = format_number(v)
-            stack.append((Node("const", canon, (), v, (canon,), 1), i))
+            stack.append((literal(v), i))
             continue
         if _NAME_RE.match(tok):
             canon = fmap.get(tok.lower())
             if canon is not None:
-                stack.append((Node("feature", canon, (), None, (canon,), 1), i))
+                stack.append((feature(canon), i))
                 continue
             if tok.lower() in _OPS_LOWER:
                 raise _error(f"unknown operator {tok!r} at {where} {p}; did you mean "
@@ -424,3 +454,46 @@ def to_expr(obj: Expr | str | Sequence[str], features: Sequence[str] | None = No
     if isinstance(obj, str):
         return parse(obj, features, allow_future=allow_future)
     return from_postfix(obj, features, allow_future=allow_future)
+
+
+# ----------------------------------------------------------------------------------------------------
+# needed history
+# ----------------------------------------------------------------------------------------------------
+
+
+def node_history(node: Node) -> int:
+    """:func:`needed_history` of one tree node."""
+    if node.kind != "op":
+        return 0
+    spec = OPS[node.token]
+    below = max(node_history(c) for c in node.children)
+    if spec.category not in ("ts", "ts_pair"):
+        return below  # element-wise and cross-sectional operators read day t only
+    w = node.children[-1].value
+    assert w is not None
+    return below + spec.lookback(int(w))
+
+
+def needed_history(expr: Expr | str | Sequence[str], features: Sequence[str] | None = None) -> int:
+    """Trading days of panel history before a day t that ``expr`` needs so that its value at t is exact,
+    i.e. the same as with any longer history (bit for bit up to the float64 summation order of the
+    block kernels, i.e. within float32 rounding).
+
+    The rule, on the tree: a feature or a literal needs 0; an element-wise or cross-sectional operator
+    needs the maximum of its arguments; a window operator with window ``w`` reads days ``t-w+1 .. t``
+    of its inputs, so it adds ``w - 1`` to the maximum of its arguments (``Corr(x, y, w)``: max of x, y,
+    plus ``w - 1``); ``Ref(x, d)`` and ``Delta(x, d)`` read day ``t-d``, so they add ``d`` (0 for a
+    negative ``d``, which reads the future: targets only). Nested windows add up:
+    ``Mean(Ref($close, 5), 20)`` needs ``5 + 19 = 24`` days. No operator depends on all history
+    (``EMA`` is truncated to its window). ``expr``: an :class:`Expr`, infix text or postfix tokens."""
+    e = expr if isinstance(expr, Expr) else to_expr(expr, features, allow_future=True)
+    return node_history(e.root)
+
+
+def needed_history_tokens(tokens: Sequence[str], features: Sequence[str] | None = None) -> int:
+    """:func:`needed_history` of a postfix token list (as the pools hold their members). A feature needs no
+    history whatever it is, so with ``features`` None every ``$name`` token counts as one."""
+    if features is None:
+        features = sorted(set(FEATURES) | {t for t in tokens if isinstance(t, str) and t.startswith("$")})
+    return node_history(from_postfix(tokens, features, max_len=max(MAX_LEN, len(tokens)), allow_future=True).root)
+

@@ -1,6 +1,6 @@
 """Genetic-programming baseline over the same tokens, operators, features and scorer as the RL miner.
 
-Individuals are expression trees over the RL vocabulary (:class:`factors.rl.builder.Vocab`: same
+Individuals are :class:`factors.expr.Node` trees over the RL vocabulary (:class:`factors.rl.builder.Vocab`: same
 features, operators, constants and windows, same ``max_len``). Fitness is the factor's |train IC|
 (gplearn-style, each factor judged alone, which is what the RL pool reward improves on). Every
 evaluated factor is also offered to an :class:`~factors.pool.AlphaPool` with the same capacity and
@@ -19,7 +19,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from factors.rl.builder import Vocab, literal_kinds
+from factors.expr import Node, feature, literal, op_node, slot_accepts, window_ok
+from factors.ops import OPS
+from factors.rl.builder import Vocab
 from factors.rl.scorer import PoolScorer
 from finllm.errors import ExpressionError
 
@@ -37,117 +39,105 @@ class GPConfig:
     max_len: int = 20
 
 
-class Node:
-    __slots__ = ("tok", "kind", "kids")
+Path = tuple[int, ...]  # child indices from the root
 
-    def __init__(self, tok: str, kind: str, kids: list[Node] | None = None) -> None:
-        self.tok, self.kind, self.kids = tok, kind, kids or []
 
-    def postfix(self) -> list[str]:
-        out: list[str] = []
-        for k in self.kids:
-            out += k.postfix()
-        out.append(self.tok)
-        return out
+def _replace(tree: Node, path: Path, new: Node) -> Node:
+    """``tree`` with the subtree at ``path`` replaced by ``new`` (the nodes above it rebuilt)."""
+    if not path:
+        return new
+    kids = list(tree.children)
+    kids[path[0]] = _replace(kids[path[0]], path[1:], new)
+    return op_node(tree.token, kids)
 
-    def copy(self) -> Node:
-        return Node(self.tok, self.kind, [k.copy() for k in self.kids])
 
-    def expr_nodes(self) -> list[tuple[Node | None, int, Node]]:
-        """(parent, child index, node) for every expression node (features and operators)."""
-        out: list[tuple[Node | None, int, Node]] = [(None, -1, self)] if self.kind in ("F", "O") else []
-        stack = [self]
-        while stack:
-            n = stack.pop()
-            for i, k in enumerate(n.kids):
-                if k.kind in ("F", "O"):
-                    out.append((n, i, k))
-                    stack.append(k)
-        return out
+def _at(tree: Node, path: Path) -> Node:
+    for i in path:
+        tree = tree.children[i]
+    return tree
 
 
 class TreeFactory:
-    """Random trees and postfix <-> tree over a vocabulary."""
+    """Random :class:`factors.expr.Node` trees over a vocabulary, typed by :mod:`factors.expr`'s rules:
+    an operator's window slots get vocabulary windows it accepts (``min_window``), its constant slots
+    vocabulary constants; an operator no vocabulary window or constant can complete is never grown."""
 
     def __init__(self, vocab: Vocab, rng: random.Random, cfg: GPConfig) -> None:
         self.vocab, self.rng, self.cfg = vocab, rng, cfg
-        self.features = [t for t, k in zip(vocab.tokens, vocab.kinds) if k == "F"]
-        self.ops = [t for t, k in zip(vocab.tokens, vocab.kinds) if k == "O"]
-        self.consts = [t for t, k in zip(vocab.tokens, vocab.kinds) if k == "C"]
-        self.windows = [t for t, k in zip(vocab.tokens, vocab.kinds) if k == "W"]
-        self.sigs = vocab.signatures
+        self.features = vocab.of_kind("F")
+        self.consts = vocab.of_kind("C")
+        self.windows = vocab.of_kind("W")
+        self.op_windows = {o: [w for w in self.windows if window_ok(OPS[o], float(w))] for o in vocab.of_kind("O")}
+        self.ops = [o for o in vocab.of_kind("O")
+                    if all((k != "window" or self.op_windows[o]) and (k != "const" or self.consts)
+                           for k in OPS[o].arg_kinds)]
 
     def leaf(self) -> Node:
-        return Node(self.rng.choice(self.features), "F")
+        return feature(self.rng.choice(self.features))
 
     def grow(self, depth: int) -> Node:
         if depth <= 1 or self.rng.random() < 0.3:
             return self.leaf()
         op = self.rng.choice(self.ops)
         kids: list[Node] = []
-        for kind in self.sigs[op]:
+        for kind in OPS[op].arg_kinds:
             if kind == "window":
-                kids.append(Node(self.rng.choice(self.windows), "W"))
+                kids.append(literal(float(self.rng.choice(self.op_windows[op]))))
             elif kind == "const":
-                kids.append(Node(self.rng.choice(self.consts), "C"))
+                kids.append(literal(float(self.rng.choice(self.consts))))
             elif kind == "expr_or_const" and self.consts and self.rng.random() < self.cfg.p_const_arg:
-                kids.append(Node(self.rng.choice(self.consts), "C"))
+                kids.append(literal(float(self.rng.choice(self.consts))))
             else:
                 kids.append(self.grow(depth - 1))
-        if all(k.kind == "C" for k in kids):
+        if all(k.kind == "const" for k in kids):
             kids[0] = self.grow(depth - 1)
-        return Node(op, "O", kids)
+        return op_node(op, kids)
 
-    def from_postfix(self, tokens: list[str]) -> Node:
-        kinds = literal_kinds(tokens, self.sigs)
-        stack: list[Node] = []
-        for tok, kind in zip(tokens, kinds):
-            if kind == "O":
-                n = len(self.sigs[tok])
-                kids = stack[len(stack) - n:]
-                del stack[len(stack) - n:]
-                stack.append(Node(tok, "O", kids))
-            else:
-                stack.append(Node(tok, kind))
-        return stack[0]
+    @staticmethod
+    def expr_paths(tree: Node) -> list[Path]:
+        """Paths of the expression nodes (features and operators, not literals), root first, then
+        depth first from the last child."""
+        out: list[Path] = [()] if tree.kind != "const" else []
+        stack: list[Path] = [()]
+        while stack:
+            p = stack.pop()
+            for i, k in enumerate(_at(tree, p).children):
+                if k.kind != "const":
+                    out.append(p + (i,))
+                    stack.append(p + (i,))
+        return out
 
     def point_mutate(self, tree: Node) -> Node:
-        t = tree.copy()
-        nodes: list[Node] = []
-        stack = [t]
+        """Replace one node by another of its kind: a feature, a window the operator above accepts, a
+        constant, or an operator with the same argument kinds that accepts the same window."""
+        paths: list[Path] = []
+        stack: list[Path] = [()]
         while stack:
-            n = stack.pop()
-            nodes.append(n)
-            stack.extend(n.kids)
-        n = self.rng.choice(nodes)
-        if n.kind == "F":
-            n.tok = self.rng.choice(self.features)
-        elif n.kind == "W":
-            n.tok = self.rng.choice(self.windows)
-        elif n.kind == "C":
-            n.tok = self.rng.choice(self.consts)
-        else:
-            same = [o for o in self.ops if self.sigs[o] == self.sigs[n.tok]]
-            n.tok = self.rng.choice(same)
-        return t
+            p = stack.pop()
+            paths.append(p)
+            stack.extend(p + (i,) for i in range(len(_at(tree, p).children)))
+        p = self.rng.choice(paths)
+        n = _at(tree, p)
+        if n.kind == "feature":
+            return _replace(tree, p, feature(self.rng.choice(self.features)))
+        if n.kind == "const":
+            parent = _at(tree, p[:-1]).token
+            if OPS[parent].arg_kinds[p[-1]] == "window":
+                return _replace(tree, p, literal(float(self.rng.choice(self.op_windows[parent]))))
+            return _replace(tree, p, literal(float(self.rng.choice(self.consts))))
+        spec = OPS[n.token]
+        same = [o for o in self.ops if OPS[o].arg_kinds == spec.arg_kinds
+                and all(slot_accepts(OPS[o], k, c.value) for k, c in enumerate(n.children) if c.kind == "const")]
+        return _replace(tree, p, op_node(self.rng.choice(same), n.children))
 
     def subtree_mutate(self, tree: Node) -> Node:
-        t = tree.copy()
-        parent, i, _ = self.rng.choice(t.expr_nodes())
-        new = self.grow(self.rng.randint(1, 3))
-        if parent is None:
-            return new
-        parent.kids[i] = new
-        return t
+        p = self.rng.choice(self.expr_paths(tree))
+        return _replace(tree, p, self.grow(self.rng.randint(1, 3)))
 
     def crossover(self, a: Node, b: Node) -> Node:
-        t = a.copy()
-        parent, i, _ = self.rng.choice(t.expr_nodes())
-        _, _, donor = self.rng.choice(b.expr_nodes())
-        if parent is None:
-            return donor.copy()
-        parent.kids[i] = donor.copy()
-        return t
+        p = self.rng.choice(self.expr_paths(a))
+        donor = self.rng.choice(self.expr_paths(b))
+        return _replace(a, p, _at(b, donor))
 
 
 def run_gp(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg: GPConfig | None = None,
@@ -167,7 +157,7 @@ def run_gp(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg: 
 
     def fit(tree: Node) -> tuple[float, str | None]:
         nonlocal n_evals
-        toks = tree.postfix()
+        toks = list(tree.postfix)
         if len(toks) > cfg.max_len:
             return -1.0, None
         try:
@@ -212,7 +202,7 @@ def run_gp(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg: 
             elif r < cfg.p_crossover + cfg.p_subtree + cfg.p_point:
                 child = fac.point_mutate(pick())
             else:
-                child = pick().copy()
+                child = pick()  # trees are immutable: no copy needed
             f, key = fit(child)
             if key is None:
                 child, f = fresh()

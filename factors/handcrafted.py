@@ -12,10 +12,15 @@ is the typical price when the panel has no vwap column (see ``factors.panel``).
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from factors.mine import SplitScorer
 
 WINDOWS = (5, 10, 20, 30, 60)
 EPS = "0.000000000001"
@@ -93,7 +98,7 @@ def fit_linear(zs: torch.Tensor, target_z: torch.Tensor, cell_w: torch.Tensor, l
                day_stride: int = 1, chunk_days: int = 64) -> np.ndarray:
     """Ridge weights of the z-scored target on z-scored factors pooled over days.
 
-    zs (F, D, S) z-scored per day (0 where missing), target_z (D, S), cell_w (D,) per-day weight
+    zs (F, D, S) z-scored per day (0 or NaN where missing), target_z (D, S), cell_w (D,) per-day weight
     (1 / (n_d * D_eff), 0 on days to leave out) so that ``Sigma`` is the mutual-IC matrix and ``r``
     the ICs: w = (Sigma + l2 I)^-1 r. Accumulated in day chunks (float32 products, float64 sums).
     """
@@ -104,8 +109,75 @@ def fit_linear(zs: torch.Tensor, target_z: torch.Tensor, cell_w: torch.Tensor, l
     for lo in range(0, len(days), chunk_days):
         idx = days[lo:lo + chunk_days]
         sw = (cell_w[idx] * day_stride).sqrt()[None, :, None]
-        x = (zs[:, idx] * sw).reshape(f, -1)
+        x = (torch.nan_to_num(zs[:, idx], nan=0.0) * sw).reshape(f, -1)  # missing (NaN or 0) adds nothing
         y = (target_z[idx] * sw[0]).reshape(-1)
         sigma += (x @ x.T).double().numpy()
         r += (x @ y).double().numpy()
     return np.linalg.solve(sigma + l2 * np.eye(f), r)
+
+
+@dataclass
+class Alpha158Features:
+    """The Alpha158-style features on a scorer's panel, ready for the baselines' fits."""
+
+    names: list[str]
+    feats: torch.Tensor  # (F, D, S) float32 z-scored per day over the universe, NaN where undefined
+    target_z: torch.Tensor  # (D, S) forward return z-scored per day (0 where missing)
+    label_mask: torch.Tensor  # (D, S) bool: in the universe with a forward return
+    seconds: float
+
+
+def alpha158_features(sc: SplitScorer, windows: tuple[int, ...] = WINDOWS) -> Alpha158Features:
+    """Evaluate and z-score the features (in place: one (F, D, S) tensor) and the target on ``sc``'s panel."""
+    from factors.pool import zscore_days
+
+    t0 = time.perf_counter()
+    names, feats = feature_matrix(sc.ev, alpha158_style(windows))
+    for i in range(feats.shape[0]):
+        z = zscore_days(feats[i], sc.mask)[0]
+        feats[i] = torch.where(torch.isfinite(feats[i]), z, torch.full((), float("nan")))
+    ym = sc.mask & torch.isfinite(sc.target)
+    return Alpha158Features(names, feats, zscore_days(sc.target, ym)[0], ym, time.perf_counter() - t0)
+
+
+def fit_alpha158_linear(sc: SplitScorer, f: Alpha158Features) -> torch.Tensor:
+    """The ridge combination of the features fitted on the train split's days; (D, S), NaN off the universe."""
+    train = sc.days["train"]
+    n_day = (f.label_mask & train[:, None]).sum(1).double()
+    ok = n_day >= 2
+    cell_w = torch.where(ok, 1.0 / (n_day.clamp(min=1) * max(int(ok.sum()), 1)), torch.zeros_like(n_day)).float()
+    w = fit_linear(f.feats, torch.where(train[:, None], f.target_z, torch.zeros(())), cell_w, day_stride=2)
+    comb = torch.zeros(sc.mask.shape)
+    for i, wi in enumerate(w):
+        comb.add_(torch.nan_to_num(f.feats[i], nan=0.0), alpha=float(wi))
+    return torch.where(sc.mask, comb, torch.full((), float("nan")))
+
+
+def fit_alpha158_lgbm(sc: SplitScorer, f: Alpha158Features, *, seed: int = 0,
+                      threads: int = 2) -> tuple[torch.Tensor, dict[str, Any]]:
+    """LightGBM on the features: trained on train days, early-stopped on valid; (D, S) prediction and info."""
+    from factors.lgbm_baseline import fit_predict
+
+    label = torch.where(f.label_mask, f.target_z, torch.full((), float("nan")))
+    return fit_predict(f.feats, label, sc.mask, sc.days["train"], sc.days["valid"], seed=seed, num_threads=threads)
+
+
+def baseline_factors(sc: SplitScorer, *, seed: int = 0, lgbm: bool = True,
+                     threads: int = 2) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The two classic baselines on the scorer's panel, fitted without look-ahead: the Alpha158-style
+    linear combination (ridge on the train split's days) and LightGBM on the same features (trained on
+    train, early-stopped on valid). Returns ``{name: (D, S) factor}`` (NaN outside the universe) and
+    ``{name: fit info}``; every split is then scored like the pool."""
+    t0 = time.perf_counter()
+    f = alpha158_features(sc)
+    out = {"alpha158_linear": fit_alpha158_linear(sc, f)}
+    info: dict[str, Any] = {"alpha158_linear": {"features": len(f.names), "fit": "ridge on train days (l2 0.01)",
+                                                "seconds": round(time.perf_counter() - t0, 1),
+                                                "feature_seconds": round(f.seconds, 1)}}
+    if lgbm:
+        t1 = time.perf_counter()
+        out["lgbm_alpha158"], fit = fit_alpha158_lgbm(sc, f, seed=seed, threads=threads)
+        info["lgbm_alpha158"] = {"features": len(f.names), "fit": "trained on train days, early-stopped on valid",
+                                 "best_iteration": fit["best_iteration"], "train_rows": fit["train_rows"],
+                                 "seconds": round(time.perf_counter() - t1, 1), "seed": seed}
+    return out, info

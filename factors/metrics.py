@@ -189,3 +189,28 @@ def mean_ic(x: Tensor, y: Tensor, mask: Tensor | None = None, rank: bool = False
 __all__: Sequence[str] = ["ic_series", "rank_ic_series", "summarize", "newey_west_t", "quantile_labels",
                           "quantile_returns", "top_turnover", "ic_decay", "factor_report", "mean_ic",
                           "periods_per_year"]
+
+
+def rank_autocorrelation(x: Tensor, mask: Tensor, lag: int = 1, min_names: int = MIN_NAMES) -> Tensor:
+    """Day t's cross-sectional Spearman correlation of ``x`` with its own values ``lag`` days before
+    (alphalens' factor rank autocorrelation; NaN on the first ``lag`` days). (D, S) -> (D,) float64."""
+    out = torch.full((x.shape[0],), NAN, dtype=torch.float64)
+    if lag < 1 or x.shape[0] <= lag:
+        return out
+    out[lag:] = rank_ic_series(x[lag:], x[:-lag], mask[lag:] & mask[:-lag], min_names)
+    return out
+
+
+def quantile_turnover(x: Tensor, mask: Tensor, q: int = 5, lag: int = 1) -> Tensor:
+    """Share of the names in quantile k on day t that were not in it ``lag`` days before (alphalens'
+    quantile turnover). (D, S) -> (q, D) float64, NaN where undefined."""
+    lab = quantile_labels(x, mask, q)
+    out = torch.full((q, x.shape[0]), NAN, dtype=torch.float64)
+    if lag < 1 or x.shape[0] <= lag:
+        return out
+    for k in range(q):
+        cur, prev = lab[lag:] == k, lab[:-lag] == k
+        cnt = cur.sum(1)
+        new = (cur & ~prev).sum(1).double() / cnt.clamp(min=1).double()
+        out[k, lag:] = torch.where((cnt > 0) & (prev.sum(1) > 0), new, torch.full_like(new, NAN))
+    return out

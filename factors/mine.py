@@ -1,5 +1,6 @@
 """Mine a factor pool end to end: load the panel, split by dates, mine (RL or GP), score the pool on
-every split, store it (database run + factor library + JSON) and return the result.
+every split, write ``result.json`` and return the result (recording the run and the pool in the store is
+the use case :func:`finllm.app.mine.mine_and_record`).
 
 Data flow, and where look-ahead is ruled out:
 
@@ -7,8 +8,9 @@ Data flow, and where look-ahead is ruled out:
   before them (rolling windows need history; those days carry no target). The target is the
   ``horizon``-day forward return computed on that panel, so the last ``horizon`` train days, whose
   returns would reach into the validation period, have no target (purged).
-* The finished pool is re-evaluated on one panel covering all splits (windows see the history before
-  a split, never after); each member is z-scored per day over the universe and combined with the
+* The finished pool is re-evaluated on one panel covering all splits plus the history its members need
+  (:func:`factors.expr.needed_history`, at least ``warmup_days``; windows see the history before a split,
+  never after); each member is z-scored per day over the universe and combined with the
   weights fit on train. Metrics per split skip the split's last ``horizon`` days (purge).
 * Long-short backtest: top-minus-bottom quintile, traded one day after the signal, re-formed every
   ``rebalance`` days, ``cost_bps`` per unit of traded notional (:mod:`factors.backtest`).
@@ -22,20 +24,29 @@ come on top (a few seconds to a minute on the S&P 500 panel).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from factors.scoring import SplitScorer, warm_start
 from factors.splits import US_SPLITS  # noqa: F401  (re-exported: bench/bench_mining.py and older callers)
 from finllm.errors import ConfigError, DataError
 from finllm.jsonsafe import json_safe
+
+if TYPE_CHECKING:
+    from factors.evaluate import Evaluator
+    from factors.panel import Panel
+    from factors.pool import AlphaPool
+    from factors.rl.builder import Vocab
+    from factors.rl.scorer import PoolScorer
+    from factors.splits import Split
 
 # Operators left out of the miners' vocabulary by default: on the full US panel their kernels cost
 # 1.5-6x a rolling Mean at window 20 (Med ~6x, Skew/Kurt ~5x) and far more at long windows; keeping
@@ -63,8 +74,11 @@ class MineConfig:
     reward: str = "objective"  # RL reward: "objective" (pool IC after the attempt) or "gain"
     max_mutual_ic: float = 0.9
     pool_day_stride: int = 4  # pool statistics on every k-th train day (factors.pool: "Speed")
+    # > 0: the last this share of train days is an inner validation window (purged by the horizon) that a
+    # factor must not hurt to enter the pool; weights are then fit on the days before it (factors.pool)
+    admit_valid_frac: float = 0.0
     max_len: int = 20
-    warmup_days: int = 126
+    warmup_days: int = 126  # history before train for the miner; scoring a known pool uses at least what it needs
     max_episodes: int | None = None  # stop after this many factors (tests, repeatable runs)
     seed_library: str | None = None  # offer factors of this library source ("all" = every source) first
     threads: int = 1  # torch threads: small LSTM batches slow down badly with more threads on a busy CPU
@@ -90,6 +104,8 @@ class MineConfig:
             self.rebalance = self.horizon
         if self.rebalance < 1:
             raise ConfigError("--rebalance must be >= 1 (days between portfolio re-formations)")
+        if not 0.0 <= self.admit_valid_frac < 0.5:
+            raise ConfigError(f"admit_valid_frac {self.admit_valid_frac}: choose 0 (off) or a share below 0.5")
         if self.reward not in ("objective", "gain"):
             raise ConfigError(f"reward {self.reward!r}: choose objective or gain")
 
@@ -121,25 +137,18 @@ def miner_ops(spec: str) -> dict[str, tuple[str, ...]]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _warm_start(dates: np.ndarray, start: np.datetime64 | None, warmup: int) -> np.datetime64 | None:
-    if start is None:
-        return None
-    i = int(np.searchsorted(dates, start, "left"))
-    return dates[max(0, i - warmup)]
-
-
 @dataclass
 class TrainSide:
-    evaluator: Any
-    pool: Any
-    scorer: Any
-    vocab: Any
+    evaluator: Evaluator
+    pool: AlphaPool
+    scorer: PoolScorer
+    vocab: Vocab
     rows: slice
     n_days: int
     n_stocks: int
 
 
-def build_train_side(panel: Any, splits: list[Any], cfg: MineConfig) -> TrainSide:
+def build_train_side(panel: Panel, splits: list[Split], cfg: MineConfig) -> TrainSide:
     """Evaluator on the training panel, the empty pool on train days, the scorer and the vocabulary."""
     from factors.evaluate import Evaluator
     from factors.pool import AlphaPool
@@ -147,7 +156,7 @@ def build_train_side(panel: Any, splits: list[Any], cfg: MineConfig) -> TrainSid
     from factors.rl.scorer import PoolScorer
 
     train = splits[0]
-    p = panel.slice_dates(_warm_start(panel.dates, train.start, cfg.warmup_days), train.end)
+    p = panel.slice_dates(warm_start(panel.dates, train.start, cfg.warmup_days), train.end)
     first = 0 if train.start is None else int(np.searchsorted(p.dates, train.start, "left"))
     if len(p.dates) - first < cfg.horizon + 20:
         raise ConfigError(f"--train {train.text()}: only {len(p.dates) - first} days, need more than "
@@ -160,79 +169,11 @@ def build_train_side(panel: Any, splits: list[Any], cfg: MineConfig) -> TrainSid
         raise DataError(f"{cfg.data}: no (stock, day) in --train {train.text()} has a "
                         f"{cfg.horizon}-day forward return inside the universe")
     pool = AlphaPool(y, mask, capacity=cfg.pool_size, max_mutual_ic=cfg.max_mutual_ic,
-                     day_stride=cfg.pool_day_stride)
+                     day_stride=cfg.pool_day_stride, valid_frac=cfg.admit_valid_frac,
+                     valid_purge_days=cfg.horizon)
     scorer = PoolScorer(ev, pool, rows, reward_mode=cfg.reward, max_len=cfg.max_len)
     vocab = Vocab.build(ev.features, miner_ops(cfg.ops), MINER_CONSTS, MINER_WINDOWS)
     return TrainSide(ev, pool, scorer, vocab, rows, int(y.shape[0]), int(y.shape[1]))
-
-
-# ------------------------------------------------------------------------------------------------
-# the scoring side (shared with bench/bench_mining.py)
-# ------------------------------------------------------------------------------------------------
-
-
-class SplitScorer:
-    """Scores (D, S) factors on every split of one panel that spans them all."""
-
-    def __init__(self, panel: Any, splits: list[Any], horizon: int, cost_bps: float, warmup_days: int,
-                 rebalance: int | None = None) -> None:
-        from factors.evaluate import Evaluator
-        from factors.metrics import periods_per_year
-        from factors.splits import check_covered
-
-        start = _warm_start(panel.dates, splits[0].start, warmup_days)
-        self.panel = panel.slice_dates(start, splits[-1].end)
-        self.ev = Evaluator(self.panel, cache_bytes=512 << 20)
-        self.horizon, self.cost_bps = horizon, cost_bps
-        self.rebalance = horizon if rebalance is None else rebalance
-        self.target = self.ev.forward_return(horizon)
-        self.fwd1 = self.ev.forward_return(1)
-        self.mask = self.ev.universe
-        self.days = {s.name: check_covered(s, self.panel.dates, purge=horizon) for s in splits}
-        self.splits = splits
-        self.periods_per_year = periods_per_year(self.panel.dates)  # 252 stocks, ~365 crypto
-
-    def zscore(self, x: torch.Tensor) -> torch.Tensor:
-        from factors.pool import zscore_days
-
-        return zscore_days(x, self.mask)[0]
-
-    def combine(self, members: list[tuple[list[str], float]]) -> torch.Tensor:
-        """sum_i w_i zscore(member_i), NaN outside the universe. (D, S)."""
-        c = torch.zeros(self.mask.shape)
-        for tokens, w in members:
-            c.add_(self.zscore(self.ev.evaluate(tokens)), alpha=float(w))
-        return torch.where(self.mask, c, torch.full((), float("nan")))
-
-    def report(self, x: torch.Tensor) -> dict[str, dict[str, float]]:
-        """Per split: ic, rank_ic, icir, rank_icir, long-short sharpe / annual return / turnover (with costs)."""
-        from factors.metrics import factor_report
-
-        out = {}
-        for name, days in self.days.items():
-            r = factor_report(x, self.target, self.mask, fwd_1d=self.fwd1, cost_bps=self.cost_bps,
-                              horizon=self.horizon, days=days, periods_per_year=self.periods_per_year,
-                              rebalance=self.rebalance)
-            bt = r.get("backtest", {})
-            out[name] = {k: json_safe(v) for k, v in {
-                "ic": r["ic"], "rank_ic": r["rank_ic"], "icir": r["icir"], "rank_icir": r["rank_icir"],
-                "ic_t_nw": r["t_stat_nw"], "sharpe": bt.get("sharpe"), "ann_return": bt.get("ann_return"),
-                "turnover": bt.get("turnover"), "n_days": r["n_days"]}.items()}
-        return out
-
-    def member_metrics(self, tokens: list[str]) -> dict[str, dict[str, float]]:
-        """Cheap per-split IC / RankIC of one factor (series computed once over all days)."""
-        from factors.metrics import ic_series, rank_ic_series
-
-        x = self.ev.evaluate(tokens)
-        x = torch.where(self.mask, x, torch.full((), float("nan")))
-        ic, ric = ic_series(x, self.target, self.mask), rank_ic_series(x, self.target, self.mask)
-        out = {}
-        for name, days in self.days.items():
-            a, b = ic[days], ric[days]
-            out[name] = {"ic": json_safe(float(a[torch.isfinite(a)].mean())),
-                         "rank_ic": json_safe(float(b[torch.isfinite(b)].mean()))}
-        return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -240,7 +181,7 @@ class SplitScorer:
 # ------------------------------------------------------------------------------------------------
 
 
-def load_for_mining(cfg: MineConfig) -> tuple[Any, list[Any]]:
+def load_for_mining(cfg: MineConfig) -> tuple[Panel, list[Split]]:
     from factors.panel import load_panel
     from factors.splits import AUTO, default_splits, parse_splits
 
@@ -262,13 +203,14 @@ def load_for_mining(cfg: MineConfig) -> tuple[Any, list[Any]]:
     return panel, splits
 
 
-def _seed_from_library(store: Any, side: TrainSide, source: str) -> int:
+def _seed_from_library(side: TrainSide, library: Sequence[Sequence[str]]) -> int:
+    """Offer library factors (postfix tokens) to the empty pool first; returns how many were admitted."""
     from finllm.errors import ExpressionError
 
     n = 0
-    for f in store.factors(None if source == "all" else source):
+    for tokens in library:
         try:
-            expr = side.scorer.parse(list(f.tokens))
+            expr = side.scorer.parse(list(tokens))
         except ExpressionError:
             continue  # a factor over fields this panel lacks, or longer than max_len
         if side.scorer.offer(expr).admitted:
@@ -279,7 +221,7 @@ def _seed_from_library(store: Any, side: TrainSide, source: str) -> int:
 class _Progress:
     """Rich progress bar on stderr: elapsed vs budget, factors tried, rate, pool IC and size."""
 
-    def __init__(self, enabled: bool, label: str, budget_s: float, pool: Any) -> None:
+    def __init__(self, enabled: bool, label: str, budget_s: float, pool: AlphaPool) -> None:
         self.pool, self.budget_s, self.bar = pool, budget_s, None
         self.t0 = time.perf_counter()
         self.last = 0.0
@@ -311,40 +253,35 @@ class _Progress:
             self.bar.stop()
 
 
-def mine(cfg: MineConfig, out: str | Path, *, store: Any = None, use_store: bool = True, progress: bool = True,
-         resume: bool = True, panel: Any = None, splits: list[Any] | None = None,
-         idempotency_key: str | None = None) -> dict[str, Any]:
-    """Run one mining job; writes ``<out>/result.json`` and (unless ``use_store=False``) a store run."""
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (at least 1), then restore the count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def mine(cfg: MineConfig, out: str | Path, *, progress: bool = True, resume: bool = True, panel: Panel | None = None,
+         splits: list[Split] | None = None, side: TrainSide | None = None, library: Sequence[Sequence[str]] = (),
+         run_id: str | None = None) -> dict[str, Any]:
+    """Run one mining job and write ``<out>/result.json``; nothing goes to the store (recording the run
+    and its pool is the use case :func:`finllm.app.mine.mine_and_record`).
+
+    ``side``: the training side already built on ``panel`` / ``splits``; ``library``: factors (postfix
+    tokens) offered to the pool first; ``run_id``: written into the result."""
     cfg.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(max(1, cfg.threads))
-    try:
-        return _mine(cfg, out, store, use_store, progress, resume, panel, splits, idempotency_key)
-    finally:
-        torch.set_num_threads(threads_before)
-
-
-def _mine(cfg: MineConfig, out: Path, store: Any, use_store: bool, progress: bool, resume: bool, panel: Any,
-          splits: list[Any] | None, idempotency_key: str | None) -> dict[str, Any]:
-    torch.manual_seed(cfg.seed)
-    if panel is None or splits is None:
-        panel, splits = load_for_mining(cfg)
-    t_start = time.perf_counter()
-    side = build_train_side(panel, splits, cfg)
-    if store is None and use_store:
-        from finllm.store import open_store
-
-        store = open_store()
-    run_id = None
-    key = idempotency_key or "factor_mine:" + hashlib.sha256(
-        json.dumps([str(out.resolve()), cfg.run_config()], sort_keys=True, default=str).encode()).hexdigest()[:24]
-    if store is not None:
-        run_id = store.start_run("factor_mine", cfg.run_config(), name=f"{cfg.method} seed {cfg.seed}",
-                                 idempotency_key=key)
-    try:
-        seeded = _seed_from_library(store, side, cfg.seed_library) if (store is not None and cfg.seed_library) else 0
+    with torch_threads(cfg.threads):
+        torch.manual_seed(cfg.seed)
+        if panel is None or splits is None:
+            panel, splits = load_for_mining(cfg)
+        t_start = time.perf_counter()
+        side = side or build_train_side(panel, splits, cfg)
+        seeded = _seed_from_library(side, library) if library else 0
         bar = _Progress(progress, cfg.method.upper(), cfg.minutes * 60.0, side.pool)
         try:
             mining = _run_method(cfg, side, out, resume, bar)
@@ -357,26 +294,12 @@ def _mine(cfg: MineConfig, out: Path, store: Any, use_store: bool, progress: boo
         members = readable(side.pool.describe(), side.evaluator.features)
         side.evaluator.clear_cache()
         result = score_pool(members, panel, splits, cfg, side)
-        result["mining"] = mining
-        result["config"] = cfg.run_config()
-        result["seconds_total"] = round(time.perf_counter() - t_start, 1)
-        result["run_id"] = run_id
-        (out / "result.json").write_text(json.dumps(json_safe(result), indent=2, default=str, allow_nan=False))
-        if store is not None:
-            store.save_pool(run_id, [{"tokens": m["tokens"], "formula": m["formula"], "weight": m["weight"],
-                                      "metrics": m["metrics"]} for m in result["pool"]], source=f"mined_{cfg.method}")
-            simplified = [{"formula": m["formula"], "original": m["original_formula"],  # lineage: the mined form
-                           "original_tokens": m["original_tokens"]} for m in result["pool"] if "original_formula" in m]
-            store.finish_run(run_id, metrics={"pool": result["metrics"], "baselines": result["baselines"],
-                                              "mining": {k: v for k, v in mining.items() if k != "config"},
-                                              "simplified": simplified},
-                             artifacts={"result_json": str(out / "result.json"), "out_dir": str(out)})
-        return result
-    except BaseException as exc:
-        if store is not None and run_id is not None:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            store.finish_run(run_id, status=status, error=f"{type(exc).__name__}: {exc}")
-        raise
+    result["mining"] = mining
+    result["config"] = cfg.run_config()
+    result["seconds_total"] = round(time.perf_counter() - t_start, 1)
+    result["run_id"] = run_id
+    (out / "result.json").write_text(json.dumps(json_safe(result), indent=2, default=str, allow_nan=False))
+    return result
 
 
 def _run_method(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, bar: _Progress) -> dict[str, Any]:
@@ -418,10 +341,23 @@ def readable(members: list[dict[str, Any]], features: Sequence[str]) -> list[dic
     return out
 
 
-def score_pool(members: list[dict[str, Any]], panel: Any, splits: list[Any], cfg: MineConfig,
+def scoring_warmup(cfg: MineConfig, token_lists: Sequence[Sequence[str]]) -> int:
+    """Trading days of history before the first split when scoring these factors: what they need
+    (:func:`factors.splits.history_needed`), at least ``cfg.warmup_days``."""
+    from factors.splits import history_needed
+
+    return max(cfg.warmup_days, history_needed(token_lists))
+
+
+def score_pool(members: list[dict[str, Any]], panel: Panel, splits: list[Split], cfg: MineConfig,
                side: TrainSide | None = None, scorer: SplitScorer | None = None) -> dict[str, Any]:
     """Metrics of the combined pool and of each member on every split (+ the best single factor)."""
-    sc = scorer or SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, cfg.warmup_days, cfg.rebalance)
+    if scorer is None:
+        known = [m["tokens"] for m in members]
+        if side is not None and side.scorer.best_single[1] is not None:
+            known.append(list(side.scorer.best_single[1].tokens))
+        scorer = SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, scoring_warmup(cfg, known), cfg.rebalance)
+    sc = scorer
     pool_out = []
     for m in members:
         pool_out.append({**m, "metrics": sc.member_metrics(m["tokens"])})

@@ -69,6 +69,7 @@ import torch
 from torch import Tensor
 
 from factors import kernels as K
+from factors.kernels import Binary, Instr, Shift, Stat, Unary
 
 MAX_WINDOW = 252  # one trading year
 NAN = float("nan")
@@ -84,11 +85,19 @@ class OpSpec:
     fn: Callable
     min_window: int = 1  # smallest window allowed (also the minimum number of observations)
     doc: str = ""
-    fuse: int | None = None  # element-wise ops: the kernel code of this op in a fused program (factors.fuse)
+    fuse: Unary | Binary | Shift | None = None  # element-wise ops: their code in a fused program (factors.fuse)
+    shift: bool = False  # reads the single day t - w (Ref, Delta), not the window t-w+1 .. t
 
     @property
     def arity(self) -> int:
         return len(self.arg_kinds)
+
+    def lookback(self, w: int) -> int:
+        """Days before day t that this time-series operator reads with window ``w``: ``w`` for the shifts
+        ``Ref``/``Delta`` (0 for a negative, forward shift), ``w - 1`` for a window ``t-w+1 .. t``."""
+        if self.shift:
+            return max(w, 0)
+        return abs(w) - 1
 
     def min_periods(self, w: int) -> int:
         """Non-missing values a window of ``w`` days needs for a non-NaN result."""
@@ -101,18 +110,20 @@ ARG_KINDS = ("expr", "window", "const", "expr_or_const")
 
 
 def op(name: str, arg_kinds: tuple[str, ...], category: str, min_window: int = 1,
-       fuse: int | None = None) -> Callable:
+       fuse: Unary | Binary | Shift | None = None) -> Callable:
     """Register ``fn`` as operator ``name`` (the one place an operator is defined). ``fuse``: for a unary
     or binary operator whose kernel is one of :func:`factors.kernels.unary` / ``binary_*``, its code
-    there (``K.REF`` / ``K.DELTA`` for the shifts), so that chains of such operators run as one fused
-    pass (:mod:`factors.fuse`)."""
+    there (a :class:`~factors.kernels.Shift` for ``Ref``/``Delta``), so that chains of such operators
+    run as one fused pass (:mod:`factors.fuse`)."""
     assert category in CATEGORIES and all(k in ARG_KINDS for k in arg_kinds)
-    assert fuse is None or category in ("unary", "binary") or (category == "ts" and fuse in (K.REF, K.DELTA))
+    assert (fuse is None or (category == "unary" and isinstance(fuse, Unary))
+            or (category == "binary" and isinstance(fuse, Binary)) or (category == "ts" and isinstance(fuse, Shift)))
 
     def deco(fn: Callable) -> Callable:
         if name in OPS:
             raise ValueError(f"operator {name} registered twice")
-        OPS[name] = OpSpec(name, tuple(arg_kinds), category, fn, min_window, (fn.__doc__ or "").strip(), fuse)
+        OPS[name] = OpSpec(name, tuple(arg_kinds), category, fn, min_window, (fn.__doc__ or "").strip(), fuse,
+                           shift=isinstance(fuse, Shift))
         return fn
 
     return deco
@@ -139,6 +150,10 @@ def _by_rows(kernel: Callable, x: np.ndarray, *args, parallel: bool = False) -> 
     out = K.empty(x.shape)
     K.run(kernel, x.shape[0], x, *args, out, parallel=parallel)
     return torch.from_numpy(out)
+
+
+def _unary(x: Tensor, *, code: Unary) -> Tensor:
+    return _by_rows(K.unary, as_f32(x), int(code))
 
 
 @dataclass(eq=False)
@@ -175,8 +190,21 @@ def _rolling(kernel: Callable, xs: tuple[Tensor, ...], valid: Tensor, w: int, *a
     return torch.from_numpy(out)
 
 
-def _minp(name: str, w: int) -> int:
-    return OPS[name].min_periods(w)
+def _window(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None, *, stat: Stat, op: str,
+            y: Tensor | None = None) -> Tensor:
+    """Operator ``op``'s block-window statistic ``stat`` (:func:`factors.kernels.block_window`); ``y``:
+    the second input of a pair statistic."""
+    return _rolling(K.block_window, (x, x if y is None else y), valid, w, OPS[op].min_periods(w), int(stat),
+                    epi=epi)
+
+
+def _direct(kernel: Callable, x: Tensor, w: int, valid: Tensor, epi: Epilogue | None, *, op: str) -> Tensor:
+    """A direct window kernel (:mod:`factors.kernels.direct`) with operator ``op``'s minimum count."""
+    return _rolling(kernel, (x,), valid, w, OPS[op].min_periods(w), epi=epi)
+
+
+def _shift(x: Tensor, d: int, valid: Tensor, epi: Epilogue | None, *, delta: bool) -> Tensor:
+    return _rolling(K.shift, (x,), valid, d, delta, parallel=False, epi=epi)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -184,10 +212,10 @@ def _minp(name: str, w: int) -> int:
 # ----------------------------------------------------------------------------------------------------
 
 
-@op("Abs", ("expr",), "unary", fuse=K.ABS)
+@op("Abs", ("expr",), "unary", fuse=Unary.ABS)
 def _abs(x: Tensor) -> Tensor:
     """|x|."""
-    return _by_rows(K.unary, as_f32(x), K.ABS)
+    return _unary(x, code=Unary.ABS)
 
 
 @op("Log", ("expr",), "unary")
@@ -205,10 +233,10 @@ def _log_rows(xa: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
     K.finite_inplace(out, lo, hi)  # log(0) = -inf -> NaN
 
 
-@op("Sign", ("expr",), "unary", fuse=K.SIGN)
+@op("Sign", ("expr",), "unary", fuse=Unary.SIGN)
 def _sign(x: Tensor) -> Tensor:
     """-1, 0 or 1 (NaN stays NaN)."""
-    return _by_rows(K.unary, as_f32(x), K.SIGN)
+    return _unary(x, code=Unary.SIGN)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -216,58 +244,58 @@ def _sign(x: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------------------
 
 _EOC = ("expr_or_const", "expr_or_const")
-FLIP = {K.SUB: K.RSUB, K.DIV: K.RDIV}  # c op x  ->  x op' c
+FLIP = {Binary.SUB: Binary.RSUB, Binary.DIV: Binary.RDIV}  # c op x  ->  x op' c
 
 
-def _binary(a: Tensor | float, b: Tensor | float, code: int) -> Tensor:
+def _binary(a: Tensor | float, b: Tensor | float, *, code: Binary) -> Tensor:
     if isinstance(a, Tensor) and isinstance(b, Tensor):
-        return _by_rows(K.binary_aa, as_f32(a), as_f32(b), code)
+        return _by_rows(K.binary_aa, as_f32(a), as_f32(b), int(code))
     if isinstance(a, Tensor):
-        return _by_rows(K.binary_ac, as_f32(a), float(b), code)
+        return _by_rows(K.binary_ac, as_f32(a), float(b), int(code))
     assert isinstance(b, Tensor)
-    return _by_rows(K.binary_ac, as_f32(b), float(a), FLIP.get(code, code))
+    return _by_rows(K.binary_ac, as_f32(b), float(a), int(FLIP.get(code, code)))
 
 
-@op("Add", _EOC, "binary", fuse=K.ADD)
+@op("Add", _EOC, "binary", fuse=Binary.ADD)
 def _add(a: Tensor | float, b: Tensor | float) -> Tensor:
     """a + b."""
-    return _binary(a, b, K.ADD)
+    return _binary(a, b, code=Binary.ADD)
 
 
-@op("Sub", _EOC, "binary", fuse=K.SUB)
+@op("Sub", _EOC, "binary", fuse=Binary.SUB)
 def _sub(a: Tensor | float, b: Tensor | float) -> Tensor:
     """a - b."""
-    return _binary(a, b, K.SUB)
+    return _binary(a, b, code=Binary.SUB)
 
 
-@op("Mul", _EOC, "binary", fuse=K.MUL)
+@op("Mul", _EOC, "binary", fuse=Binary.MUL)
 def _mul(a: Tensor | float, b: Tensor | float) -> Tensor:
     """a * b."""
-    return _binary(a, b, K.MUL)
+    return _binary(a, b, code=Binary.MUL)
 
 
-@op("Div", _EOC, "binary", fuse=K.DIV)
+@op("Div", _EOC, "binary", fuse=Binary.DIV)
 def _div(a: Tensor | float, b: Tensor | float) -> Tensor:
     """a / b; b == 0 gives NaN (never inf)."""
-    return _binary(a, b, K.DIV)
+    return _binary(a, b, code=Binary.DIV)
 
 
-@op("Greater", _EOC, "binary", fuse=K.GREATER)
+@op("Greater", _EOC, "binary", fuse=Binary.GREATER)
 def _greater(a: Tensor | float, b: Tensor | float) -> Tensor:
     """Element-wise max(a, b) (Qlib's Greater); NaN if either is NaN."""
-    return _binary(a, b, K.GREATER)
+    return _binary(a, b, code=Binary.GREATER)
 
 
-@op("Less", _EOC, "binary", fuse=K.LESS)
+@op("Less", _EOC, "binary", fuse=Binary.LESS)
 def _less(a: Tensor | float, b: Tensor | float) -> Tensor:
     """Element-wise min(a, b) (Qlib's Less); NaN if either is NaN."""
-    return _binary(a, b, K.LESS)
+    return _binary(a, b, code=Binary.LESS)
 
 
-@op("Pow", ("expr", "const"), "binary", fuse=K.POW)
+@op("Pow", ("expr", "const"), "binary", fuse=Binary.POW)
 def _pow(a: Tensor, b: float) -> Tensor:
     """a ** b; a negative base with a fractional exponent gives NaN (so does a NaN base, even for b = 0)."""
-    return _binary(a, b, K.POW)
+    return _binary(a, b, code=Binary.POW)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -275,127 +303,127 @@ def _pow(a: Tensor, b: float) -> Tensor:
 # ----------------------------------------------------------------------------------------------------
 
 
-@op("Ref", ("expr", "window"), "ts", fuse=K.REF)
+@op("Ref", ("expr", "window"), "ts", fuse=Shift.REF)
 def _ref(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """x of w days ago (w < 0 looks forward: targets only)."""
-    return _rolling(K.shift, (x,), valid, w, False, parallel=False, epi=epi)
+    return _shift(x, w, valid, epi, delta=False)
 
 
-@op("Delta", ("expr", "window"), "ts", fuse=K.DELTA)
+@op("Delta", ("expr", "window"), "ts", fuse=Shift.DELTA)
 def _delta(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """x - Ref(x, w)."""
-    return _rolling(K.shift, (x,), valid, w, True, parallel=False, epi=epi)
+    return _shift(x, w, valid, epi, delta=True)
 
 
 @op("Mean", ("expr", "window"), "ts")
 def _mean(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling mean of the present values."""
-    return _rolling(K.roll_sum, (x,), valid, w, _minp("Mean", w), True, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.MEAN, op="Mean")
 
 
 @op("Sum", ("expr", "window"), "ts")
 def _sum(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling sum of the present values."""
-    return _rolling(K.roll_sum, (x,), valid, w, _minp("Sum", w), False, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.SUM, op="Sum")
 
 
 @op("Std", ("expr", "window"), "ts", min_window=2)
 def _std(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling standard deviation (ddof=1)."""
-    return _rolling(K.roll_var, (x,), valid, w, _minp("Std", w), True, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.STD, op="Std")
 
 
 @op("Var", ("expr", "window"), "ts", min_window=2)
 def _var(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling variance (ddof=1)."""
-    return _rolling(K.roll_var, (x,), valid, w, _minp("Var", w), False, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.VAR, op="Var")
 
 
 @op("Max", ("expr", "window"), "ts")
 def _max(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling max of the present values."""
-    return _rolling(K.roll_extreme, (x,), valid, w, _minp("Max", w), 1.0, False, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.MAX, op="Max")
 
 
 @op("Min", ("expr", "window"), "ts")
 def _min(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling min of the present values."""
-    return _rolling(K.roll_extreme, (x,), valid, w, _minp("Min", w), -1.0, False, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.MIN, op="Min")
 
 
 @op("Med", ("expr", "window"), "ts")
 def _med(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling median of the present values (mean of the two middle values for an even count)."""
-    return _rolling(K.roll_median, (x,), valid, w, _minp("Med", w), epi=epi)
+    return _direct(K.roll_median, x, w, valid, epi, op="Med")
 
 
 @op("Mad", ("expr", "window"), "ts")
 def _mad(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling mean absolute deviation around the window mean (Qlib's Mad)."""
-    return _rolling(K.roll_mad, (x,), valid, w, _minp("Mad", w), epi=epi)
+    return _direct(K.roll_mad, x, w, valid, epi, op="Mad")
 
 
 @op("WMA", ("expr", "window"), "ts")
 def _wma(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Linearly weighted mean: weight 1 on the oldest day of the window .. w on today; the weights
     of the present values are renormalised."""
-    return _rolling(K.roll_wma, (x,), valid, w, _minp("WMA", w), epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.WMA, op="WMA")
 
 
 @op("EMA", ("expr", "window"), "ts")
 def _ema(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Exponentially weighted mean over the window: weight a**k on the value k days ago,
     a = 1 - 2 / (w + 1) (Qlib's span convention); the weights of the present values are renormalised."""
-    return _rolling(K.roll_ema, (x,), valid, w, _minp("EMA", w), 1.0 - 2.0 / (w + 1.0), epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.EMA, op="EMA")
 
 
 @op("Skew", ("expr", "window"), "ts", min_window=3)
 def _skew(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling sample skewness (pandas' adjusted Fisher-Pearson G1); NaN for a constant window."""
-    return _rolling(K.roll_moments, (x,), valid, w, _minp("Skew", w), False, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.SKEW, op="Skew")
 
 
 @op("Kurt", ("expr", "window"), "ts", min_window=4)
 def _kurt(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling sample excess kurtosis (pandas' bias-corrected G2); NaN for a constant window."""
-    return _rolling(K.roll_moments, (x,), valid, w, _minp("Kurt", w), True, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.KURT, op="Kurt")
 
 
 @op("Rank", ("expr", "window"), "ts")
 def _rank(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Percentile rank of today's value among the window's present values, in (0, 1]
     (ties averaged, as pandas ``rolling(w).rank(pct=True)``); NaN if today's value is missing."""
-    return _rolling(K.roll_rank, (x,), valid, w, _minp("Rank", w), epi=epi)
+    return _direct(K.roll_rank, x, w, valid, epi, op="Rank")
 
 
 @op("IdxMax", ("expr", "window"), "ts")
 def _idxmax(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """1-based position of the window max, 1 = oldest day of the window, w = today (first on ties)."""
-    return _rolling(K.roll_extreme, (x,), valid, w, _minp("IdxMax", w), 1.0, True, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.IDXMAX, op="IdxMax")
 
 
 @op("IdxMin", ("expr", "window"), "ts")
 def _idxmin(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """1-based position of the window min, 1 = oldest day of the window, w = today (first on ties)."""
-    return _rolling(K.roll_extreme, (x,), valid, w, _minp("IdxMin", w), -1.0, True, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.IDXMIN, op="IdxMin")
 
 
 @op("Slope", ("expr", "window"), "ts", min_window=2)
 def _slope(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Least-squares slope of x on the day index over the window's present values (per day)."""
-    return _rolling(K.roll_pair, (x, x), valid, w, _minp("Slope", w), 2, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.SLOPE, op="Slope")
 
 
 @op("Corr", ("expr", "expr", "window"), "ts_pair", min_window=2)
 def _corr(x: Tensor, y: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling Pearson correlation over days where both are present; NaN if either is constant."""
-    return _rolling(K.roll_pair, (x, y), valid, w, _minp("Corr", w), 0, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.CORR, op="Corr", y=y)
 
 
 @op("Cov", ("expr", "expr", "window"), "ts_pair", min_window=2)
 def _cov(x: Tensor, y: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
     """Rolling covariance (ddof=1) over days where both are present."""
-    return _rolling(K.roll_pair, (x, y), valid, w, _minp("Cov", w), 1, epi=epi)
+    return _window(x, w, valid, epi, stat=Stat.COV, op="Cov", y=y)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -468,8 +496,8 @@ def warm_up() -> None:
             spec.fn(x, valid)
     cs_rank(x, valid)  # the float64 variant (metrics)
     xs = as_f32(x)  # a fused program (factors.fuse)
-    prog = np.array([[K.P_SHIFT, 0, 0, 1], [K.P_AC, K.MUL, K.P_INPUTS, 0], [K.P_AA, K.ADD, K.P_INPUTS + 1, 0]],
-                    dtype=np.int64)
+    prog = np.array([[Instr.SHIFT, 0, 0, 1], [Instr.AC, Binary.MUL, K.P_INPUTS, 0],
+                     [Instr.AA, Binary.ADD, K.P_INPUTS + 1, 0]], dtype=np.int64)
     K.program((xs,) * K.P_INPUTS, _mask(valid), prog, np.array([2.0]), K.empty(xs.shape), 0, xs.shape[0])
     K.copy(xs, K.empty(xs.shape), 0, xs.shape[0])  # the evaluator's copies
     K.clean(xs, _mask(valid), K.empty(xs.shape), 0, xs.shape[0])  # ... and its features

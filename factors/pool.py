@@ -22,7 +22,15 @@ Admission (:meth:`AlphaPool.try_add`), in order, each failure named in ``AddResu
 * otherwise it joins, weights are refit and, over capacity, the member whose removal costs the
   least objective (leave-one-out on the closed form) is evicted;
 * ``no_gain``: the new objective is not above the old one (+ ``improve_eps``) -> the pool is
-  restored unchanged ("admit only if it helps").
+  restored unchanged ("admit only if it helps");
+* ``valid_hurt`` (only with ``valid_frac > 0``): the pool's IC on the *inner validation window* drops
+  by more than ``valid_eps`` -> restored unchanged.
+
+Inner validation (``valid_frac > 0``, off by default). The last ``valid_frac`` of the pool's days with
+a target form a validation window inside train; the ``valid_purge_days`` (the target's horizon) before it
+are dropped, so no fitting day's forward return reaches into it. ICs, mutual ICs, weights and the
+objective then use only the fitting days before that gap; the window only gates admission (a factor
+must not lower the combination's mean daily IC there). It never touches the outer valid/test splits.
 
 Speed (the pool's statistics run once per mined factor):
 
@@ -153,7 +161,7 @@ class PoolMember:
 @dataclass
 class AddResult:
     admitted: bool
-    reason: str  # "admitted" | "replaced" | "nan" | "constant" | "weak" | "duplicate" | "no_gain" | "known"
+    reason: str  # "admitted" | "replaced" | "nan" | "constant" | "weak" | "duplicate" | "no_gain" | "valid_hurt" | "known"
     ic: float  # the candidate's train IC (nan when not computed)
     objective: float  # the pool objective after the attempt
     max_mutual: float = float("nan")
@@ -166,11 +174,14 @@ class AlphaPool:
     def __init__(self, target: torch.Tensor, mask: torch.Tensor | None = None, *, capacity: int = 20,
                  max_mutual_ic: float = 0.9, min_abs_ic: float = 0.005, min_valid_frac: float = 0.5,
                  min_live_day_frac: float = 0.5, l2: float = 1e-3, improve_eps: float = 1e-5,
-                 day_stride: int = 1) -> None:
+                 day_stride: int = 1, valid_frac: float = 0.0, valid_purge_days: int = 0,
+                 valid_eps: float = 0.0) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         if day_stride < 1:
             raise ValueError("day_stride must be >= 1")
+        if not 0.0 <= valid_frac < 0.5:
+            raise ValueError("valid_frac must be in [0, 0.5)")
         self.day_stride = int(day_stride)
         target = torch.as_tensor(target, dtype=torch.float32)[::self.day_stride]
         m = torch.isfinite(target)
@@ -184,6 +195,8 @@ class AlphaPool:
         self.zy, _, _ = zscore_days(target, m)
         self.n_day = m.sum(1).to(torch.float32)  # (D,)
         self.day_ok = self.n_day >= 2
+        self.val_days, self.valid_eps = self._split_inner_valid(valid_frac, valid_purge_days), valid_eps
+        self.val_objective = 0.0
         d_eff = max(int(self.day_ok.sum()), 1)
         # per-cell weight turning a dot product of z-matrices into a mean daily correlation
         self.cell_w = torch.where(self.day_ok, 1.0 / (self.n_day.clamp(min=1) * d_eff),
@@ -201,6 +214,23 @@ class AlphaPool:
         self.version = 0  # bumped whenever members or weights change
         self.n_tried = 0
         self.reasons: dict[str, int] = {}
+
+    def _split_inner_valid(self, frac: float, purge_days: int) -> torch.Tensor | None:
+        """Cut the last ``frac`` of the target days off as the inner validation window (D',) bool; drop the
+        purge gap before it from ``day_ok`` (the fitting days). None when off."""
+        if frac <= 0:
+            return None
+        rows = torch.nonzero(self.day_ok).squeeze(1)
+        n_val = int(round(len(rows) * frac))
+        gap = math.ceil(purge_days / self.day_stride)
+        if n_val < 2 or len(rows) - n_val - gap < 2:
+            raise ValueError(f"valid_frac {frac}: too few days ({len(rows)}) for an inner validation window")
+        cut = int(rows[len(rows) - n_val])
+        val = torch.zeros_like(self.day_ok)
+        val[cut:] = self.day_ok[cut:]
+        self.day_ok = self.day_ok.clone()
+        self.day_ok[max(cut - gap, 0):] = False
+        return val
 
     # ---- statistics ---------------------------------------------------------------------------
     def prepare(self, values: torch.Tensor) -> tuple[torch.Tensor | None, float, str]:
@@ -255,32 +285,40 @@ class AlphaPool:
             c.add_(zi, alpha=float(wi))
         return self._ic_of_combination(c)
 
-    def _ic_of_combination(self, c: torch.Tensor) -> tuple[float, float]:
+    def _ic_of_combination(self, c: torch.Tensor, days: torch.Tensor | None = None) -> tuple[float, float]:
+        """(mean daily IC, ICIR) of ``c`` (D', S) on ``days`` (D',) bool, default the fitting days."""
+        days = self.day_ok if days is None else days
         cov = (c * self.zy).sum(1)
         var = (c * c).sum(1)
-        ok = self.day_ok & (var > 0)
+        ok = days & (var > 0)
         ic_d = cov[ok] / torch.sqrt(var[ok] * self.n_day[ok])  # zy has unit variance per day
         if ic_d.numel() == 0:
             return 0.0, 0.0
         # days where the combination is flat count as IC 0
-        n_days = int(self.day_ok.sum())
+        n_days = int(days.sum())
         mean = float(ic_d.sum()) / n_days
         sd = float(ic_d.std()) if ic_d.numel() > 1 else 0.0
         return mean, (mean / sd if sd > 0 else 0.0)
 
     # ---- admission ----------------------------------------------------------------------------
-    def _state(self) -> tuple[list[PoolMember], np.ndarray, float]:
-        return list(self.members), self.mutual.copy(), self.objective
+    def _state(self) -> tuple[list[PoolMember], np.ndarray, float, float]:
+        return list(self.members), self.mutual.copy(), self.objective, self.val_objective
 
-    def _restore(self, state: tuple[list[PoolMember], np.ndarray, float]) -> None:
-        self.members, self.mutual, self.objective = state[0], state[1], state[2]
+    def _restore(self, state: tuple[list[PoolMember], np.ndarray, float, float]) -> None:
+        self.members, self.mutual, self.objective, self.val_objective = state
 
     def _refit(self) -> None:
         r = np.array([m.ic for m in self.members])
         w = self._fit(r, self.mutual) if len(r) else np.zeros(0)
         for m, wi in zip(self.members, w):
             m.weight = float(wi)
-        self.objective = self._ic_of_combination(self._members_combination(w))[0] if len(r) else 0.0
+        if not len(r):
+            self.objective = self.val_objective = 0.0
+            return
+        c = self._members_combination(w)
+        self.objective = self._ic_of_combination(c)[0]
+        if self.val_days is not None:
+            self.val_objective = self._ic_of_combination(c, self.val_days)[0]
 
     def _evict_one(self) -> None:
         """Drop the member whose removal leaves the best closed-form objective."""
@@ -345,7 +383,8 @@ class AlphaPool:
         return res
 
     def _attempt(self, key: str, tokens: tuple[str, ...], formula: str, z: torch.Tensor, ic: float,
-                 mut: np.ndarray, max_mut: float, old: tuple[list[PoolMember], np.ndarray, float]) -> AddResult:
+                 mut: np.ndarray, max_mut: float, old: tuple[list[PoolMember], np.ndarray, float, float]
+                 ) -> AddResult:
         member = PoolMember(key, tokens, formula, ic, z)
         if max_mut > self.max_mutual_ic:
             j = int(np.abs(mut).argmax())
@@ -370,6 +409,10 @@ class AlphaPool:
             self._restore(old)
             self._refit_weights_only()
             return AddResult(False, "no_gain", ic, self.objective, max_mut)
+        if self.val_days is not None and self.val_objective < old[3] - self.valid_eps:
+            self._restore(old)
+            self._refit_weights_only()
+            return AddResult(False, "valid_hurt", ic, self.objective, max_mut)
         return AddResult(True, reason, ic, self.objective, max_mut)
 
     def _refit_weights_only(self) -> None:
@@ -395,9 +438,11 @@ class AlphaPool:
                 for m in self.members]
 
     def state(self) -> dict[str, Any]:
-        """Serializable state (no tensors): rebuild with :meth:`restore_members`."""
+        """Serializable state (no tensors): rebuild with :meth:`load_members` (re-evaluating each member's
+        ``tokens``)."""
         return {"members": self.describe(), "keys": [m.key for m in self.members],
-                "objective": self.objective, "n_tried": self.n_tried, "reasons": dict(self.reasons)}
+                "objective": self.objective, "inner_valid_objective": self.val_objective,
+                "n_tried": self.n_tried, "reasons": dict(self.reasons)}
 
     def load_members(self, items: list[tuple[str, tuple[str, ...], str, torch.Tensor]]) -> None:
         """Rebuild the pool from ``(key, tokens, formula, raw values)`` (a checkpoint) without gating."""

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,8 +42,15 @@ from factors.request_llm import (LLMUnavailable, Proposal, clean_formula, gramma
                                  short_language, unusable_endpoint)
 from factors.request_pool import examples as builtin_examples
 from factors.request_pool import fallback_pool
+from factors.scoring import SplitScorer
 from finllm.errors import ConfigError, FinllmError
 from finllm.jsonsafe import json_safe
+
+if TYPE_CHECKING:
+    from factors.panel import Panel
+    from factors.splits import Split
+    from finllm.llm.client import Gateway
+    from finllm.store.db import RunHandle, Store
 
 MAX_SCORED_SHOWN = 6
 MAX_FAILED_SHOWN = 3
@@ -132,7 +140,7 @@ def default_splits(dates: np.ndarray, source: str | None = None) -> dict[str, st
     return {sp.name: sp.text() for sp in split_rule(dates, source)}
 
 
-def _as_splits(splits: Mapping[str, str] | Sequence[Any] | None, dates: np.ndarray) -> list[Any]:
+def _as_splits(splits: Mapping[str, str] | Sequence[Split] | None, dates: np.ndarray) -> list[Split]:
     from factors.splits import parse_splits
 
     if splits is None:
@@ -150,48 +158,11 @@ def _as_splits(splits: Mapping[str, str] | Sequence[Any] | None, dates: np.ndarr
     return out
 
 
-class RequestScorer:
-    """Scores formulas per split on one panel (per-split days purged by the horizon). Per-day metrics are
-    computed on the requested splits' days only, and each (formula, split) is scored once per scorer."""
-
-    def __init__(self, panel: Any, splits: list[Any], horizon: int, cost_bps: float, warmup_days: int) -> None:
-        from factors.mine import SplitScorer
-
-        self.sc = SplitScorer(panel, splits, horizon, cost_bps, warmup_days)
-        self.horizon = horizon
-        self._memo: dict[tuple[str, str], dict[str, float]] = {}
-
-    def parse(self, text: str) -> Any:
-        return self.sc.ev.parse(text)
-
-    def score(self, expr: Any, split_names: Sequence[str]) -> dict[str, dict[str, float]]:
-        from factors.metrics import ic_series, rank_ic_series, summarize, top_turnover
-
-        sc = self.sc
-        todo = [n for n in split_names if (expr.key, n) not in self._memo]
-        if todo:
-            x = torch_where_mask(sc.ev.evaluate(expr), sc.mask)
-            for name in todo:
-                days = sc.days[name]
-                xs, ts, m = x[days], sc.target[days], sc.mask[days]
-                si, sr = summarize(ic_series(xs, ts, m)), summarize(rank_ic_series(xs, ts, m))
-                row = {"ic": si["mean"], "rank_ic": sr["mean"], "icir": si["ir"], "turnover": top_turnover(xs, m),
-                       "coverage": float((xs.isfinite() & m).sum() / m.sum().clamp(min=1)), "n_days": si["n_days"]}
-                self._memo[(expr.key, name)] = {k: (float(v) if isinstance(v, (int, float)) else v)
-                                                for k, v in row.items()}
-        return {n: dict(self._memo[(expr.key, n)]) for n in split_names}
+RequestScorer = SplitScorer  # the name bench/bench_requests.py and earlier versions use
+_Scorer = SplitScorer
 
 
-_Scorer = RequestScorer  # the name earlier versions used
-
-
-def torch_where_mask(x: Any, mask: Any) -> Any:
-    import torch
-
-    return torch.where(mask, x, torch.full((), float("nan")))
-
-
-def retrieve_examples(store: Any, intent: Intent, features: Sequence[str], k: int = 4) -> list[dict[str, str]]:
+def retrieve_examples(store: Store | None, intent: Intent, features: Sequence[str], k: int = 4) -> list[dict[str, str]]:
     """Up to ``k`` prompt examples ``{idea, formula}``: the library factors most similar to the request
     (share of its fields/windows/concepts they cover, then valid RankIC), then built-in formulas."""
     from factors.expr import parse
@@ -225,12 +196,12 @@ def retrieve_examples(store: Any, intent: Intent, features: Sequence[str], k: in
 class _Session:
     """The candidates of one request and the LLM calls that made them."""
 
-    def __init__(self, request: str, intent: Intent, scorer: RequestScorer, gateway: Any, n: int, repair_rounds: int,
+    def __init__(self, request: str, intent: Intent, scorer: SplitScorer, gateway: Gateway | None, n: int, repair_rounds: int,
                  max_tokens: int | None, max_depth: int) -> None:
         self.request, self.intent, self.scorer, self.gw = request, intent, scorer, gateway
         self.n, self.repair_rounds, self.max_depth = n, repair_rounds, max_depth
         self.max_tokens = max_tokens
-        self.features = list(scorer.sc.ev.features)
+        self.features = list(scorer.ev.features)
         # under a grammar the model cannot leave the language: a short reminder is enough (short prompts are
         # most of the latency of a small CPU model); otherwise the full operator list
         self.language = (short_language(self.features) if gateway is not None and gateway.grammar_supported
@@ -346,11 +317,12 @@ class _Session:
         return {"scored": [row(c) for c in shown], "failed": [{"formula": c.formula, "error": c.error} for c in failed]}
 
 
-def ask(request_text: str, panel: Any, *, gateway: Any = None, splits: Mapping[str, str] | Sequence[Any] | None = None,
-        n_candidates: int = 4, repair_rounds: int = 1, refine_rounds: int = 1, store: Any = None, horizon: int = 20,
+def ask(request_text: str, panel: Panel, *, gateway: Gateway | None = None,
+        splits: Mapping[str, str] | Sequence[Split] | None = None, n_candidates: int = 4, repair_rounds: int = 1,
+        refine_rounds: int = 1, store: Store | None = None, horizon: int = 20,
         cost_bps: float = 10.0, n_save: int = 3, warmup_days: int = 126, max_tokens: int | None = None,
         progress: Callable[[str], None] | None = None, use_llm: bool = True, fallback: bool = True,
-        max_depth: int = DEFAULT_DEPTH, n_examples: int = 4, scorer: RequestScorer | None = None) -> AskResult:
+        max_depth: int = DEFAULT_DEPTH, n_examples: int = 4, scorer: SplitScorer | None = None) -> AskResult:
     """Turn ``request_text`` into scored, saved factor formulas (see the module docstring).
 
     panel: a :class:`factors.panel.Panel`; splits: {"train": "A:B", "valid": "A:B", "test"?: "A:B"} (default: the
@@ -368,24 +340,21 @@ def ask(request_text: str, panel: Any, *, gateway: Any = None, splits: Mapping[s
     if not (use_llm or fallback):
         raise ConfigError("nothing to propose factors: use the LLM, the built-in formulas, or both")
     if scorer is not None:
-        split_list = list(scorer.sc.splits)
+        split_list = list(scorer.splits)
     else:
         split_list = _as_splits(default_splits(panel.dates, getattr(panel, "source", None)) if splits is None
                                 else splits, panel.dates)
     split_text = {s.name: s.text() for s in split_list}
     say = progress or (lambda msg: None)
     intent = read_intent(request_text, None)
-    run_id = None
-    if store is not None:
-        run_id = store.start_run("factor_ask", {"request": request_text, "data": getattr(panel, "source", ""),
-                                                "splits": split_text, "horizon": horizon, "cost_bps": cost_bps,
-                                                "n_candidates": n_candidates, "repair_rounds": repair_rounds,
-                                                "refine_rounds": refine_rounds, "use_llm": use_llm,
-                                                "fallback": fallback}, name=request_text[:200])
-    try:
+    cfg = {"request": request_text, "data": getattr(panel, "source", ""), "splits": split_text, "horizon": horizon,
+           "cost_bps": cost_bps, "n_candidates": n_candidates, "repair_rounds": repair_rounds,
+           "refine_rounds": refine_rounds, "use_llm": use_llm, "fallback": fallback}
+    with store.run("factor_ask", cfg, name=request_text[:200]) if store is not None else nullcontext() as run:
+        run_id = run.id if run is not None else None
         say("scoring panel: building the evaluator")
         scorer = scorer or RequestScorer(panel, split_list, horizon, cost_bps, warmup_days)
-        intent = read_intent(request_text, scorer.sc.ev.features)
+        intent = read_intent(request_text, scorer.ev.features)
         if use_llm and gateway is None:
             from finllm.llm import get_gateway
 
@@ -408,11 +377,7 @@ def ask(request_text: str, panel: Any, *, gateway: Any = None, splits: Mapping[s
             say(f"scoring {len(pool)} built-in formulas for {intent.describe()}")
             s.score(s.add([k.expr.infix for k in pool], "fallback", "builtin", 0, [k.concepts for k in pool]))
         s.sign_flips()
-        result = _finish(s, request_text, split_list, split_text, n_save, store, run_id, use_llm)
-    except BaseException as exc:
-        if store is not None and run_id is not None:
-            store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
-        raise
+        result = _finish(s, request_text, split_list, split_text, n_save, store, run, use_llm)
     result.seconds = time.monotonic() - t0
     return result
 
@@ -435,8 +400,8 @@ def _explain(c: Candidate, s: _Session) -> str:
     return f"{origin}; {uses}; {fit}; train RankIC {t:.4f}, valid RankIC {v:.4f} (test not used for the choice)."
 
 
-def _finish(s: _Session, request_text: str, split_list: list[Any], split_text: dict[str, str], n_save: int,
-            store: Any, run_id: str | None, use_llm: bool) -> AskResult:
+def _finish(s: _Session, request_text: str, split_list: list[Split], split_text: dict[str, str], n_save: int,
+            store: Store | None, run: RunHandle | None, use_llm: bool) -> AskResult:
     ranked = s.ranked()
     best = ranked[:n_save]
     test = [sp.name for sp in split_list if sp.name == "test"]
@@ -460,7 +425,8 @@ def _finish(s: _Session, request_text: str, split_list: list[Any], split_text: d
         fit = "uses what the request names" if b.relevant else "misses " + "; ".join(b.missing)
         message = (f"best: {b.expr.infix} ({b.source}; valid RankIC {b.scores['valid']['rank_ic']:.4f}, "
                    f"train RankIC {b.scores['train']['rank_ic']:.4f}; {fit})")
-    if store is not None:
+    run_id = run.id if run is not None else None
+    if store is not None and run is not None:
         for c in best:
             c.factor_id = store.save_factor(list(c.expr.tokens), c.expr.infix, "llm" if c.source == "llm" else "builtin",
                                             metrics=c.scores, explanation=c.explanation, request_text=request_text,
@@ -474,8 +440,9 @@ def _finish(s: _Session, request_text: str, split_list: list[Any], split_text: d
                    "n_llm": sum(c.source == "llm" for c in s.candidates), "n_saved": len(best),
                    "llm_calls": s.calls, "llm_failures": s.failures, "best": lineage,
                    "grammar_errors": [{"formula": c.formula, "error": c.error} for c in s.candidates if c.error][:20]}
-        store.finish_run(run_id, metrics=metrics, status="finished" if status == "ok" else "failed",
-                         error=None if status == "ok" else message)
+        run.metrics.update(metrics)
+        if status != "ok":
+            run.fail(message)
     return AskResult(request=request_text, status=status, message=message, candidates=s.candidates, saved=best,
                      llm_calls=s.calls, llm_failures=s.failures, run_id=run_id, splits=split_text, intent=s.intent,
                      llm=llm)

@@ -18,6 +18,8 @@ on any other market (or a slice of the US file that misses one of them) the pane
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,3 +122,25 @@ def check_covered(split: Split, dates: np.ndarray, purge: int = 0) -> torch.Tens
                               f"--horizon or a longer range (panel covers {dates[0]} .. {dates[-1]})")
         raise ConfigError(f"{what}: no panel days in this range (panel covers {dates[0]} .. {dates[-1]})")
     return sel
+
+
+def calendar_days_for(trading_days: int) -> int:
+    """Calendar days that hold at least ``trading_days`` trading days on any exchange calendar (stock
+    markets trade about 252 of 365 days, crypto every day; 1.5 covers long holiday weeks) plus a week."""
+    return int(math.ceil(1.5 * max(0, trading_days))) + 7
+
+
+def history_needed(token_lists: Sequence[Sequence[str]]) -> int:
+    """The most trading days of history any of these postfix factors needs for exact values
+    (:func:`factors.expr.needed_history_tokens`; a factor that does not parse counts 0: it fails later
+    with its own message)."""
+    from factors.expr import needed_history_tokens
+    from finllm.errors import ExpressionError
+
+    most = 0
+    for tokens in token_lists:
+        try:
+            most = max(most, needed_history_tokens(list(tokens)))
+        except ExpressionError:
+            continue
+    return most

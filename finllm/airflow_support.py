@@ -142,13 +142,13 @@ def use_llm_connection(conn_id: str | None = None) -> str | None:
 def publish_report(run_id: str, out_dir: str, *, narrative: bool = True) -> dict[str, JsonValue]:
     """Write ``<out_dir>/<run_id>.html`` for a factor_mine / fraud_train run (narrative first if the run
     has none; a failed narrative never fails the report) and record its path on the run."""
-    from finllm.reports.html import publish
+    from finllm.app.report import build_report
     from finllm.store import open_store
     from finllm.store.tables import Run
 
     store = open_store()
     try:
-        info = publish(run_id, store, Path(out_dir) / f"{run_id}.html", narrative=narrative)
+        info = build_report(store, run_id, Path(out_dir) / f"{run_id}.html", narrative=narrative)
         with store.session() as s:  # record the path without touching the run's status or times
             row = s.get(Run, run_id)
             row.artifacts = {**(row.artifacts or {}), "report": info["path"]}

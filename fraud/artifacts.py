@@ -6,14 +6,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from finllm.config import load_settings
 from finllm.errors import DataError
+from finllm.jsonsafe import json_safe
 from fraud.baselines import TreeModel
 from fraud.models import TREE_MODELS, build_model
+
+if TYPE_CHECKING:
+    from finllm.store.db import Store
+    from fraud.splits import Split
+    from fraud.train import TrainResult
 
 
 @dataclass
@@ -22,7 +28,7 @@ class LoadedModel:
 
     id: str
     name: str
-    model: Any
+    model: torch.nn.Module | TreeModel
     threshold: float
     normalization: dict
     config: dict
@@ -30,19 +36,7 @@ class LoadedModel:
     dataset: str
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and obj != obj:  # NaN is not valid JSON
-        return None
-    if hasattr(obj, "item") and callable(obj.item):
-        return obj.item()
-    return obj
-
-
-def save_model(result, store, *, dataset: str, run_id: str | None = None, models_dir: str | Path | None = None,
+def save_model(result: TrainResult, store: Store, *, dataset: str, run_id: str | None = None, models_dir: str | Path | None = None,
                extra_metrics: dict | None = None) -> str:
     """Write ``result`` (a TrainResult) to disk and record it in ``store``; returns the model id."""
     cfg = result.config
@@ -57,11 +51,11 @@ def save_model(result, store, *, dataset: str, run_id: str | None = None, models
         torch.save({"state_dict": result.model.state_dict(), "config": cfg}, path)
     metrics = {**result.metrics, **(extra_metrics or {})}
     return store.save_fraud_model(run_id=run_id, name=cfg["model"], dataset=str(dataset),
-                                  threshold=float(result.threshold), normalization=_jsonable(result.normalization),
-                                  config=_jsonable(cfg), metrics=_jsonable(metrics), path=str(path))
+                                  threshold=float(result.threshold), normalization=json_safe(result.normalization),
+                                  config=json_safe(cfg), metrics=json_safe(metrics), path=str(path))
 
 
-def load_model(model_id: str, store) -> LoadedModel:
+def load_model(model_id: str, store: Store) -> LoadedModel:
     """Load model ``model_id`` from ``store`` (DataError if unknown or its file is gone)."""
     rec = store.get_fraud_model(model_id)
     if rec is None:
@@ -72,8 +66,8 @@ def load_model(model_id: str, store) -> LoadedModel:
     if not path.is_file():
         raise DataError(f"fraud model {model_id}: weights file {path} is missing")
     cfg = dict(rec.config)
-    if rec.name in TREE_MODELS:
-        model: Any = TreeModel.load(str(path), cfg.get("hparams", {}))
+    if rec.name in TREE_MODELS or rec.name == "ensemble":  # the ensemble loads from its manifest (h2)
+        model: torch.nn.Module | TreeModel = TreeModel.load(str(path), cfg.get("hparams", {}))
     else:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(rec.name, int(cfg["in_dim"]), int(cfg["num_relations"]), **cfg["hparams"])
@@ -84,7 +78,7 @@ def load_model(model_id: str, store) -> LoadedModel:
                        dataset=rec.dataset)
 
 
-def save_predictions(result, split, y: torch.Tensor, path: str | Path, baselines: dict | None = None) -> str:
+def save_predictions(result: TrainResult, split: Split, y: torch.Tensor, path: str | Path, baselines: dict | None = None) -> str:
     """Write the report's predictions file: ``y`` (N,) int (-1 unlabelled), ``score`` (N,) float,
     ``split`` (N,) int8 (0 train, 1 valid, 2 test, -1 none) and ``score__<name>`` per baseline."""
     import numpy as np
@@ -99,7 +93,7 @@ def save_predictions(result, split, y: torch.Tensor, path: str | Path, baselines
     return str(path)
 
 
-def run_metrics(summary: dict, kept) -> dict:
+def run_metrics(summary: dict, kept: TrainResult) -> dict:
     """``Run.metrics`` of a fraud_train run in the report's schema: per-seed lists under "test"/"valid"."""
     names = {"auroc": "auroc", "auprc": "auprc", "rec@k": "recall_at_k", "macro_f1": "f1"}
     out: dict = {"threshold": float(kept.threshold), "kept_seed": summary.get("kept_seed")}
@@ -107,4 +101,4 @@ def run_metrics(summary: dict, kept) -> dict:
         out[key] = {new: [float(m[part][old]) for m in summary["per_seed"]] for old, new in names.items()}
     out["summary"] = {k: summary[k] for k in ("val", "test", "train_time_s") if k in summary}
     out["per_seed"] = summary["per_seed"]
-    return _jsonable(out)
+    return json_safe(out)

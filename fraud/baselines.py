@@ -132,6 +132,10 @@ class TreeModel:
     def load(cls, path: str, hparams: dict | int | None = None) -> TreeModel:
         """Load the booster at ``path`` (kind from its suffix); ``hparams``: the record's hyperparameters
         (an int is read as ``hops``, the old signature)."""
+        if path.endswith(".ens.json"):  # a rank-average ensemble saved as a manifest and its members' files
+            from fraud.models.ensemble import RankEnsemble
+
+            return RankEnsemble.load(path)
         hp = {"hops": hparams} if isinstance(hparams, int) else dict(hparams or {})
         hops, aggs, rel = feature_spec(hp)
         if path.endswith(".xgb.json"):
@@ -206,3 +210,19 @@ def fit_rfgraph(feats: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.nda
                         callbacks=[lgb.record_evaluation(record)])
     ap = record.get("val", {}).get("average_precision", [])
     return booster, [{"round": i + 1, "val_auprc": float(v)} for i, v in enumerate(ap)]
+
+
+def fit_tree(name: str, feats: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, hp: dict, *,
+             patience: int, **common) -> tuple[object, list[dict], TreeKind, int]:
+    """Fit tree detector ``name`` with hyperparameters ``hp`` (GADBench's names); returns (booster, history,
+    kind, rounds kept). ``common``: seed, sample_weight and the soft-target arrays of the fit functions."""
+    if name == "xgbgraph":
+        booster, history = fit_xgbgraph(feats, y, train, val, n_estimators=int(hp["n_estimators"]),
+                                        eta=float(hp["eta"]), reg_lambda=float(hp["lambda"]),
+                                        subsample=float(hp["subsample"]), patience=patience, **common)
+        return booster, history, "xgboost", int(booster.num_boosted_rounds())
+    if name == "rfgraph":
+        booster, history = fit_rfgraph(feats, y, train, val, n_estimators=int(hp["n_estimators"]),
+                                       max_samples=float(hp["max_samples"]), max_features=hp["max_features"], **common)
+        return booster, history, "lightgbm", len(history)
+    raise ValueError(f"{name} is not a tree detector")

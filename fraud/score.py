@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,12 @@ from fraud.baselines import TreeModel
 from fraud.models import GraphOps
 from fraud.train import apply_normalization
 
+if TYPE_CHECKING:
+    from finllm.store.db import Store
+    from fraud.datasets import GraphDataset
 
-def predict(loaded: LoadedModel, ds, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
+
+def predict(loaded: LoadedModel, ds: GraphDataset, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Fraud probabilities (N,) of every node of ``ds`` (a GraphDataset) under ``loaded``."""
     n_rel = int(loaded.config.get("num_relations", 1))
     if loaded.name == "rgnn" and n_rel > 1 and len(ds.relations) != n_rel:
@@ -52,7 +57,7 @@ def rank_rows(node_ids: list[str], probs: torch.Tensor, threshold: float) -> pd.
     return df.iloc[order].reset_index(drop=True)
 
 
-def score_graph(model_id: str, path: str | Path, store, batch: str = "", *, csv_path: str | Path | None = None,
+def score_graph(model_id: str, path: str | Path, store: Store, batch: str = "", *, csv_path: str | Path | None = None,
                 top: int = 1000, write: bool = True, idempotency_key: str | None = None,
                 **load_opts) -> pd.DataFrame:
     """Score the graph at ``path`` with model ``model_id``.
@@ -83,9 +88,8 @@ def score_graph(model_id: str, path: str | Path, store, batch: str = "", *, csv_
     df.attrs.update(model_id=model_id, batch=batch, seconds=secs, nodes_per_s=ds.num_nodes / max(secs, 1e-9))
     if not write:
         return df
-    run_id = store.start_run("fraud_score", {"model_id": model_id, "data": str(path), "batch": batch, "top": top},
-                             name=f"score {Path(path).name}", idempotency_key=idempotency_key)
-    try:
+    with store.run("fraud_score", {"model_id": model_id, "data": str(path), "batch": batch, "top": top},
+                   name=f"score {Path(path).name}", idempotency_key=idempotency_key) as run:
         if csv_path is None:  # the only folder created here: $FINLLM_HOME/alerts
             csv_path = Path(load_settings().home) / "alerts" / f"{check_name(model_id, 'model id')}_{batch or 'default'}.csv"
             csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +98,7 @@ def score_graph(model_id: str, path: str | Path, store, batch: str = "", *, csv_
         rows = [{"node": str(r.node), "score": float(r.score), "rank": int(r.rank),
                  "above_threshold": bool(r.above_threshold), "explanation": None}
                 for r in keep.itertuples(index=False)]
-        store.save_alerts(model_id, batch, rows, run_id=run_id)
+        store.save_alerts(model_id, batch, rows, run_id=run.id)
         metrics = {"nodes": ds.num_nodes, "above_threshold": int(df["above_threshold"].sum()),
                    "alerts_saved": len(rows), "seconds": round(secs, 4),
                    "nodes_per_s": round(ds.num_nodes / max(secs, 1e-9), 1), "report": ds.report}
@@ -102,9 +106,8 @@ def score_graph(model_id: str, path: str | Path, store, batch: str = "", *, csv_
         lab = torch.nonzero(y >= 0).flatten()
         if len(lab) and len(set(y[lab].tolist())) == 2:
             metrics["labelled_eval"] = evaluate(probs, y, lab, loaded.threshold)
-        store.finish_run(run_id, metrics=metrics, artifacts={"alerts_csv": str(csv_path)})
-    except BaseException as exc:
-        store.finish_run(run_id, status="failed", error=str(exc))
-        raise
+        run.metrics.update(metrics)
+        run.artifacts["alerts_csv"] = str(csv_path)
+    run_id = run.id
     df.attrs.update(run_id=run_id, csv=str(csv_path), alerts_saved=len(rows), metrics=metrics)
     return df

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from finllm.errors import ConfigError, DataError
-from fraud.baselines import FeatureBank, TreeModel, feature_spec, fit_rfgraph, fit_xgbgraph
+from fraud.baselines import FeatureBank, TreeModel, feature_spec, fit_tree
 from fraud.evaluate import auprc, choose_threshold, evaluate
-from fraud.models import AUTO, GNN_MODELS, TREE_MODELS, GraphOps, build_model, canonical_name
+from fraud.models import AUTO, ENSEMBLE, GNN_MODELS, TREE_MODELS, GraphOps, build_model, canonical_name
 from fraud.splits import Split, check_split, make_split
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -67,7 +67,10 @@ def apply_normalization(x: torch.Tensor, norm: dict, *, source: str = "graph") -
 # ---- result ------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
-    """``probs`` (N,) fraud probability of every node; ``embeddings`` (N,H); metrics {"val","test",...}."""
+    """``probs`` (N,) fraud probability of every node; ``embeddings`` (N,H); metrics {"val","test",...}.
+
+    ``candidate_probs``: for ``--model auto``, every candidate's (N,) probabilities (its best trial, same node
+    order as ``probs``), e.g. for a baseline curve beside the winner's; empty for a single model."""
 
     model: Any
     probs: torch.Tensor
@@ -77,6 +80,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
     normalization: dict = field(default_factory=dict)
+    candidate_probs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _check_hooks(n: int, e: int, node_weight, soft_targets, edge_weight) -> None:
@@ -132,7 +136,8 @@ def train_model(ds, model_name: str, split: Split | None, seed: int, *, epochs: 
     """Train ``model_name`` on ``ds`` (GraphDataset) with ``split`` (made from ``setting`` if None).
 
     ``model_name="auto"``: :func:`fraud.auto.train_auto` (every candidate tuned, the best on validation
-    AUPRC kept); ``auto`` holds its options (``budget_s``, ``trials``, ``candidates``). ``cache``: see
+    AUPRC kept); ``auto`` holds its options (``budget_s``, ``trials``, ``candidates``).
+    ``"ensemble"``: :func:`fraud.models.ensemble.train_ensemble` (members in ``hparams["members"]``). ``cache``: see
     :func:`prepare_graph`."""
     name = canonical_name(model_name)
     split = split if split is not None else make_split(ds, setting, seed)
@@ -144,6 +149,13 @@ def train_model(ds, model_name: str, split: Split | None, seed: int, *, epochs: 
                           soft_targets=soft_targets, soft_weight=soft_weight, edge_weight=edge_weight,
                           progress=progress, minibatch=minibatch, batch_size=batch_size, fanout=fanout,
                           **(auto or {}))
+    if name == ENSEMBLE:
+        from fraud.models.ensemble import train_ensemble
+
+        return train_ensemble(ds, split, seed, hparams, epochs=epochs, patience=patience, node_weight=node_weight,
+                              soft_targets=soft_targets, soft_weight=soft_weight, edge_weight=edge_weight,
+                              progress=progress, minibatch=minibatch, batch_size=batch_size, fanout=fanout,
+                              cache=cache)
     data = ds.data
     n, e = int(data.num_nodes), int(data.edge_index.size(1))
     _check_hooks(n, e, node_weight, soft_targets, edge_weight)
@@ -178,21 +190,12 @@ def train_model(ds, model_name: str, split: Split | None, seed: int, *, epochs: 
         soft_y = soft_targets[soft_idx].numpy() if len(soft_idx) else None
         common = {"seed": seed, "sample_weight": w_tr.numpy(), "soft_idx": soft_idx.numpy(), "soft_y": soft_y,
                   "soft_w": soft_weight}
-        if name == "xgbgraph":
-            booster, history = fit_xgbgraph(
-                feats, y.numpy(), tr.numpy(), va.numpy(), n_estimators=int(hp["n_estimators"]),
-                eta=float(hp["eta"]), reg_lambda=float(hp["lambda"]), subsample=float(hp["subsample"]),
-                patience=patience, **common)
-            kind = "xgboost"
-        else:
-            booster, history = fit_rfgraph(
-                feats, y.numpy(), tr.numpy(), va.numpy(), n_estimators=int(hp["n_estimators"]),
-                max_samples=float(hp["max_samples"]), max_features=hp["max_features"], **common)
-            kind = "lightgbm"
+        booster, history, kind, rounds = fit_tree(name, feats, y.numpy(), tr.numpy(), va.numpy(), hp,
+                                                  patience=patience, **common)
         model = TreeModel(booster, hops, aggs, rel, kind, hp)
         probs = torch.from_numpy(model.predict_features(feats)).float()
         emb = feats_t
-        config["best_epoch"] = len(history) if kind == "lightgbm" else int(booster.num_boosted_rounds())
+        config["best_epoch"] = rounds
     else:
         lr = defaults["lr"] if lr is None else lr
         weight_decay = defaults["weight_decay"] if weight_decay is None else weight_decay
@@ -239,33 +242,45 @@ def _fit_full(model, x, g, y, tr, va, w_tr, soft_idx, soft_targets, soft_weight,
     soft_y = soft_targets[soft_idx].float() if len(soft_idx) else None
     members = hasattr(model, "member_logits")
     need = torch.cat([tr, soft_idx]) if soft_y is not None else tr
+
+    def step() -> tuple[float, float, dict]:
+        model.train()
+        opt.zero_grad()
+        if members:  # an ensemble inside the model: one loss per member, averaged; only the rows needed
+            out = model.member_logits(x, g, rows=need)
+            cols = [(c[: len(tr)], c[len(tr):] if soft_y is not None else None) for c in out.unbind(1)]
+        else:
+            out = model(x, g)
+            cols = [(out[tr], out[soft_idx] if soft_y is not None else None)]
+        loss = torch.stack([_loss(c_tr, ytr, w_tr, c_soft, soft_y, soft_weight) for c_tr, c_soft in cols]).mean()
+        if hasattr(model, "regularization"):  # a model's own penalty (e.g. HSIGN's L1), given the label count
+            loss = loss + model.regularization(len(tr))
+        loss.backward()
+        opt.step()
+        model.eval()
+        with torch.no_grad():
+            val_logits = model.member_logits(x, g, rows=va).mean(1) if members else model(x, g)[va]
+            val_ap = auprc(val_logits, yva) if torch.isfinite(loss) else -math.inf
+        return float(loss.detach()), val_ap, {}
+
+    return _early_stopping_loop(model, step, epochs=epochs, patience=patience, progress=progress, label=label)
+
+
+def _early_stopping_loop(model, step, *, epochs: int, patience: int, progress: bool, label: str):
+    """Run ``step() -> (loss, val AUPRC, extra history fields)`` once per epoch; keep the weights of the best
+    validation AUPRC; stop after ``patience`` epochs without a new best or on a non-finite loss.
+    Returns (model with the best weights, history, best epoch)."""
     best, best_state, best_epoch, history = -math.inf, None, 0, []
     with _progress(progress, epochs, label) as bar:
         task = bar.add_task("train", total=epochs, info="") if bar else None
         for epoch in range(1, epochs + 1):
-            model.train()
-            opt.zero_grad()
-            if members:  # an ensemble inside the model: one loss per member, averaged; only the rows needed
-                out = model.member_logits(x, g, rows=need)
-                cols = [(c[: len(tr)], c[len(tr):] if soft_y is not None else None) for c in out.unbind(1)]
-            else:
-                out = model(x, g)
-                cols = [(out[tr], out[soft_idx] if soft_y is not None else None)]
-            loss = torch.stack([_loss(c_tr, ytr, w_tr, c_soft, soft_y, soft_weight) for c_tr, c_soft in cols]).mean()
-            if hasattr(model, "regularization"):  # a model's own penalty (e.g. HSIGN's L1), given the label count
-                loss = loss + model.regularization(len(tr))
-            loss.backward()
-            opt.step()
-            model.eval()
-            with torch.no_grad():
-                val_logits = model.member_logits(x, g, rows=va).mean(1) if members else model(x, g)[va]
-                val_ap = auprc(val_logits, yva) if torch.isfinite(loss) else -math.inf
-            history.append({"epoch": epoch, "loss": float(loss.detach()), "val_auprc": val_ap})
+            loss, val_ap, extra = step()
+            history.append({"epoch": epoch, "loss": loss, "val_auprc": val_ap, **extra})
             if val_ap > best:
                 best, best_epoch, best_state = val_ap, epoch, copy.deepcopy(model.state_dict())
             if bar:
-                bar.update(task, advance=1, info=f"loss {float(loss.detach()):.4f} val AUPRC {val_ap:.4f} (best {best:.4f})")
-            if epoch - best_epoch >= patience or not torch.isfinite(loss):
+                bar.update(task, advance=1, info=f"loss {loss:.4f} val AUPRC {val_ap:.4f} (best {best:.4f})")
+            if epoch - best_epoch >= patience or not math.isfinite(loss):
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -295,45 +310,36 @@ def _fit_minibatch(model, x, g, y, tr, va, w_tr, soft_idx, soft_targets, soft_we
     loader = neighbor_loader(x, data, y, tr, w_tr, soft_idx, soft_targets, soft_weight, edge_weight=edge_weight,
                              batch_size=batch_size, fanout=fanout)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    best, best_state, best_epoch, history = -math.inf, None, 0, []
-    with _progress(progress, epochs, label) as bar:
-        task = bar.add_task("train", total=epochs, info="") if bar else None
-        for epoch in range(1, epochs + 1):
-            model.train()
-            total, batches = 0.0, 0
-            for b in loader:
-                opt.zero_grad()
-                bg = GraphOps(b.edge_index, b.num_nodes, edge_type=getattr(b, "edge_type", None),
-                              edge_weight=b.edge_weight, num_relations=g.num_relations)
-                # forward = head(embed) for every GNN here; the head runs on the seed rows only
-                logits = model.head(model.embed(b.x, bg)[: b.batch_size]).squeeze(-1)
-                t, hw, sw = b.target[: b.batch_size], b.node_w[: b.batch_size], b.soft_w[: b.batch_size]
-                hard = hw > 0
-                loss = (F.binary_cross_entropy_with_logits(logits[hard], t[hard], reduction="none")
-                        * hw[hard]).sum() / hw[hard].sum().clamp_min(1e-12)
-                soft = sw > 0
-                if soft.any():
-                    loss = loss + soft_weight * F.binary_cross_entropy_with_logits(logits[soft], t[soft])
-                if hasattr(model, "regularization"):  # the model's own penalty (HSIGN's L1), as in full batch
-                    loss = loss + model.regularization(len(tr))
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-                batches += 1
-            model.eval()
-            mean_loss = total / max(batches, 1)
-            with torch.no_grad():
-                val_ap = auprc(model(x, g)[va], y[va]) if math.isfinite(mean_loss) else -math.inf
-            history.append({"epoch": epoch, "loss": mean_loss, "val_auprc": val_ap, "batches": batches})
-            if val_ap > best:
-                best, best_epoch, best_state = val_ap, epoch, copy.deepcopy(model.state_dict())
-            if bar:
-                bar.update(task, advance=1, info=f"loss {mean_loss:.4f} val AUPRC {val_ap:.4f} (best {best:.4f})")
-            if epoch - best_epoch >= patience or not math.isfinite(mean_loss):
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return model, history, best_epoch
+
+    def step() -> tuple[float, float, dict]:
+        model.train()
+        total, batches = 0.0, 0
+        for b in loader:
+            opt.zero_grad()
+            bg = GraphOps(b.edge_index, b.num_nodes, edge_type=getattr(b, "edge_type", None),
+                          edge_weight=b.edge_weight, num_relations=g.num_relations)
+            # forward = head(embed) for every GNN here; the head runs on the seed rows only
+            logits = model.head(model.embed(b.x, bg)[: b.batch_size]).squeeze(-1)
+            t, hw, sw = b.target[: b.batch_size], b.node_w[: b.batch_size], b.soft_w[: b.batch_size]
+            hard = hw > 0
+            loss = (F.binary_cross_entropy_with_logits(logits[hard], t[hard], reduction="none")
+                    * hw[hard]).sum() / hw[hard].sum().clamp_min(1e-12)
+            soft = sw > 0
+            if soft.any():
+                loss = loss + soft_weight * F.binary_cross_entropy_with_logits(logits[soft], t[soft])
+            if hasattr(model, "regularization"):  # the model's own penalty (HSIGN's L1), as in full batch
+                loss = loss + model.regularization(len(tr))
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            batches += 1
+        model.eval()
+        mean_loss = total / max(batches, 1)
+        with torch.no_grad():
+            val_ap = auprc(model(x, g)[va], y[va]) if math.isfinite(mean_loss) else -math.inf
+        return mean_loss, val_ap, {"batches": batches}
+
+    return _early_stopping_loop(model, step, epochs=epochs, patience=patience, progress=progress, label=label)
 
 
 def neighbor_loader(x, data, y, tr, w_tr, soft_idx, soft_targets, soft_weight, *, edge_weight=None,

@@ -30,11 +30,13 @@ import numpy as np
 from gymnasium import spaces
 
 from factors.rl.builder import Builder, Vocab
+from factors.rl.scorer import INVALID_REWARD
 
 
 class Scorer(Protocol):
     def score(self, tokens: list[str]) -> tuple[float, dict[str, Any]]:
-        """Reward for a finished postfix expression, and an info dict."""
+        """Reward for a finished postfix expression, and an info dict (``reason`` "invalid" when the
+        expression cannot be computed)."""
 
 
 class AlphaEnv(gym.Env):
@@ -42,7 +44,7 @@ class AlphaEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, vocab: Vocab, scorer: Scorer, max_len: int = 20, invalid_reward: float = -0.1) -> None:
+    def __init__(self, vocab: Vocab, scorer: Scorer, max_len: int = 20, invalid_reward: float = INVALID_REWARD) -> None:
         super().__init__()
         self.vocab, self.scorer, self.max_len = vocab, scorer, max_len
         self.invalid_reward = invalid_reward
@@ -79,6 +81,8 @@ class AlphaEnv(gym.Env):
         if self.vocab.kinds[a] == "END":
             tokens = self.builder.tokens
             reward, info = self.scorer.score(tokens)
+            if info.get("reason") == "invalid":
+                reward = self.invalid_reward
             info = {**info, "tokens": tokens}
             return self._obs(), float(reward), True, False, info
         self.builder.step(a)

@@ -36,6 +36,7 @@ from factors.pool import AddResult, AlphaPool
 from finllm.errors import ExpressionError
 
 _FINAL = {"nan", "constant", "weak", "invalid"}  # verdicts independent of the pool's state
+INVALID_REWARD = -0.1  # :meth:`PoolScorer.score` of an invalid expression; AlphaEnv pays its own invalid_reward
 
 
 class PoolScorer:
@@ -184,14 +185,16 @@ class PoolScorer:
         return res
 
     def score(self, tokens: list[str]) -> tuple[float, dict[str, Any]]:
+        """Reward and info for a finished factor; ``info["reason"] == "invalid"`` (reward
+        :data:`INVALID_REWARD`) when it does not parse or cannot be computed."""
         before = self.pool.objective
         try:
             expr = self.parse(tokens)
         except ExpressionError as exc:
-            return -0.1, {"reason": "invalid", "error": str(exc)}
+            return INVALID_REWARD, {"reason": "invalid", "error": str(exc)}
         res = self.offer(expr)
         if res.reason == "invalid":
-            return -0.1, {"reason": "invalid"}
+            return INVALID_REWARD, {"reason": "invalid"}
         reward = res.objective if self.reward_mode == "objective" else res.objective - before
         return float(reward), {"reason": res.reason, "ic": res.ic, "pool_ic": res.objective}
 

@@ -4,9 +4,9 @@ Hyperparameters (:class:`RLConfig`; AlphaGen's values scaled for 2 CPU cores):
 
 | name          | value | why                                                                    |
 |---------------|-------|------------------------------------------------------------------------|
-| n_envs        | 64    | vectorised envs (one process) sharing one pool; one batched policy     |
-|               |       | forward per step for all of them (16 envs: 4x the forwards per token)  |
-| n_steps       | 16    | per env -> 1024 tokens (~50 factors) per PPO update                    |
+| n_envs        | 16    | vectorised envs (one process) sharing one pool; one batched policy     |
+|               |       | forward per step for all of them                                       |
+| n_steps       | 32    | per env -> 512 tokens (~25 factors) per PPO update                     |
 | batch_size    | 256   | AlphaGen: 128; larger batches are cheaper per sample on CPU            |
 | n_epochs      | 3     | AlphaGen: 10; PPO updates are ~half the CPU time on small panels       |
 | learning_rate | 3e-4  | sb3 default                                                            |
@@ -24,8 +24,8 @@ elapsed time and counters) are written every ``checkpoint_s`` seconds and at the
 again on the same ``out`` resumes from them (the budget counts the time already spent).
 
 Policy cost (``python bench/bench_mining.py --policy-cost``: the same MaskablePPO loop with a reward
-that costs nothing, 1 torch thread, shared 2-core machine at load ~6): d_model 64 x 2 layers with 16
-envs 40 ms/episode (33 ms of it in PPO updates); d_model 48 x 1 layer with 64 envs ~6-8 ms/episode.
+that costs nothing, 1 torch thread, shared 2-core machine at load ~6; both with 16 envs x 32 steps):
+d_model 64 x 2 layers 40 ms/episode (33 ms of it in PPO updates); d_model 48 x 1 layer ~6-8 ms/episode.
 
 Throughput accounting: ``episodes_per_s`` = episodes finished in this session / wall seconds of
 ``learn`` (rollouts, factor evaluation, pool updates, PPO updates and checkpoints all included);
@@ -41,11 +41,12 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from factors.rl.builder import Vocab
@@ -53,6 +54,9 @@ from factors.rl.env import AlphaEnv
 from factors.rl.policy import TokenLSTMExtractor
 from factors.rl.scorer import PoolScorer
 from finllm.errors import DataError
+
+if TYPE_CHECKING:
+    from sb3_contrib import MaskablePPO
 
 
 @dataclass
@@ -176,7 +180,7 @@ class _Checkpointer:
 
         path = self.folder / "model.zip"
         try:
-            model = MaskablePPO.load(path, env=env, device="cpu")
+            model = _silent(MaskablePPO.load(path, env=env, device="cpu"))
         except Exception as exc:  # noqa: BLE001 - zipfile/torch/pickle-free loaders raise many types
             raise self.unreadable(path, f"{type(exc).__name__}: {exc}") from None
         try:
@@ -187,7 +191,7 @@ class _Checkpointer:
         return model, members
 
 
-def make_model(vocab: Vocab, scorer: PoolScorer, cfg: RLConfig, seed: int) -> Any:
+def make_model(vocab: Vocab, scorer: PoolScorer, cfg: RLConfig, seed: int) -> MaskablePPO:
     from sb3_contrib import MaskablePPO
 
     env = ScoringVecEnv([lambda: AlphaEnv(vocab, scorer, cfg.max_len) for _ in range(cfg.n_envs)], scorer,
@@ -196,10 +200,18 @@ def make_model(vocab: Vocab, scorer: PoolScorer, cfg: RLConfig, seed: int) -> An
                          features_extractor_kwargs=dict(n_tokens=len(vocab), d_model=cfg.d_model,
                                                         n_layers=cfg.n_layers),
                          net_arch=dict(pi=[64], vf=[64]))
-    return MaskablePPO("MlpPolicy", env, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-                       learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
-                       ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, policy_kwargs=policy_kwargs,
-                       seed=seed, device="cpu", verbose=0)
+    model = MaskablePPO("MlpPolicy", env, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+                        learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
+                        ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, policy_kwargs=policy_kwargs,
+                        seed=seed, device="cpu", verbose=0)
+    return _silent(model)
+
+
+def _silent(model: MaskablePPO) -> MaskablePPO:
+    """``model`` with a logger that writes nothing: sb3's default one creates a ``SB3-<time>`` folder in
+    the system temp directory on every ``learn`` (a write outside FINLLM_HOME and ``--out``)."""
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def train_rl(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg: RLConfig | None = None,

@@ -22,7 +22,6 @@ from finllm.store.tables import Factor, FraudModel, Run
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 RUN_KINDS = ("factor_mine", "factor_ask", "factor_monitor", "fraud_train", "fraud_score")  # what finllm writes
-EXPORT_WARMUP_DAYS = 400  # calendar days loaded before --start so windows up to 252 trading days are full
 
 
 def _iso(t: dt.datetime | None) -> str | None:
@@ -75,6 +74,17 @@ def list_runs(store: Store, *, kind: str | None = None, status: str | None = Non
     if kind and kind not in known:
         raise ConfigError(f"--kind {kind!r}: unknown run kind (known: {', '.join(known)})")
     return [run_row(r) for r in rows]
+
+
+def latest_finished(kinds: Sequence[str], per_kind: int, store: Store | None = None) -> list[str]:
+    """Ids of the newest ``per_kind`` finished runs of each kind (what the reports DAG rebuilds)."""
+    from finllm.store.db import store_or_default
+
+    store = store_or_default(store)
+    ids: list[str] = []
+    for kind in kinds:
+        ids += [r.id for r in Q.runs(store, Q.RunFilter(kind=kind, status="finished", limit=per_kind))]
+    return ids
 
 
 def artifact_info(path: str) -> dict[str, Any]:
@@ -176,21 +186,23 @@ def export_factors(store: Store, factor_ids: Sequence[str], *, data: str | Path,
     Layout (long, one row per valid (date, ticker)): ``date`` (date), ``ticker`` (str), ``in_universe``
     (bool), then one float32 column per factor named by its id (null where the factor has no value).
     The file's key-value metadata ``finllm`` holds, per column, the formula, canonical tokens and source.
-    History before ``start`` (``EXPORT_WARMUP_DAYS`` calendar days) is loaded for the rolling windows and
-    not written."""
+    History before ``start`` is loaded for the rolling windows and not written: as many calendar days as
+    hold the trading days the factors need (:func:`factors.expr.needed_history`; nested windows add up)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from factors.evaluate import Evaluator
     from factors.panel import load_panel
+    from factors.splits import calendar_days_for, history_needed
 
     say = progress or (lambda _msg: None)
     factors = _export_ids(store, factor_ids, run_id)
     load_from = None
     if start:
+        warmup = calendar_days_for(history_needed([f.tokens for f in factors]))
         try:
-            load_from = dt.date.fromisoformat(start) - dt.timedelta(days=EXPORT_WARMUP_DAYS)
+            load_from = dt.date.fromisoformat(start) - dt.timedelta(days=warmup)
         except ValueError:
             raise ConfigError(f"--start {start!r}: not a date (use YYYY-MM-DD)") from None
     say(f"loading {data}")

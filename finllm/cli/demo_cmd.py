@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from finllm.cli.common import console, emit_json, friendly_errors
+
+if TYPE_CHECKING:
+    from finllm.store.db import Store
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 MARKET = "market/us_sp500_daily.parquet"
@@ -50,12 +53,12 @@ def _stage(i: int, n: int, text: str) -> None:
     console.rule(f"[bold]{i}/{n}[/] {text}", align="left")
 
 
-def publish(run_id: str, store: Any, out: Path, narrative: bool) -> dict[str, Any]:
+def publish(run_id: str, store: Store, out: Path, narrative: bool) -> dict[str, Any]:
     """Narrative (if wanted and missing) + HTML report of one run; a failed narrative never fails it."""
-    from finllm.reports.html import publish as publish_report
+    from finllm.app.report import build_report
 
     with console.status("writing the report (and the LLM narrative from the run's facts) ..."):
-        return publish_report(run_id, store, out, narrative=narrative)
+        return build_report(store, run_id, out, narrative=narrative)
 
 
 def _fmt(v: Any, nd: int = 4) -> str:
@@ -93,9 +96,12 @@ def register(app: typer.Typer) -> None:
 
         if method not in ("rl", "gp"):
             raise ConfigError(f"--method {method!r}: choose rl or gp")
-        from factors.mine import MineConfig, mine
+        from factors.mine import MineConfig
+        from finllm.app.explain import explain_top_alerts
+        from finllm.app.mine import mine_and_record
+        from finllm.app.score_graph import score_batch
+        from finllm.app.train_detector import TrainOptions, train_and_record
         from finllm.store import open_store
-        from fraud.jobs import explain_job, score_job, train_job
 
         t0 = time.perf_counter()
         minutes = MINUTES[quick] if minutes is None else minutes
@@ -109,26 +115,27 @@ def register(app: typer.Typer) -> None:
         _stage(1, 4, f"mining a factor pool ({method.upper()}, {minutes:g} min) on {market.name}")
         cfg = MineConfig(data=str(market), train=m["train"], valid=m["valid"], test=m["test"], method=method,
                          minutes=minutes, pool_size=m["pool_size"], seed=seed, max_tickers=m["max_tickers"])
-        mined = mine(cfg, out / "mine", store=store, progress=True, resume=False,
-                     idempotency_key=f"demo/{tag}/mine/{method}/{seed}")
+        mined = mine_and_record(cfg, out / "mine", store, progress=True, resume=False,
+                                idempotency_key=f"demo/{tag}/mine/{method}/{seed}", tearsheet_baselines=not quick)
         secs = {"mining": time.perf_counter() - t0}
 
         _stage(2, 4, f"training the fraud detector{' with the LLM supervisor' if f['llm_budget'] else ''} on "
                      f"{graph.name}")
         t1 = time.perf_counter()
-        trained = train_job(str(graph), model=f["model"], auto=f["auto"], setting=f["setting"], seeds=f["seeds"],
-                            epochs=f["epochs"],
-                            llm_budget=f["llm_budget"], idempotency_key=f"demo/{tag}/train/{seed}", progress=True,
-                            store=store)
+        opts = TrainOptions(model=f["model"], auto=f["auto"], setting=f["setting"], seeds=f["seeds"],
+                            epochs=f["epochs"], llm_budget=f["llm_budget"],
+                            supervisor="llm" if f["llm_budget"] else "none")
+        trained = train_and_record(graph, opts, store, idempotency_key=f"demo/{tag}/train/{seed}",
+                                   progress=True).brief()
         secs["fraud_training"] = time.perf_counter() - t1
 
         _stage(3, 4, "scoring the graph into alerts and explaining the top ones")
         t1 = time.perf_counter()
         with console.status("scoring every node ..."):
-            scored = score_job(str(graph), batch="demo", model_id=trained["model_id"], store=store)
+            scored = score_batch(graph, batch="demo", model_id=trained["model_id"], store=store)
         with console.status(f"LLM: explaining the top {f['explain_top']} alerts ..."):
-            explained = explain_job(trained["model_id"], batch="demo", data=str(graph), top=f["explain_top"],
-                                    store=store)
+            explained = explain_top_alerts(trained["model_id"], batch="demo", data=str(graph), top=f["explain_top"],
+                                           store=store)
 
         secs["scoring_and_explaining"] = time.perf_counter() - t1
         _stage(4, 4, "writing the reports")

@@ -45,26 +45,21 @@ def ask_cmd(
 
     The request is read for the fields, windows and concepts it names ("volume", "20-day", "reversal"); the LLM sees the most similar library factors as examples and writes formulas decoded under a grammar built from the operator registry (llama.cpp endpoints, the embedded model included: every formula parses; other endpoints: parsed and repaired with the parser's error). Each candidate is scored on train/valid (never test), the scores go back for a refine round, and built-in known formulas for the named concepts are scored alongside, so you always get an on-topic factor; the output says which came from the LLM and which from the built-in pool. The best are saved to the factor library (source llm or builtin) with lineage. An LLM endpoint that is down or misconfigured stops the command at once with exit code 2 (see FINLLM_LLM_BASE_URL, FINLLM_LLM_MODEL; --no-llm skips the LLM).
     """
-    from factors.panel import load_panel
-    from factors.requests import ask
+    from finllm.app.ask import AskOptions, ask_for_factor
     from finllm.cli.llm_wait import ensure_llm, waiting
-    from finllm.errors import ConfigError
     from finllm.store import open_store
 
-    if (train or valid or test) and not (train and valid):
-        raise ConfigError("give at least --train and --valid (START:END), or none of the split options")
-    splits = {k: v for k, v in (("train", train), ("valid", valid), ("test", test)) if v} or None
+    opts = AskOptions(start=start, end=end, max_tickers=max_tickers, train=train, valid=valid, test=test,
+                      candidates=candidates, repair_rounds=repair_rounds, refine_rounds=refine_rounds,
+                      horizon=horizon, cost_bps=cost_bps, save=save, use_llm=use_llm, fallback=fallback)
+    opts.validate()  # before waiting for the LLM
     store = open_store()
     if use_llm:
         from finllm.llm import get_gateway
 
         ensure_llm(get_gateway(store=store), hint=", or pass --no-llm to use the built-in formulas only")
-    with waiting(f"loading {data}"):
-        panel = load_panel(data, start=start, end=end, max_tickers=max_tickers)
-    with waiting("asking the LLM" if use_llm else "scoring built-in formulas") as update:
-        res = ask(request, panel, splits=splits, n_candidates=candidates, repair_rounds=repair_rounds,
-                  refine_rounds=refine_rounds, store=store, horizon=horizon, cost_bps=cost_bps, n_save=save,
-                  progress=update, use_llm=use_llm, fallback=fallback)
+    with waiting(f"loading {data}") as update:
+        res = ask_for_factor(request, data, opts, store, progress=update)
     if use_llm and not res.llm.get("usable"):
         why = "; ".join(res.llm_failures)[:300] or "no formula of its scored"
         console.print(f"[yellow]note:[/] the LLM gave nothing usable ({safe(why)}); the factors below come from the "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,6 @@ DEFAULT_DATA = "data/market/us_sp500_daily.parquet"
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
-
-
-def _precheck(text: str) -> None:
-    """Fail fast on syntax / operator errors before loading data (features are checked after)."""
-    from factors.expr import parse
-    from factors.ops import OPS
-
-    ops = {k.lower() for k in OPS}
-    names = {n for n in re.findall(r"\$?([A-Za-z_][A-Za-z0-9_]*)", text) if n.lower() not in ops}
-    parse(text, features=sorted(names) or None)
 
 
 @friendly_errors
@@ -63,71 +52,17 @@ def eval_cmd(
     """Evaluate one factor: IC, RankIC, ICIR, t-stats, quintile returns, turnover, IC decay and a long-short
     backtest with costs, per split (train / valid / test by the default rule unless given; --whole: one split
     over the whole panel). Exit code 2 on a bad expression."""
+    from finllm.app.score_factor import EvalOptions, score_factor
     from finllm.cli.checks import check_number
 
     check_number(cost_bps, "--cost-bps", 0, 10_000)
     check_number(delay, "--delay", 0, 252)
     check_number(max_tickers, "--max-tickers", 1)
-    _precheck(expr)
-    import torch
-
-    from factors.evaluate import Evaluator, target_expr
-    from factors.metrics import factor_report, ic_decay, periods_per_year
-    from factors.panel import load_panel
-    from factors.splits import Split, check_covered, default_splits, parse_splits
-    from finllm.errors import ConfigError
-
-    if whole and (train or valid or test):
-        raise ConfigError("--whole scores the whole panel: give it without --train / --valid / --test")
-    rebalance = horizon if rebalance is None else rebalance
-    splits = [Split("all", None, None)] if whole else parse_splits(train, valid, test)
-    try:
-        hs = sorted({int(h) for h in decay.split(",") if h.strip()})
-    except ValueError:
-        raise ConfigError(f"--decay {decay!r}: expected comma-separated integers, e.g. 1,5,20") from None
-    if any(h < 1 or h > 252 for h in hs):
-        raise ConfigError(f"--decay {decay!r}: horizons must be in 1..252")
-    panel = load_panel(data, start=start, end=end, max_tickers=max_tickers, progress=not as_json)
-    if not splits:
-        try:
-            splits = default_splits(panel.dates, data)
-        except ConfigError as exc:  # too few days to cut by time
-            raise ConfigError(f"{exc}; give --train/--valid/--test, or score it as one split with --whole") from None
-    ev = Evaluator(panel)
-    e = ev.parse(expr)
-    with console.status("evaluating"):
-        x = ev.evaluate(e)
-        tgt_text = target or target_expr(horizon)
-        y = ev.target(tgt_text)
-        fwd1 = ev.forward_return(1)
-        fwd = {h: ev.forward_return(h) for h in hs}
-    mask = ev.universe
-    ppy = periods_per_year(panel.dates)
-    warnings: list[str] = []
-    widest = int((mask & torch.isfinite(x)).sum(1).max()) if mask.numel() else 0
-    if widest < max(min_names, quantiles):
-        warnings.append(f"no day has {max(min_names, quantiles)} names with a factor value (at most {widest}): "
-                        f"cross-sectional metrics need --min-names {min_names} names per day and --quantiles "
-                        f"{quantiles} at least one name per bucket, so IC, quantile returns and the backtest "
-                        f"are NaN or flat; lower --min-names / --quantiles or use a wider universe")
-    out: dict[str, Any] = {"expr": e.infix, "tokens": list(e.tokens), "key": e.key, "data": str(data),
-                           "target": ev.parse(tgt_text, allow_future=True).infix, "horizon": horizon,
-                           "cost_bps": cost_bps, "delay": delay, "rebalance": rebalance,
-                           "periods_per_year": ppy,
-                           "panel": {"days": len(panel.dates), "tickers": len(panel.tickers),
-                                     "start": str(panel.dates[0]), "end": str(panel.dates[-1])},
-                           "min_names": min_names, "data_report": panel.report.to_dict(),
-                           "warnings": warnings, "splits": {}}
-    for sp in splits:
-        days = check_covered(sp, panel.dates, purge=horizon)
-        rep = factor_report(x, y, mask, fwd_1d=fwd1, cost_bps=cost_bps, quantiles=quantiles, horizon=horizon,
-                            delay=delay, periods_per_year=ppy, days=days, rebalance=rebalance, min_names=min_names)
-        rep["range"] = sp.text()
-        sel = days.numpy()
-        rep["first_day"], rep["last_day"] = str(panel.dates[sel][0]), str(panel.dates[sel][-1])
-        rep["rank_ic_decay"] = {str(h): v for h, v in ic_decay(x[days], {h: t[days] for h, t in fwd.items()},
-                                                                 mask[days], min_names=min_names).items()}
-        out["splits"][sp.name] = rep
+    opts = EvalOptions(start=start, end=end, max_tickers=max_tickers, train=train, valid=valid, test=test,
+                       horizon=horizon, target=target, cost_bps=cost_bps, quantiles=quantiles, delay=delay,
+                       rebalance=rebalance, whole=whole, decay=decay, min_names=min_names)
+    out = score_factor(expr, data, opts, progress=not as_json, busy=console.status)
+    warnings = out["warnings"]
     if as_json:
         emit_json(out)
         return

@@ -58,8 +58,9 @@ def mine_cmd(
 ) -> None:
     """Mine a pool of formulaic alphas on the train split, fit its weights on train and report IC, RankIC,
     ICIR and a long-short backtest with costs on train/valid/test. The pool is saved to the factor library."""
-    from factors.mine import MineConfig, mine
+    from factors.mine import MineConfig
     from factors.splits import AUTO
+    from finllm.app.mine import mine_and_record
     from finllm.cli.checks import check_nonempty, check_number, check_out_dir, check_seed
 
     check_seed(seed)
@@ -78,7 +79,9 @@ def mine_cmd(
                      ops=ops, reward=reward, max_episodes=max_factors, seed_library=seed_library,
                      rl={"eval_workers": eval_threads} if eval_threads > 1 else {})
     cfg.validate()
-    res = mine(cfg, out, use_store=not no_store, progress=not as_json, resume=not fresh)
+    from finllm.store import open_store
+
+    res = mine_and_record(cfg, out, None if no_store else open_store(), progress=not as_json, resume=not fresh)
     if as_json:
         emit_json(res)
         return

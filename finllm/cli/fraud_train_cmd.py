@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Graph file: .mat, .npz, CSV edge list (+ --nodes) or "
                                   "a signed trust CSV (source,target,rating,time) such as Bitcoin OTC."),
         model: str = typer.Option("auto", "--model", help="auto (tunes xgbgraph, rfgraph, mlp, bwgnn and hsign on "
-                                  "this graph, keeps the best on validation AUPRC per seed; see fraud/auto.py) | "
+                                  "this graph, adds the rank ensemble of the top 3 and keeps it unless one candidate clearly beats "
+                                  "it on validation; see fraud/auto.py) | ensemble | "
                                   "hsign | sage | gat | bwgnn | rgnn | mlp | xgbgraph | rfgraph"),
         setting: str = typer.Option("full", "--setting", help="full: the file's split or stratified 40/20/40; "
                                     "semi: 20 fraud + 80 normal for train and for validation."),
@@ -61,7 +62,8 @@ def register(app: typer.Typer) -> None:
         llm_budget: int = typer.Option(60, "--llm-budget", min=0, help="LLM verdict requests per seed."),
         supervisor_uses: str = typer.Option("all", "--supervisor-uses",
                                             help="Comma list of verdict uses: pseudo, fuse, noise, edges "
-                                                 "(all: every one)."),
+                                                 "(all: pseudo,fuse, the ones that carry the gain; "
+                                                 "noise and edges only when named)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
     ) -> None:
         """Train a fraud detector over several seeds under the GADBench protocol and print the metrics.
@@ -72,62 +74,16 @@ def register(app: typer.Typer) -> None:
         """
         import torch
 
-        from finllm.errors import ConfigError
+        from finllm.app.train_detector import TrainOptions, train_and_record
         from finllm.store import open_store
-        from finllm.config import load_settings
-        from fraud.artifacts import _jsonable, run_metrics, save_model, save_predictions
-        from fraud.datasets import load_graph
-        from fraud.models import canonical_name
-        from fraud.splits import SETTINGS, make_split
-        from fraud.train import run_seeds
 
-        from fraud.supervisor.sources import check_source, verdict_source
-
-        check_source(supervisor, simulated_auroc)
-        if setting not in SETTINGS:
-            raise ConfigError(f"--setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
-        name = canonical_name(model)
         if threads:
             torch.set_num_threads(threads)
-        opts = {"nodes": nodes} if nodes else {}
-        ds = load_graph(data, **opts)
-        store = open_store()
-        cfg = {"data": str(data), "dataset": ds.name, "model": name, "setting": setting,
-               "seeds": list(range(seeds)), "epochs": epochs, "patience": patience, "minibatch": minibatch,
-               "supervisor": supervisor, "llm_budget": llm_budget, "supervisor_uses": supervisor_uses,
-               **({"simulated_auroc": simulated_auroc} if supervisor == "simulated" else {})}
-        sim_tag = f" + SIMULATED verdicts (AUROC {simulated_auroc:g})" if supervisor == "simulated" else ""
-        run_id = store.start_run("fraud_train", cfg, name=f"{name} {setting} {ds.name}{sim_tag}")
-        try:
-            if supervisor != "none":
-                from fraud.supervisor.loop import run_seeds_supervised
-
-                with verdict_source(supervisor, ds.data.y.numpy(), auroc=simulated_auroc, run_id=run_id,
-                                    store=store, calls=seeds * llm_budget) as (gateway, source):
-                    summary, kept = run_seeds_supervised(
-                        ds, name, setting, seeds, budget=llm_budget, uses=supervisor_uses, progress=not as_json,
-                        gateway=gateway, source=source, epochs=epochs, patience=patience, minibatch=minibatch)
-                summary["supervisor_source"] = source
-            else:
-                summary, kept = run_seeds(ds, name, setting, seeds, progress=not as_json, epochs=epochs,
-                                          patience=patience, minibatch=minibatch)
-            summary["graph"] = ds.summary()
-            model_id = None
-            if save:
-                model_id = save_model(kept, store, dataset=str(data), run_id=run_id,
-                                      extra_metrics={"seeds_summary": {"test": summary["test"], "val": summary["val"]}})
-            summary["model_id"] = model_id
-            summary["run_id"] = run_id
-            pred = save_predictions(kept, make_split(ds, setting, summary["kept_seed"]), ds.data.y,
-                                    Path(load_settings().home) / "runs" / run_id / "predictions.npz")
-            arts = {"predictions": pred, **({"model_id": model_id} if model_id else {})}
-            metrics = run_metrics(summary, kept)
-            if "supervisor" in summary:
-                metrics["supervisor"] = _jsonable(summary["supervisor"])
-            store.finish_run(run_id, metrics=metrics, artifacts=arts)
-        except BaseException as exc:
-            store.finish_run(run_id, status="failed", error=str(exc))
-            raise
+        opts = TrainOptions(model=model, setting=setting, seeds=seeds, epochs=epochs, patience=patience,
+                            minibatch=minibatch, supervisor=supervisor, simulated_auroc=simulated_auroc,
+                            llm_budget=llm_budget, supervisor_uses=supervisor_uses, save=save, nodes=nodes)
+        done = train_and_record(data, opts, open_store(), progress=not as_json)
+        summary, ds, name, model_id, run_id = done.summary, done.dataset, done.name, done.model_id, done.run_id
         if as_json:
             emit_json(summary)
             return
@@ -168,14 +124,10 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     ) -> None:
         """Score every node of a graph with a saved model; write alerts to the store and to CSV."""
+        from finllm.app.score_graph import score_and_record
         from finllm.store import open_store
-        from fraud.score import score_graph
 
-        opts = {"nodes": nodes} if nodes else {}
-        df = score_graph(model, data, open_store(), batch, csv_path=out, top=top, **opts)
-        info = {"model_id": model, "batch": batch, "run_id": df.attrs["run_id"], "csv": df.attrs["csv"],
-                "alerts_saved": df.attrs["alerts_saved"], **df.attrs["metrics"],
-                "top": df.head(10).to_dict(orient="records")}
+        info = score_and_record(data, open_store(), batch=batch, model_id=model, csv_path=out, top=top, nodes=nodes)
         if as_json:
             emit_json(info)
             return

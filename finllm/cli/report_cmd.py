@@ -24,19 +24,19 @@ def register(app: typer.Typer) -> None:
                                                         "sqlite in FINLLM_HOME)."),
         as_json: bool = typer.Option(False, "--json", help="Print a JSON result instead of a sentence."),
     ) -> None:
-        """Write a report: tables, plots (IC over time, long-short with costs, quantile returns, factor correlations; or ROC/PR curves, score distributions, alerts) and a narrative.
+        """Write a report: tables, plots (a factor tear sheet with the Alpha158-style and LightGBM baselines beside the pool; or per-seed metrics, ROC/PR with a baseline, threshold sweep, confusion matrix, calibration, alerts with their known labels) and a narrative.
 
         The narrative is a list of sentences, each citing the run's facts; the LLM chooses and phrases them, code inserts every number from the cited facts and drops any sentence that states a number, a date or a data-use claim its facts do not back. When none survives (usual with the default 135M model) or the LLM fails, a deterministic summary written by code from the facts is shown, and says so. --json prints the facts and each sentence with the keys it cites. The file embeds every image, so it opens offline.
         """  # noqa: E501
-        from finllm.reports.html import publish
+        from finllm.app.report import build_report
         from finllm.store import open_store
 
         from finllm.cli.checks import check_out_file
 
         check_out_file(out)  # a directory or a missing folder: refused before anything is written
         store = open_store(database)
-        with console.status("writing the report (the LLM narrative first, if the run has none) ..."):
-            result = publish(run_id, store, out, narrative=narrative, refresh=refresh)
+        with console.status("writing the report (the tear sheet and the LLM narrative first, if the run has none) ..."):
+            result = build_report(store, run_id, out, narrative=narrative, refresh=refresh)
         story = result["narrative"]
         if story["status"] == "failed":
             console.print(f"[yellow]LLM narrative not available:[/] {safe(story['note'])}")

@@ -446,11 +446,10 @@ class Gateway:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
             futures = [pool.submit(one, r) for r in requests]
             if progress:
+                from rich.console import Console
                 from rich.progress import Progress
 
-                from finllm.cli.common import console
-
-                with Progress(console=console, transient=True) as bar:
+                with Progress(console=Console(stderr=True), transient=True) as bar:  # stdout stays clean for --json
                     task = bar.add_task("LLM requests", total=len(futures))
                     for f in futures:
                         f.result()

@@ -14,7 +14,7 @@ Schema (keys marked ? are present only when the run recorded them)::
       "pool": [{"rank": 1.., "formula": str, "weight": float, "source": str,
                 "metrics": {"train"|"valid"|"test": {"ic", "rank_ic", ...}}}],
       "pool_metrics": {"train"|"valid"|"test": {"ic", "rank_ic", "icir"?, "rank_icir"?}},
-      "baselines": {name: {split: {metric: float}}},
+      "baselines": {name: {split: {metric: float}}},   # run.metrics baselines + the tear sheet's fitted ones
       "comparisons": [{"baseline", "split", "metric", "pool", "baseline_value", "difference"}],
       "other_metrics": {<remaining scalar metrics, e.g. steps, seconds>},
     }
@@ -32,8 +32,9 @@ Schema (keys marked ? are present only when the run recorded them)::
 Where these come from (what the mining / training code writes; see .helpers/REQUESTS.md):
 ``Run.config`` (data/splits/horizon or dataset/model/seeds), ``Run.metrics`` ("pool", "baselines" for
 mining; split names + "baselines" + "threshold" for fraud), pool members' ``Factor.metrics``
-({split: {ic, rank_ic}}), ``Run.artifacts["predictions"]`` (.npz: y, score, split[, score__<baseline>]),
-and the alerts of the FraudModel whose ``run_id`` is the run.
+({split: {ic, rank_ic}}), ``Run.artifacts["tearsheet"]`` (factor runs: the tear sheet's per-split figures of
+the pool and of the baselines fitted in the run, :func:`sheet_summary`), ``Run.artifacts["predictions"]``
+(.npz: y, score, split[, score__<baseline>]), and the alerts of the FraudModel whose ``run_id`` is the run.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ import numpy as np
 from sqlalchemy import select
 
 from finllm.errors import DataError
+from finllm.jsonsafe import json_safe, round_sig
+from finllm.grounding.facts import PERCENT_KEYS, FactValue, fmt_fact  # noqa: F401  (re-exported)
 from finllm.store import FraudModel, Run, Store
 
-FactValue = int | float | str
 
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"train": "train", "val": "valid", "valid": "valid", "validation": "valid", "test": "test"}
@@ -74,24 +76,9 @@ def whole_sentences(text: str, limit: int) -> str:
     return f"{out} …".strip()
 
 
-def round_sig(x: float, sig: int = 4) -> float:
-    """Round to ``sig`` significant digits (what the report prints and the LLM sees)."""
-    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x) or x == 0:
-        return x
-    return round(float(x), sig - 1 - int(math.floor(math.log10(abs(x)))))
-
-
 def clean(x: Any) -> Any:
-    """JSON-safe copy: floats rounded, NaN/inf -> None, numpy scalars -> Python."""
-    if isinstance(x, dict):
-        return {str(k): clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float):
-        return round_sig(x) if math.isfinite(x) else None
-    return x
+    """JSON-safe copy: floats rounded to 4 significant digits, NaN/inf -> None, numpy scalars -> Python."""
+    return json_safe(x, sig=4)
 
 
 def _scalars(d: dict | None, depth: int = 0) -> dict[str, Any]:
@@ -112,7 +99,8 @@ def _scalars(d: dict | None, depth: int = 0) -> dict[str, Any]:
 
 def split_metrics(metrics: dict | None) -> dict[str, dict[str, Any]]:
     """``{split: {metric: value}}`` from a metrics dict keyed by split name (``val`` read as ``valid``;
-    unknown keys ignored). A per-seed summary ``{"mean", "std"}`` becomes ``metric`` and ``metric_std``."""
+    unknown keys ignored). A per-seed summary ``{"mean", "std"}`` or a per-seed list becomes ``metric`` (the
+    mean) and ``metric_std``."""
     out: dict[str, dict[str, Any]] = {}
     for key, block in (metrics or {}).items():
         split = SPLIT_ALIASES.get(key)
@@ -129,7 +117,9 @@ def split_metrics(metrics: dict | None) -> dict[str, dict[str, Any]]:
                 if isinstance(v.get("std"), (int, float)):
                     row[f"{k}_std"] = v["std"]
             elif isinstance(v, list) and v and all(isinstance(e, (int, float)) for e in v):
-                row[k] = v
+                row[k] = float(np.mean(v))  # per-seed values: their mean (the table says over how many seeds)
+                if len(v) > 1:
+                    row[f"{k}_std"] = float(np.std(v))
     return {s: out[s] for s in SPLITS if s in out}
 
 
@@ -162,10 +152,39 @@ def factor_facts(run: Run, store: Store) -> dict[str, Any]:
              "metrics": split_metrics(f.metrics)} for i, (f, w) in enumerate(store.pool(run.id))]
     pool_metrics = split_metrics(metrics.get("pool"))
     baselines = {str(k): split_metrics(v) for k, v in (metrics.get("baselines") or {}).items() if isinstance(v, dict)}
+    sheet = sheet_summary(run)
+    if sheet is not None:  # the tear sheet's figures: the stored metrics win where both have a key (they agree)
+        for split, blk in sheet["pool"].items():
+            pool_metrics[split] = {**blk, **pool_metrics.get(split, {})}
+        baselines.update(sheet["baselines"])
     other = _scalars({k: v for k, v in metrics.items() if k not in ("pool", "baselines")})
     return clean({"run": _run_header(run), "config": _scalars(run.config), "pool_size": len(pool), "pool": pool,
                   "pool_metrics": pool_metrics, "baselines": baselines,
                   "comparisons": comparisons(pool_metrics, baselines), "other_metrics": other})
+
+
+def sheet_summary(run: Run) -> dict[str, Any] | None:
+    """The scalar per-split figures of the run's tear sheet (``Run.artifacts["tearsheet"]``, JSON part only):
+    {"pool": {split: {metric: v}}, "baselines": {name: {split: {metric: v}}}}, or None without one."""
+    import json
+
+    from finllm.store.paths import resolve_stored
+
+    path = (run.artifacts or {}).get("tearsheet")
+    p = resolve_stored(path) if path else None
+    if p is None or not p.is_file():
+        return None
+    try:
+        models = json.loads(p.read_text(encoding="utf-8")).get("models", {})
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{p}: not a readable tear sheet ({exc})") from exc
+
+    def scalars(per: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return split_metrics({sp: {k: v for k, v in blk.items() if isinstance(v, (int, float))}
+                              for sp, blk in per.items()})
+
+    return {"pool": scalars(models.get("pool", {}).get("splits", {})),
+            "baselines": {n: scalars(m.get("splits", {})) for n, m in models.items() if n != "pool"}}
 
 
 def fraud_model_for_run(store: Store, run_id: str) -> FraudModel | None:
@@ -258,7 +277,7 @@ SPLIT_USE = {
         "test": "held out: not used for training or for any choice; only reported",
     },
 }
-# The same in the terms of finllm.reports.grounding's data-use check: which roles each *_use fact backs.
+# The same in the terms of finllm.grounding.check's data-use check: which roles each *_use fact backs.
 SPLIT_ROLES = {
     "factor_mine": {"train": frozenset({"fit", "select", "use"}), "valid": frozenset({"evaluate", "use"}),
                     "test": frozenset({"evaluate", "use"})},
@@ -266,9 +285,9 @@ SPLIT_ROLES = {
                     "test": frozenset({"evaluate", "use"})},
 }
 NARRATIVE_SPLITS = ("valid", "test")
-FACTOR_NARRATIVE_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "sharpe", "ann_return", "turnover")
+FACTOR_NARRATIVE_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "sharpe", "ann_return", "turnover", "max_drawdown",
+                            "excess_ann_return")
 FRAUD_NARRATIVE_METRICS = ("auroc", "auprc", "rec@k", "recall_at_k", "macro_f1")
-PERCENT_KEYS = ("fraud_rate", "ann_return")
 MAX_BASELINES, MAX_MEMBERS = 3, 3
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -276,25 +295,6 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 def slug(name: str) -> str:
     """A fact-key part from a name: ``"rec@k"`` -> ``rec_at_k``, ``"XGB Graph"`` -> ``xgb_graph``."""
     return _SLUG.sub("_", str(name).lower().replace("@", "_at_")).strip("_") or "x"
-
-
-def fmt_fact(key: str, value: FactValue) -> str:
-    """A fact as people read it: 4 significant digits, thousands commas, no exponent; rates as %."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "n/a"
-        if any(key.endswith(p) for p in PERCENT_KEYS):
-            return f"{round_sig(value * 100, 3):g}%"
-        v = round_sig(value, 4)
-        if v == 0 or abs(v) >= 1000:
-            return f"{v:,.0f}"
-        text = f"{v:.{max(0, 3 - math.floor(math.log10(abs(v))))}f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
-    return str(value)
 
 
 def _period(config: dict[str, Any], split: str) -> str | None:

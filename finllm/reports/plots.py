@@ -15,6 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from finllm.grounding.numbers import fmt_number  # noqa: E402
+
 SPLIT_COLOURS = {"train": "#dbe9f6", "valid": "#fdebd0", "test": "#e3f4e1"}
 DPI = 96
 
@@ -141,53 +143,6 @@ def metric_bars(table: Mapping[str, Mapping[str, float]], metric: str, title: st
 
 
 # ---- fraud -------------------------------------------------------------------------------------
-def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """(false-positive rate, true-positive rate, AUROC) of scores against binary labels. Arrays: (N,)."""
-    from fraud.evaluate import roc_curve
-
-    fpr, tpr = roc_curve(score, np.asarray(y).astype(bool))
-    return fpr, tpr, float(np.trapezoid(tpr, fpr))
-
-
-def pr_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """(recall, precision, average precision) of scores against binary labels. Arrays: (N,)."""
-    from fraud.evaluate import pr_curve
-
-    return pr_curve(score, np.asarray(y).astype(bool))
-
-
-def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
-    """ROC curve of each named (labels, scores) pair on the same axes."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    for name, (y, s) in curves.items():
-        fpr, tpr, auc = roc_points(y, s)
-        ax.plot(fpr, tpr, lw=1.4, label=f"{name} (AUROC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate (recall)")
-    ax.set_title("ROC curve (test split)")
-    ax.legend(fontsize=8, loc="lower right")
-    return to_data_uri(fig)
-
-
-def pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
-    """Precision-recall curve of each named (labels, scores) pair; dotted line = fraud base rate."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    base = None
-    for name, (y, s) in curves.items():
-        r, p, ap = pr_points(y, s)
-        ax.step(r, p, where="post", lw=1.4, label=f"{name} (AP {ap:.3f})")
-        base = float(np.mean(np.asarray(y) == 1))
-    if base is not None:
-        ax.axhline(base, color="grey", lw=0.6, ls=":", label=f"base rate {base:.3f}")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_ylim(0, 1.02)
-    ax.set_title("Precision-recall curve (test split)")
-    ax.legend(fontsize=8, loc="upper right")
-    return to_data_uri(fig)
-
-
 def score_distribution(y: np.ndarray, score: np.ndarray, threshold: float | None) -> str:
     """Histogram of fraud scores for honest and fraudulent test nodes, with the decision threshold."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -196,7 +151,7 @@ def score_distribution(y: np.ndarray, score: np.ndarray, threshold: float | None
     ax.hist(score[~y], bins=bins, alpha=0.6, density=True, label=f"normal (n={int((~y).sum())})", color="#1f77b4")
     ax.hist(score[y], bins=bins, alpha=0.6, density=True, label=f"fraud (n={int(y.sum())})", color="#d62728")
     if threshold is not None:
-        ax.axvline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+        ax.axvline(threshold, color="black", ls="--", lw=1, label=f"threshold {fmt_number(threshold, 'score')}")
     ax.set_xlabel("fraud score")
     ax.set_ylabel("density")
     ax.set_title("Score distributions (test split)")

@@ -4,7 +4,7 @@ The LLM sees the run's flat facts (:func:`finllm.reports.facts.narrative_facts`,
 answers with structured output (template ``run_summary``, schema :func:`narrative_schema`): a list of
 sentences, each citing fact keys (a JSON-schema enum, so a schema-constrained endpoint cannot cite an
 unknown key) and holding ``{key}`` placeholders where a number goes. Code then renders and checks each
-sentence (:func:`finllm.reports.grounding.check_sentence`): one whose own words carry a number, a date
+sentence (:func:`finllm.grounding.check.check_sentence`): one whose own words carry a number, a date
 or a data-use claim that no cited fact backs, or that cites an unknown key, is dropped. When nothing
 survives (the shipped 135M model, usually) or the LLM fails, the narrative is a deterministic summary
 built by code from the same facts, and says so (``source = "fallback"`` plus a ``note``).
@@ -22,10 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, WithJsonSchema, create_model
-
 from finllm.reports.facts import SPLIT_ROLES, FactValue, build_facts, fmt_fact, narrative_facts
-from finllm.reports.grounding import SentenceCheck, check_sentence, unbacked_numbers
+from finllm.grounding.check import SentenceCheck, check_sentence, unbacked_numbers
+from finllm.grounding.cited import MAX_CITED, MAX_SENTENCES, MAX_TEXT, narrative_schema, salvage  # noqa: F401
 from finllm.store import Store
 
 if TYPE_CHECKING:
@@ -35,14 +34,10 @@ TEMPLATE = "run_summary"
 FORMAT = "finllm-narrative/1"
 AUDIENCE = {"factor_mine": "portfolio managers and quantitative analysts",
             "fraud_train": "risk officers and fraud analysts"}
-MAX_SENTENCES = 8
-MAX_CITED = 4
-MAX_TEXT = 180
 MAX_TOKENS = 320
 _PROMPT_ORDER = [re.compile(p) for p in (
     r"(pool_size|model|dataset|method|market|horizon|setting|threshold)$", r"test_(ic|rank_ic|auroc|auprc|rec|recall)",
     r"vs_.*_test_", r"test_", r"valid_(ic|rank_ic|auroc|auprc)", r".*_name$", r"alerts_", r"factor1_")]
-_SENTENCE_START = re.compile(r'\{\s*"(?:facts|text)"\s*:')
 MAX_PROMPT_FACTS = 32
 Source = Literal["llm", "fallback"]
 
@@ -105,35 +100,6 @@ def _prompt_rank(key: str) -> int:
     return len(_PROMPT_ORDER)
 
 
-def narrative_schema(keys: list[str]) -> type[BaseModel]:
-    """``{"sentences": [{"facts": [key, ...], "text": str}]}`` with the keys as an enum in the JSON schema.
-    Validation itself accepts any string: a sentence with an unknown key is dropped alone, not the whole
-    answer, when an endpoint does not enforce the schema."""
-    # maxItems / maxLength keep a small model from spending its tokens repeating keys or rambling (the
-    # embedded server compiles them into its grammar, as for fraud.supervisor.verdict's rationale)
-    cited = Annotated[list[str], WithJsonSchema({"type": "array", "items": {"type": "string", "enum": keys},
-                                                 "maxItems": MAX_CITED, "description": "fact keys this sentence uses"})]
-    text = Annotated[str, WithJsonSchema({"type": "string", "maxLength": MAX_TEXT,
-                                          "description": "one sentence; {key} where a fact's value goes"})]
-    sentence = create_model("CitedSentence", facts=(cited, ...), text=(text, ...))
-    return create_model("RunNarrative", sentences=(list[sentence], ...))  # type: ignore[valid-type]
-
-
-def salvage(reply: str | None) -> list[tuple[str, list[str]]]:
-    """The complete ``{"facts": [...], "text": "..."}`` objects of a reply cut off at ``max_tokens`` (a
-    small model rarely stops by itself); each is still checked like any other sentence."""
-    out: list[tuple[str, list[str]]] = []
-    decoder = json.JSONDecoder()
-    for m in _SENTENCE_START.finditer(reply or ""):
-        try:
-            obj, _ = decoder.raw_decode(reply, m.start())
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get("text"), str) and isinstance(obj.get("facts"), list):
-            out.append((obj["text"], [str(k) for k in obj["facts"]]))
-    return out[:MAX_SENTENCES]
-
-
 def llm_sentences(facts: dict[str, FactValue], kind: str, gateway: Gateway,
                   max_tokens: int = MAX_TOKENS) -> tuple[list[tuple[str, list[str]]] | None, str | None]:
     """(raw sentences [(template, cited keys)], None) from the LLM, or (None, why it gave none).
@@ -155,7 +121,7 @@ def llm_sentences(facts: dict[str, FactValue], kind: str, gateway: Gateway,
 def _sentence(template: str, facts: dict[str, FactValue], *, optional: tuple[str, ...] = ()) -> tuple[str, list[str]] | None:
     """A fallback sentence when every placeholder it needs is in the facts; ``optional`` parts
     (``" and a test RankIC of {test_rank_ic}"``) are removed when their keys are missing."""
-    from finllm.reports.grounding import PLACEHOLDER
+    from finllm.grounding.check import PLACEHOLDER
 
     for part in optional:
         if any(k not in facts for k in PLACEHOLDER.findall(part)):

@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import socket
-from datetime import datetime, timezone
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,22 @@ def _upsert_insert(session: Session) -> Any:
     return insert
 
 
+@dataclass
+class RunHandle:
+    """What a use case records while its run is open (:meth:`Store.run`): ``metrics`` and ``artifacts`` are
+    written when the block ends. ``fail(message)`` ends a run that raised nothing as ``failed`` (e.g. a
+    factor request that found no usable factor)."""
+
+    id: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    status: str = "finished"
+    error: str | None = None
+
+    def fail(self, message: str) -> None:
+        self.status, self.error = "failed", message
+
+
 class Store:
     """Handle on one database. Create with :func:`open_store`."""
 
@@ -153,6 +170,25 @@ class Store:
             s.add(run)
             s.flush()
             return run.id
+
+    @contextmanager
+    def run(self, kind: str, config: dict[str, Any], *, name: str = "",
+            idempotency_key: str | None = None) -> Iterator[RunHandle]:
+        """One run's whole lifecycle: start it (``running``), yield a :class:`RunHandle`, then record its
+        metrics and artifacts as ``finished`` (or the handle's status); on an exception record ``failed``
+        (``interrupted`` on KeyboardInterrupt) with the error, and re-raise."""
+        handle = RunHandle(self.start_run(kind, config, name=name, idempotency_key=idempotency_key))
+        try:
+            yield handle
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            try:
+                self.finish_run(handle.id, status=status, error=f"{type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - the store is gone too: keep the original error; the reaper marks it
+                pass
+            raise
+        self.finish_run(handle.id, metrics=handle.metrics, artifacts=handle.artifacts, status=handle.status,
+                        error=handle.error)
 
     def finish_run(self, run_id: str, *, metrics: dict | None = None, artifacts: dict | None = None,
                    status: str = "finished", error: str | None = None) -> None:
@@ -277,6 +313,15 @@ class Store:
         with self.session() as s:
             return s.get(FraudModel, model_id)
 
+    def delete_fraud_models(self, model_ids: Sequence[str]) -> None:
+        """Delete these models' rows, their alerts and their weight files."""
+        with self.session() as s:
+            paths = list(s.scalars(select(FraudModel.path).where(FraudModel.id.in_(list(model_ids)))))
+            s.execute(delete(Alert).where(Alert.model_id.in_(list(model_ids))))
+            s.execute(delete(FraudModel).where(FraudModel.id.in_(list(model_ids))))
+        for p in paths:
+            Path(p).unlink(missing_ok=True)
+
     def save_alerts(self, model_id: str, batch: str, alerts: Sequence[dict[str, Any]],
                     run_id: str | None = None) -> int:
         """Replace the alerts of (model, batch) with ``alerts`` in one transaction; returns the count."""
@@ -366,3 +411,8 @@ def open_store(url: str | None = None, settings: Settings | None = None, *,
         reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
         raise ConfigError(f"{source}: cannot open database {_redacted(url)!r}: {reason}") from None
     return store
+
+
+def store_or_default(store: Store | None) -> Store:
+    """``store``, or the configured one (:func:`open_store`) when None: what a scheduled task passes."""
+    return store if store is not None else open_store()

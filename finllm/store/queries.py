@@ -72,6 +72,13 @@ def models(store: Store, name: str | None = None, run_id: str | None = None, lim
         return list(s.scalars(q))
 
 
+def latest_model(store: Store, datasets: set[str]) -> FraudModel | None:
+    """The newest stored model whose ``dataset`` is one of ``datasets`` (names a graph file may go by)."""
+    with store.session() as s:
+        return s.scalar(select(FraudModel).where(FraudModel.dataset.in_(datasets))
+                        .order_by(FraudModel.created_at.desc()).limit(1))
+
+
 def factors(store: Store, source: str | None = None, run_id: str | None = None, limit: int = 20) -> list[Factor]:
     """Library factors newest first; ``run_id``: the members of that run's pool (in pool order)."""
     if run_id:

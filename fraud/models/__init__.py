@@ -2,7 +2,8 @@
 
 GNNs share one interface: ``model(x (N,F), g: GraphOps) -> logits (N,)`` and ``model.embed(x, g) -> (N,H)``.
 ``xgbgraph`` and ``rfgraph`` are GADBench's tree detectors (``fraud.baselines``), trained by their own path in
-``fraud.train``; ``auto`` (``fraud.auto``) tunes every candidate and keeps the best on validation.
+``fraud.train``; ``auto`` (``fraud.auto``) tunes every candidate and keeps the best on validation;
+``ensemble`` (``fraud.models.ensemble``) rank-averages trained members.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ GNN_MODELS: dict[str, type[nn.Module]] = {"sage": SAGE, "gat": GAT, "bwgnn": BWG
                                           "mlp": MLP}
 TREE_MODELS = ("xgbgraph", "rfgraph")
 AUTO = "auto"
-MODEL_NAMES = (AUTO, *GNN_MODELS, *TREE_MODELS)
+ENSEMBLE = "ensemble"  # fraud.models.ensemble: a rank average of trained members (saved like a tree model)
+MODEL_NAMES = (AUTO, *GNN_MODELS, *TREE_MODELS, ENSEMBLE)
 ALIASES = {"graphsage": "sage", "rgcn": "rgnn", "xgb": "xgbgraph", "beta": "bwgnn", "rf": "rfgraph",
            "rf-graph": "rfgraph", "xgb-graph": "xgbgraph"}
 
@@ -43,5 +45,5 @@ def build_model(name: str, in_dim: int, num_relations: int = 1, **hparams) -> nn
     return GNN_MODELS[key](in_dim, num_relations=num_relations, **hparams)
 
 
-__all__ = ["GNN_MODELS", "TREE_MODELS", "MODEL_NAMES", "AUTO", "GraphOps", "build_model", "canonical_name",
+__all__ = ["GNN_MODELS", "TREE_MODELS", "MODEL_NAMES", "AUTO", "ENSEMBLE", "GraphOps", "build_model", "canonical_name",
            "SAGE", "GAT", "BWGNN", "RGNN", "HSIGN", "MLP"]

@@ -9,7 +9,7 @@
   Feature attributions are relative to the population mean (features are z-scored). At most ``max_neighbors`` neighbours are tested (highest-scoring first).
 * The explanation text is sentences over this evidence as flat facts (:func:`evidence_facts`), each
   citing its keys, every number inserted by code. An LLM may add phrasings under the narrative rule
-  (:func:`finllm.reports.grounding.check_sentence`) and may not state a verdict in its own words.
+  (:func:`finllm.grounding.check.check_sentence`) and may not state a verdict in its own words.
 * LLM verdict (optional): the supervisor's subgraph prompt (neighbours' labels from the graph file; the
   node's own label never shown). It is shown only beside its measured reliability (the trained model's
   supervisor record, else "unmeasured"), and one that contradicts the detector's flag is reported as a
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from finllm.reports.facts import FactValue, fmt_fact
-from finllm.reports.grounding import PLACEHOLDER, SentenceCheck, check_sentence
+from finllm.grounding.facts import FactValue, fmt_fact
+from finllm.grounding.check import PLACEHOLDER, SentenceCheck, check_sentence
 from fraud.supervisor.prompt import build_context, describe_node
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def phrase_sentences(facts: dict[str, FactValue], gateway: Gateway,
                      max_tokens: int = 160) -> tuple[list[SentenceCheck], list[SentenceCheck]]:
     """(kept, dropped) LLM phrasings of the evidence, each checked like a narrative sentence and dropped
     when its own words state a verdict. One request, no repair round (see summary.llm_sentences)."""
-    from finllm.reports.summary import narrative_schema, salvage
+    from finllm.grounding.cited import narrative_schema, salvage
 
     keys = list(facts)
     lines = "\n".join(f"{k} = {fmt_fact(k, facts[k])}" for k in keys)

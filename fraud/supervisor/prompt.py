@@ -279,6 +279,24 @@ def _render(ctx: PromptContext, node: int, n_feat: int, n_nb: int, n_ex: int, di
     return "\n".join(lines), shown, shown_labels, examples
 
 
+def describe_compact(ctx: PromptContext, node: int, *, max_features: int = 4) -> NodePrompt:
+    """A short description of ``node`` (about 50 tokens) for the supervisor's verdict calls: its most
+    unusual features with population percentiles, its degree and its neighbours' *training* labels.
+    No detector score (neither the target's nor the neighbours'): a verdict should be a second
+    opinion, and prompt tokens dominate a small CPU model's time per call."""
+    node = int(node)
+    if not 0 <= node < ctx.x.shape[0]:
+        raise IndexError(f"node {node} out of range 0..{ctx.x.shape[0] - 1}")
+    dev = np.abs(ctx.pct[node] - 50.0)
+    order = np.argsort(-dev, kind="stable")[: min(max_features, ctx.x.shape[1])]
+    feats = "; ".join(f"{_fname(ctx, j)} {_ord(float(ctx.pct[node, j]))} pct" for j in order)
+    nb, _ = neighbors(ctx, node)
+    kn = ctx.known[nb] if nb.size else np.zeros(0, int)
+    text = (f"Target account n{node}\nFeatures (percentile among all accounts): {feats}\n"
+            f"Neighbours: {nb.size}; of them labelled fraud {int((kn == 1).sum())}, normal {int((kn == 0).sum())}")
+    return NodePrompt(node, text, count_tokens(text))
+
+
 def describe_node(ctx: PromptContext, node: int, *, token_budget: int = 600, max_features: int = 8,
                   max_neighbors: int = 6, max_examples: int = 3, hops: int = 2, show_score: bool = True) -> NodePrompt:
     """Describe ``node`` in at most ``token_budget`` approximate tokens (pruning as needed).

@@ -105,6 +105,39 @@ class FraudVerdict(BaseModel):
         return self
 
 
+class FraudScore(BaseModel):
+    """The supervisor's compact verdict: one probability, nothing else to generate.
+
+    A 135M model on 2 CPU cores spends most of a call on tokens, so the supervisor asks only for
+    ``fraud_probability`` (about 10 output tokens under the schema grammar, against about 80 for a
+    :class:`FraudVerdict` with its rationale). ``label`` and ``confidence`` are derived from it; the
+    simulated source's longer replies validate too (extra keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    fraud_probability: Unit
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _strip_titles(super().model_json_schema(*args, **kwargs))
+
+    @property
+    def label(self) -> str:
+        return "fraud" if self.fraud_probability >= 0.5 else "normal"
+
+    @property
+    def confidence(self) -> float:
+        return abs(2.0 * self.fraud_probability - 1.0)
+
+    @property
+    def rationale(self) -> str:
+        return ""
+
+    @property
+    def suspicious_neighbors(self) -> list[int]:
+        return []
+
+
 def clean_neighbors(named: FraudVerdict | Iterable[int], shown: Iterable[int]) -> tuple[list[int], int]:
     """Keep only suspicious neighbour ids that the prompt showed (a verdict or a list of ids);
     returns (kept ids without duplicates, dropped count)."""

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from factors import kernels as K
+from factors.kernels import memory
 from factors.evaluate import Evaluator
 
 
@@ -33,7 +34,7 @@ def test_fresh_memory_is_populated_on_threads_and_falls_back_when_the_os_cannot(
     shape = (700, 1000)  # 2.8 MB: a mapping of its own, split over the threads
     threads = torch.get_num_threads()
     calls: list[tuple[int, int]] = []
-    real = K._madvise
+    real = memory._madvise
 
     def spy(addr, length, advice):
         calls.append((addr, length))
@@ -45,16 +46,16 @@ def test_fresh_memory_is_populated_on_threads_and_falls_back_when_the_os_cannot(
     try:
         torch.set_num_threads(2)
         if real is not None:
-            monkeypatch.setattr(K, "_madvise", spy)
+            monkeypatch.setattr(memory, "_madvise", spy)
             a = K.empty(shape)
             a.fill(3.0)
             assert len(calls) == 2 and sum(n for _, n in calls) >= a.nbytes  # both halves, every byte
             assert min(p for p, _ in calls) == a.ctypes.data
-        monkeypatch.setattr(K, "_madvise", refuse)
+        monkeypatch.setattr(memory, "_madvise", refuse)
         b = K.empty((701, 1000))  # a size with nothing to recycle: a new mapping
         b.fill(4.0)  # still usable: its pages fault on first touch
         assert float(b.sum()) == 4.0 * b.size
-        assert K._madvise is None  # and later arrays do not try again
+        assert memory._madvise is None  # and later arrays do not try again
     finally:
         torch.set_num_threads(threads)
 
@@ -109,13 +110,11 @@ def test_block_ema_and_wma_equal_the_direct_weighted_sums():
     valid = np.isfinite(x) | (rng.random(x.shape) < 0.5)
     for w in (1, 2, 3, 7, 40, 252):
         minp = max(1, (w + 1) // 2)
-        for name, wts in (("wma", np.arange(w, 0, -1, dtype=np.float64)),
-                          ("ema", (1.0 - 2.0 / (w + 1.0)) ** np.arange(w, dtype=np.float64))):
+        for stat, wts in ((K.Stat.WMA, np.arange(w, 0, -1, dtype=np.float64)),
+                          (K.Stat.EMA, (1.0 - 2.0 / (w + 1.0)) ** np.arange(w, dtype=np.float64))):
             out = np.empty_like(x)
-            if name == "wma":
-                K.roll_wma(x, valid, out, w, minp, K.NO_EPILOGUE, 0, x.shape[0])
-            else:
-                K.roll_ema(x, valid, out, w, minp, 1.0 - 2.0 / (w + 1.0), K.NO_EPILOGUE, 0, x.shape[0])
+            K.block_window(x, x, valid, out, w, minp, int(stat), K.NO_EPILOGUE, 0, x.shape[0])
+            name = stat.name
             ref = np.full(x.shape, np.nan)
             for t in range(x.shape[0]):
                 win = x[max(0, t - w + 1): t + 1][::-1].astype(np.float64)  # win[k]: k days ago

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fraud.train as train_mod
-from fraud.auto import select_winner
+from fraud.auto import paired_win_rate, select_robust, select_winner
 from fraud.baselines import AGGS, aggregate_features
 from fraud.evaluate import choose_threshold, evaluate
 from fraud.models import GraphOps
@@ -92,6 +92,22 @@ def test_a_challenger_must_beat_xgbgraph_by_a_standard_error():
     assert select_winner({"rfgraph": 0.6, "mlp": 0.7}, 20) == ("mlp", 0.0)  # no incumbent: best on validation
 
 
+def test_paired_bootstrap_sees_a_real_lead_not_noise():
+    """A clearly better ranking wins nearly every paired resample; a copy plus noise of the same quality
+    neither wins nor loses consistently; a candidate replaces the ensemble only past the 90% level."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.1).astype(int)
+    base = rng.normal(size=2000) + y
+    better, same = base + 1.5 * y, base + rng.normal(scale=0.05, size=2000)
+    assert paired_win_rate(base, better, y) > 0.99 and paired_win_rate(better, base, y) < 0.01
+    assert 0.05 < paired_win_rate(base, same, y) < 0.95
+    probs = {"ensemble": base, "mlp": better, "xgbgraph": same}
+    vals = {"ensemble": 0.5, "mlp": 0.9, "xgbgraph": 0.51}
+    assert select_robust(probs, y, vals)[0] == "mlp"
+    assert select_robust({**probs, "mlp": same}, y, {**vals, "mlp": 0.52})[0] == "ensemble"
+    assert select_robust({"mlp": better, "xgbgraph": base}, y, {"mlp": 0.9, "xgbgraph": 0.5})[0] == "mlp"
+
+
 def _rescore(res, y, split, probs):
     """``res`` with new scores: threshold and metrics recomputed as train_model computes them."""
     res.probs = probs
@@ -120,22 +136,25 @@ def test_auto_picks_on_validation_only(amazon_slice, monkeypatch, looks_best_on)
 
     monkeypatch.setattr(train_mod, "train_model", rigged)
     res = real(amazon_slice, "auto", split, 0, auto=ONE_TRIAL, **QUICK)
-    table = res.metrics["auto"]["candidates"]
-    assert set(table) == {"xgbgraph", "rfgraph", "mlp", "bwgnn", "hsign"}
+    auto = res.metrics["auto"]
+    table = auto["candidates"]
+    assert set(table) == {"xgbgraph", "rfgraph", "mlp", "bwgnn", "hsign", "ensemble"}
     if looks_best_on == "test":
         assert table["mlp"]["test"]["auprc"] == pytest.approx(1.0) and table["mlp"]["val"]["auprc"] < 0.5
-        assert res.metrics["auto"]["winner"] != "mlp"
-        chosen, _ = select_winner({n: r["val"]["auprc"] for n, r in table.items()}, res.metrics["val"]["n_fraud"])
-        assert res.metrics["auto"]["winner"] == chosen == res.config["model"]
-        assert res.metrics["test"]["auprc"] == table[chosen]["test"]["auprc"]
+        assert auto["winner"] != "mlp" and "mlp" not in auto["ensemble_members"]  # the test scores never count
+        vals = {n: r["val"]["auprc"] for n, r in table.items()}
+        assert auto["ensemble_members"] == sorted((n for n in vals if n != "ensemble"), key=lambda n: -vals[n])[:3]
+        assert auto["winner"] == res.config["model"]
+        assert res.metrics["test"]["auprc"] == table[auto["winner"]]["test"]["auprc"]
     else:
         assert table["mlp"]["val"]["auprc"] == pytest.approx(1.0) and table["mlp"]["test"]["auprc"] < 0.5
-        assert res.metrics["auto"]["winner"] == "mlp" == res.config["model"]
+        assert auto["winner"] == "mlp" == res.config["model"] and auto["best_single_win_rate"] >= 0.9
 
 
 def test_auto_records_every_candidate_and_its_winner_scores_after_reload(amazon_slice, amazon_slice_path, tmp_path):
-    """The run keeps every candidate's validation and test figures; the winner saves, loads and scores like
-    in training (for whichever family won), and so do the tree and MLP candidates."""
+    """The run keeps every candidate's validation and test figures and probabilities (the ensemble's too);
+    the winner saves, loads and scores like in training (for whichever family won), and so do a trained
+    ensemble, the tree and the MLP candidates."""
     from finllm.store import open_store
     from fraud.artifacts import load_model, save_model
     from fraud.score import predict
@@ -145,13 +164,24 @@ def test_auto_records_every_candidate_and_its_winner_scores_after_reload(amazon_
     res = train_model(amazon_slice, "auto", split, 0, auto=ONE_TRIAL, **QUICK)
     auto = res.metrics["auto"]
     for name, row in auto["candidates"].items():
-        assert row["trials"] == 1 and set(row["val"]) == set(row["test"]) == {"auroc", "auprc", "rec@k", "macro_f1"}
+        assert row["trials"] == (0 if name == "ensemble" else 1), name
+        assert set(row["val"]) == set(row["test"]) == {"auroc", "auprc", "rec@k", "macro_f1"}
         assert row["test"]["auprc"] > 2 * res.metrics["test"]["n_fraud"] / res.metrics["test"]["n"], name
     vals = {n: r["val"]["auprc"] for n, r in auto["candidates"].items()}
-    assert auto["winner"] == select_winner(vals, res.metrics["val"]["n_fraud"])[0]
+    y, va = amazon_slice.data.y, split.val
+    probs = res.candidate_probs
+    assert set(probs) == set(vals) and all(p.shape == (amazon_slice.num_nodes,) for p in probs.values())
+    assert torch.equal(probs[auto["winner"]], res.probs)
+    for name, p in probs.items():  # the best trial of each candidate: its recorded validation figure
+        assert evaluate(p, y, va, 0.5)["auprc"] == pytest.approx(vals[name]), name
+    winner, rate = select_robust({n: p[va].numpy() for n, p in probs.items()}, y[va].numpy(), vals, seed=0)
+    assert auto["winner"] == winner and auto["best_single_win_rate"] == pytest.approx(rate, abs=1e-4)
     assert res.metrics["val"]["auprc"] == vals[auto["winner"]]
+    members = [{"model": "mlp"}, {"model": "xgbgraph"}]
+    ens = train_model(amazon_slice, "ensemble", split, 0, hparams={"members": members}, **QUICK)
+    assert ens.config["model"] == "ensemble" and len(ens.model.members) == 2
     others = [train_model(amazon_slice, n, split, 0, **QUICK) for n in ("rfgraph", "mlp", "xgbgraph")]
-    for r in [res, *others]:
+    for r in [res, ens, *others]:
         loaded = load_model(save_model(r, store, dataset=str(amazon_slice_path), models_dir=tmp_path), store)
         assert loaded.name == r.config["model"]
         got = predict(loaded, amazon_slice)

@@ -12,11 +12,12 @@ from fraud.models import GNN_MODELS, GraphOps, build_model
 from fraud.splits import make_split
 from fraud.train import minibatch_available, run_seeds, train_model
 
-EPOCHS = {"sage": 25, "gat": 8, "bwgnn": 25, "rgnn": 12, "hsign": 25, "mlp": 25, "xgbgraph": 60, "rfgraph": 60}
+EPOCHS = {"sage": 25, "gat": 8, "bwgnn": 25, "rgnn": 12, "hsign": 25, "mlp": 25, "xgbgraph": 60, "rfgraph": 60,
+          "ensemble": 40}
 GRAPH_MODELS = [m for m in GNN_MODELS if m != "mlp"]  # the MLP ignores the graph by design
 
 
-@pytest.mark.parametrize("name", ["sage", "gat", "bwgnn", "hsign", "mlp", "xgbgraph", "rfgraph"])
+@pytest.mark.parametrize("name", ["sage", "gat", "bwgnn", "hsign", "mlp", "xgbgraph", "rfgraph", "ensemble"])
 def test_model_beats_random_on_amazon_slice(amazon_slice, name):
     split = make_split(amazon_slice, "full", 0)
     res = train_model(amazon_slice, name, split, 0, epochs=EPOCHS[name], patience=EPOCHS[name])
@@ -109,6 +110,21 @@ def test_supervisor_hooks_change_training(amazon_slice):
     assert tree.config["soft_nodes"] == int(unl.sum())
     with pytest.raises(ConfigError):
         train_model(amazon_slice, "sage", split, 0, edge_weight=torch.full((3,), 0.5), **kw)
+
+
+def test_ensemble_members_take_the_hooks(amazon_slice):
+    """The ensemble passes the supervisor hooks to every member (so a supervised round 2 of an auto run
+    whose winner is the ensemble retrains its members with them); the same run twice is identical."""
+    split = make_split(amazon_slice, "full", 0)
+    spec = {"members": [{"model": "xgbgraph", "hparams": {"n_estimators": 30}}, {"model": "mlp"}]}
+    kw = {"epochs": 10, "patience": 10, "hparams": spec}
+    base = train_model(amazon_slice, "ensemble", split, 0, **kw)
+    assert torch.equal(base.probs, train_model(amazon_slice, "ensemble", split, 0, **kw).probs)
+    nw = torch.ones(amazon_slice.num_nodes)
+    nw[amazon_slice.data.y == 1] = 1e-3
+    down = train_model(amazon_slice, "ensemble", split, 0, node_weight=nw, **kw)
+    assert not torch.allclose(base.probs, down.probs, atol=1e-4)
+    assert [m.name for m in down.model.members] == ["xgbgraph", "mlp"] and down.config["uses_node_weight"]
 
 
 def test_hsign_member_losses_take_the_hooks(amazon_slice):

@@ -8,12 +8,12 @@ import pytest
 
 from factors.expr import FEATURES, from_postfix
 from factors.ops import OPS
-from factors.rl.builder import Builder, StackRules, Vocab, literal_kinds
+from factors.rl.builder import C, Builder, StackRules, Vocab, window
 
 
 @pytest.fixture(scope="module")
 def vocab() -> Vocab:
-    return Vocab.build(FEATURES, {k: v.arg_kinds for k, v in OPS.items()})
+    return Vocab.build(FEATURES, OPS)
 
 
 @pytest.mark.parametrize("max_len", [3, 8, 20])
@@ -58,18 +58,21 @@ def test_masks_respect_argument_kinds(vocab: Vocab) -> None:
     assert not m[vocab.end_id]
 
 
-def test_to_finish_is_exact_on_small_cases() -> None:
-    rules = StackRules({k: v.arg_kinds for k, v in OPS.items()})
+def test_to_finish_is_exact_on_small_cases(vocab: Vocab) -> None:
+    rules = StackRules(vocab)
+    e, c, w5 = 0, C, window(5)
     assert rules.to_finish(()) == 1
-    assert rules.to_finish(("E",)) == 0
-    assert rules.to_finish(("E", "E")) == 1  # Add
-    assert rules.to_finish(("C",)) == 2  # feature, Add
-    assert rules.to_finish(("E", "W")) == 1  # Mean
-    assert rules.to_finish(("E", "E", "W")) == 1  # Corr
-    assert rules.to_finish(("C", "W")) == float("inf")  # a window must follow an expression
-    assert rules.to_finish(("W",)) == float("inf")
+    assert rules.to_finish((e,)) == 0
+    assert rules.to_finish((e, e)) == 1  # Add
+    assert rules.to_finish((c,)) == 2  # feature, Add
+    assert rules.to_finish((e, w5)) == 1  # Mean
+    assert rules.to_finish((e, e, w5)) == 1  # Corr
+    assert rules.to_finish((c, w5)) == float("inf")  # a window must follow an expression
+    assert rules.to_finish((w5,)) == float("inf")
+    assert rules.to_finish((16,)) == 0  # a sub-expression of height 16
+    assert rules.to_finish((16, e)) == float("inf")  # any operator over both is 17 deep
 
 
-def test_literal_kinds_types_numbers_by_their_consumer() -> None:
-    sigs = {k: v.arg_kinds for k, v in OPS.items()}
-    assert literal_kinds(["$close", "10", "Mean", "10", "Add"], sigs) == ["F", "W", "O", "C", "O"]
+def test_ids_for_types_literals_by_their_slot(vocab: Vocab) -> None:
+    ids = vocab.ids_for(["$close", "10", "Mean", "10", "Add"])
+    assert [vocab.kinds[i] for i in ids] == ["F", "W", "O", "C", "O"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from factors.jobs import flag_decay
+from finllm.app.monitor import flag_decay
 from finllm.store import open_store
 from finllm.store.tables import FactorDailyMetric
 

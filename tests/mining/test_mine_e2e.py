@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from factors.mine import MineConfig, build_train_side, load_for_mining, mine
+from factors.mine import MineConfig, build_train_side, load_for_mining
+from finllm.app.mine import mine_and_record
 from factors.rl.builder import Builder
 from factors.rl.env import AlphaEnv
 from tests.mining.conftest import SPLITS
@@ -52,7 +53,10 @@ def test_env_passes_gymnasium_check_env(us_slice) -> None:
 def test_tiny_rl_miner_beats_random_factors_and_stores_the_run(us_slice, tmp_path) -> None:
     cfg = _cfg(us_slice, max_episodes=250)
     panel, splits = load_for_mining(cfg)
-    res = mine(cfg, tmp_path / "rl", progress=False, panel=panel, splits=splits)
+    from finllm.store import open_store
+
+    store = open_store()
+    res = mine_and_record(cfg, tmp_path / "rl", store, progress=False, panel=panel, splits=splits)
     assert res["pool"], "the miner admitted nothing"
     train_ic = res["metrics"]["train"]["ic"]
     assert abs(train_ic - res["mining"]["train_objective"]) < 0.01  # same pool, scored two ways
@@ -60,9 +64,6 @@ def test_tiny_rl_miner_beats_random_factors_and_stores_the_run(us_slice, tmp_pat
     rand = _random_abs_ics(side, 40, seed=1)
     assert train_ic > np.percentile(rand, 90), (train_ic, sorted(rand)[-5:])
     # stored: run, pool with weights, per-split metrics; and the JSON on disk
-    from finllm.store import open_store
-
-    store = open_store()
     run = store.get_run(res["run_id"])
     assert run.status == "finished" and run.kind == "factor_mine"
     assert set(run.metrics["pool"]) == {"train", "valid", "test"}

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from factors.mine import MineConfig, mine
+from factors.mine import MineConfig
+from finllm.app.mine import mine_and_record
 from factors.simplify import simplify_tokens
 from finllm.store import open_store
 from tests.mining.conftest import SPLITS
@@ -28,7 +29,7 @@ def test_pool_is_stored_simplified(us_slice, tmp_path) -> None:
         store.save_factor(list(parse(text).tokens), text, "human")
     cfg = MineConfig(data=str(us_slice), method="gp", minutes=0, max_episodes=1, pool_size=3, seed=0,
                      seed_library="all", **SPLITS)
-    res = mine(cfg, tmp_path / "out", store=store, progress=False, resume=False)
+    res = mine_and_record(cfg, tmp_path / "out", store, progress=False, resume=False)
     assert res["mining"]["seeded_from_library"] >= 1
     changed = [m for m in res["pool"] if "original_formula" in m]
     assert changed and all(NOISY[m["original_formula"]] == m["formula"] for m in changed)

@@ -94,3 +94,33 @@ def fraud_run(store, tmp_path: Path) -> str:
          "explanation": f"node {int(i)} <script>alert(1)</script> shares reviewers with 3 flagged users"}
         for r, i in enumerate(top)])
     return rid
+
+
+@pytest.fixture
+def fraud_run_seeds(store, tmp_path: Path) -> str:
+    """A fraud_train run recorded as ``fraud.artifacts.run_metrics`` writes it: per-seed lists, the kept
+    seed, per_seed records; predictions of the kept seed with a baseline's scores (synthetic scores)."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    y = (rng.random(n) < 0.08).astype(np.int64)
+    score = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + 2.5 * (y == 1) - 2.0)))
+    base = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + 1.2 * (y == 1) - 2.0)))
+    split = rng.choice([0, 1, 2], n, p=[0.4, 0.2, 0.4]).astype(np.int8)
+    np.savez(tmp_path / "pred_seeds.npz", y=y, score=score, split=split, score__xgbgraph=base)
+    per_seed = [{"seed": s, "val": {"auroc": a - 0.01, "auprc": p - 0.02, "rec@k": 0.5 + s / 10, "macro_f1": 0.7},
+                 "test": {"auroc": a, "auprc": p, "rec@k": 0.55 + s / 10, "macro_f1": 0.72}, "train_time_s": 3.0}
+                for s, (a, p) in enumerate(((0.9317, 0.7712), (0.9671, 0.8463)))]
+    metrics = {"threshold": 0.6123, "kept_seed": 1,
+               "test": {"auroc": [m["test"]["auroc"] for m in per_seed], "auprc": [m["test"]["auprc"] for m in per_seed]},
+               "valid": {"auroc": [m["val"]["auroc"] for m in per_seed], "auprc": [m["val"]["auprc"] for m in per_seed]},
+               "per_seed": per_seed, "baselines": {"xgbgraph": {"test": {"auroc": 0.8012, "auprc": 0.4421}}}}
+    rid = store.start_run("fraud_train", {"dataset": "amazon_upu.mat", "model": "hsign", "seeds": [0, 1]},
+                          name="amazon hsign 2 seeds")
+    store.finish_run(rid, metrics=metrics, artifacts={"predictions": str(tmp_path / "pred_seeds.npz")})
+    mid = store.save_fraud_model(run_id=rid, name="hsign", dataset="amazon_upu.mat", threshold=0.6123,
+                                 path=str(tmp_path / "m2.pt"))
+    top = np.argsort(-score)[:5]
+    store.save_alerts(mid, "2024-02-01", [{"node": str(int(i)), "score": float(score[i]), "rank": r + 1,
+                                           "above_threshold": bool(score[i] > 0.6123), "explanation": ""}
+                                          for r, i in enumerate(top)])
+    return rid

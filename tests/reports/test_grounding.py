@@ -1,11 +1,11 @@
-"""Number-checking of LLM narratives against a run's facts (finllm.reports.grounding)."""
+"""Number-checking of LLM narratives against a run's facts (finllm.grounding.check)."""
 
 from __future__ import annotations
 
 import pytest
 
 from finllm.reports.facts import clean, comparisons, round_sig
-from finllm.reports.grounding import check_numbers, find_numbers
+from finllm.grounding.check import check_numbers, find_numbers
 
 FACTS = {
     "run": {"id": "abc123", "kind": "factor_mine", "started_at": "2024-03-01T10:00:00"},
@@ -98,7 +98,7 @@ FLAT = {"test_auroc": 0.9123, "test_auprc": 0.5512, "horizon": 20, "test_period"
      "only reported."),
 ])
 def test_backed_sentences_are_rendered_by_code(template, cited, rendered):
-    from finllm.reports.grounding import check_sentence
+    from finllm.grounding.check import check_sentence
 
     c = check_sentence(template, cited, FLAT)
     assert c.ok, c.reason
@@ -125,14 +125,14 @@ def test_backed_sentences_are_rendered_by_code(template, cited, rendered):
     ("The AUROC was {test auroc}.", ["test_auroc"], "malformed placeholder"),
 ])
 def test_unbacked_claims_drop_the_sentence(template, cited, why):
-    from finllm.reports.grounding import check_sentence
+    from finllm.grounding.check import check_sentence
 
     c = check_sentence(template, cited, FLAT)
     assert not c.ok and c.text is None and why in c.reason, c.reason
 
 
 def test_audit_counts_sentences_whose_numbers_are_not_in_their_cited_facts():
-    from finllm.reports.grounding import unbacked_numbers
+    from finllm.grounding.check import unbacked_numbers
 
     good = {"text": "The test AUROC was 0.9123 with 8.75% fraud.", "facts": ["test_auroc", "test_fraud_rate"]}
     tampered = {"text": "The test AUROC was 0.9523.", "facts": ["test_auroc"]}
@@ -151,7 +151,7 @@ def test_audit_counts_sentences_whose_numbers_are_not_in_their_cited_facts():
     ("The detector's AUROC was higher on the test split: {test_auroc}.", [], True),  # no baseline: no comparison
 ])
 def test_baseline_comparisons_must_agree_with_the_cited_difference(template, cited, ok):
-    from finllm.reports.grounding import check_sentence
+    from finllm.grounding.check import check_sentence
 
     facts = {**FLAT, "xgbgraph_name": "xgbgraph", "vs_xgbgraph_test_auroc": 0.0812}
     c = check_sentence(template, cited, facts)

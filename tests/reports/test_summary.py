@@ -10,7 +10,7 @@ import pytest
 from finllm.config import Settings
 from finllm.llm import Gateway
 from finllm.reports.facts import build_facts, narrative_facts
-from finllm.reports.grounding import unbacked_numbers
+from finllm.grounding.check import unbacked_numbers
 from finllm.reports.summary import build_narrative, narrative_from_stored, summarize_run
 
 

@@ -44,9 +44,9 @@ def test_an_echo_of_the_score_stops_at_the_first_look(bitcoin, bitcoin_split, hs
                                     gateway=_gateway(srv, tmp_path), round1=hsign_round1, source=srv.describe(), **OPTS)
         calls = srv.requests
     assert rep["status"] == "no_signal" and res.probs is hsign_round1.probs
-    assert calls == rep["plan"]["calibration"] == 16 and rep["llm"]["usage"]["calls"] == 16
-    # the echo is rounded to two decimals on the wire, so what remains beyond the score is rounding noise
-    assert abs(rep["calibration"]["added"]["effect"]) < 0.1 and "no useful added information" in rep["reason"]
+    assert calls == rep["plan"]["calibration"] == 6 and rep["llm"]["usage"]["calls"] == 6
+    # the echo is rounded to two decimals on the wire; what remains beyond the score is rounding noise
+    assert rep["calibration"]["added"]["effect"] == 0.0 and "repeat the detector's score" in rep["reason"]
     assert rep["calibration"]["added"]["verdict_auroc"] > 0.7  # it ranks well, and still adds nothing
 
 
@@ -78,7 +78,7 @@ def test_cli_simulated_q095_gains_over_plain_and_says_simulated(tmp_path, monkey
     assert sup["status"] == "applied" and sup["source"]["kind"] == "simulated"
     assert sup["reason"].startswith("SIMULATED verdict source") and out["supervisor_source"]["auroc"] == 0.95
     plain, supervised = sup["round1"]["test"]["auprc"], out["per_seed"][0]["test"]["auprc"]
-    assert supervised >= plain + 0.02, (plain, supervised)
+    assert supervised >= plain + 0.03, (plain, supervised)  # the goal of issue 22 (bench: +0.08 on this seed)
     store = open_store()
     run = store.get_run(out["run_id"])
     assert run.config["supervisor"] == "simulated" and run.config["simulated_auroc"] == 0.95

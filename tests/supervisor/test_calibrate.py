@@ -29,14 +29,15 @@ def _verdicts(y: np.ndarray, q: float, seed: int) -> np.ndarray:
     return 1 / (1 + np.exp(-max(mu, 1.0) * (z - mu / 2)))
 
 
-@pytest.mark.parametrize("kind", ["echo", "constant"])
-def test_echo_and_constant_add_exactly_nothing_and_stop_at_the_first_look(kind):
-    y, s = _slice(12, 0.8, 0)
-    v = s.copy() if kind == "echo" else np.full(12, 0.9)
+@pytest.mark.parametrize("n", [6, 12])
+@pytest.mark.parametrize("kind", ["echo", "rounded echo", "constant"])
+def test_echo_and_constant_add_exactly_nothing_and_stop_at_the_first_look(kind, n):
+    y, s = _slice(n, 0.8, 0)
+    v = {"echo": s.copy(), "rounded echo": np.clip(np.round(s, 2), 0.01, 0.99), "constant": np.full(n, 0.9)}[kind]
     info = decide(s, v, y, final=False)
     assert info.effect == 0.0 and info.gain == pytest.approx(0.0, abs=1e-9) and info.upper < Rule().min_effect
     assert info.decision == "futile" and "no useful added information" in info.reason
-    assert info.verdict_auroc == (info.score_auroc if kind == "echo" else 0.5)
+    assert info.verdict_auroc == pytest.approx(0.5 if kind == "constant" else info.score_auroc, abs=0.05)
 
 
 def _sequential(s: np.ndarray, v: np.ndarray, y: np.ndarray) -> tuple[str, int]:
@@ -56,6 +57,15 @@ def test_random_verdicts_stop_early_and_informative_ones_are_proven():
     useful = [_sequential(_slice(48, 0.75, seed)[1], _verdicts(_slice(48, 0.75, seed)[0], 0.95, seed),
                           _slice(48, 0.75, seed)[0]) for seed in range(10)]
     assert all(d == "useful" for d, _ in useful)
+
+
+def test_useful_sources_are_not_taken_for_degenerate_ones():
+    """The early stop before the statistical look fires only on constant or echoing verdicts."""
+    from fraud.supervisor.calibrate import degenerate
+
+    for seed in range(50):
+        y, s = _slice(6, 0.8, seed)
+        assert degenerate(s, np.round(_verdicts(y, 0.7, seed), 2)) == ""
 
 
 def test_too_few_verdicts_wait_then_give_up_at_the_last_look():

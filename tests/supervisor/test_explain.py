@@ -100,7 +100,7 @@ def test_below_threshold_node_explanation_agrees_with_the_detector(saved, script
     from finllm.config import Settings
     from finllm.llm import Gateway
     from finllm.reports.facts import fmt_fact
-    from finllm.reports.grounding import unbacked_numbers
+    from finllm.grounding.check import unbacked_numbers
     from fraud.supervisor.explain import explain_node, explanation_text
 
     ds, loaded, _, res = saved
@@ -170,7 +170,7 @@ def test_alert_explanations_use_the_same_path_in_whole_sentences(saved, scripted
     rationale; a report shortens it only at a sentence boundary. Scripted server, as above."""
     from finllm.reports.facts import whole_sentences
     from finllm.store import open_store
-    from fraud.jobs import explain_job
+    from finllm.app.explain import explain_top_alerts as explain_job
 
     ds, loaded, url, res = saved
     node = _below_threshold(res)

@@ -125,3 +125,19 @@ def test_supervisor_prompt_leaves_out_the_targets_own_score(amazon, amazon_split
     assert describe_node(a, node, show_score=False).text == describe_node(b, node, show_score=False).text
     assert describe_node(a, node).text != describe_node(b, node).text
     assert "GNN fraud score" not in describe_node(a, node, show_score=False).text
+
+
+def test_compact_description_is_short_and_shows_no_detector_score(amazon, amazon_split, fake_scores):
+    """The supervisor's verdict prompt: a few dozen tokens (a small CPU model pays for each), the
+    target's id, its most unusual features and its neighbours' *training* labels; no score at all."""
+    from fraud.supervisor.prompt import describe_compact
+
+    ctx = build_context(amazon.data.x, amazon.data.edge_index, train_label_view(amazon.data.y, amazon_split.train),
+                        fake_scores, feature_names=amazon.feature_names, relations=amazon.relations)
+    for node in [int(i) for i in amazon_split.test[:20]]:
+        p = describe_compact(ctx, node)
+        assert p.tokens <= 60 and p.text.startswith(f"Target account n{node}\n")
+        assert "score" not in p.text.lower() and p.text.count(" pct") == 4
+        nb = ctx.adj.indices[ctx.adj.indptr[node]: ctx.adj.indptr[node + 1]]
+        fraud = int((ctx.known[nb] == 1).sum())
+        assert f"Neighbours: {nb.size}; of them labelled fraud {fraud}," in p.text

@@ -59,3 +59,23 @@ def test_plan_budget_respects_budget():
     assert plan_budget(60, uses={"pseudo"}, n_noise_candidates=0).samples == 1
     p = plan_budget(60, uses={"pseudo"}, n_noise_candidates=0)
     assert p.n_calibration == 24 and p.n_query == 36
+
+
+def test_band_queries_pick_the_uncertain_band_at_the_real_fraud_rate():
+    """With 10% fraud, the nodes worth a verdict sit near p = 0.5 at that rate: high in the ranking,
+    not at a balanced-prior midpoint deep in the negatives."""
+    from fraud.supervisor.select import band_queries, pool_posterior
+
+    g = torch.Generator().manual_seed(0)
+    n = 2000
+    y = (torch.rand(n, generator=g) < 0.1).long()
+    probs = torch.sigmoid(torch.randn(n, generator=g) + 2.5 * y - 1.0)
+    val = torch.arange(0, 400)
+    p = pool_posterior(probs, val, y)
+    assert torch.equal(torch.argsort(p, stable=True), torch.argsort(probs, stable=True))  # monotone map
+    cand = torch.arange(400, n)
+    picked = band_queries(probs, val, y, cand, 50)
+    assert picked.numel() == 50 and set(picked.tolist()) <= set(cand.tolist())
+    assert float((p[picked] - 0.5).abs().max()) < float((p[cand] - 0.5).abs().median())
+    # the band is above the pool's median score: where AUPRC is made
+    assert float(probs[picked].min()) > float(probs[cand].median())

@@ -53,3 +53,16 @@ def test_readable_rationale():
 
     assert readable(GOOD["rationale"]) and readable("Cuenta con reseñas muy altas")
     assert not readable("][") and not readable("0.9 0.8 fraud") and not readable("a b c d")
+
+
+def test_compact_score_schema_derives_label_and_takes_longer_replies():
+    from fraud.supervisor.verdict import FraudScore
+
+    v = FraudScore.model_validate_json('{"fraud_probability": "0.83"}')
+    assert v.fraud_probability == 0.83 and v.label == "fraud" and v.confidence == pytest.approx(0.66)
+    assert v.suspicious_neighbors == [] and v.rationale == ""
+    longer = FraudScore.model_validate({"rationale": "x", "label": "normal", "fraud_probability": "0.10"})
+    assert longer.label == "normal"
+    assert list(FraudScore.model_json_schema()["properties"]) == ["fraud_probability"]
+    with pytest.raises(ValueError):
+        FraudScore.model_validate({"fraud_probability": "1.57"})

@@ -310,9 +310,9 @@ def check_sentence(template: str, cited: list[str], facts: dict[str, Any], *,
     Dropped (``reason`` set) when it cites an unknown key or none, has no placeholder (it would state no
     value of the run) or one it cannot fill, or when its own words carry a number, a date or a data-use claim that no cited fact backs.
     Placeholders count as citations. ``fmt(key, value)`` renders a value (default:
-    :func:`finllm.reports.facts.fmt_fact`); ``split_roles`` = what each ``<split>_use`` fact backs."""
+    :func:`finllm.grounding.facts.fmt_fact`); ``split_roles`` = what each ``<split>_use`` fact backs."""
     if fmt is None:
-        from finllm.reports.facts import fmt_fact as fmt
+        from finllm.grounding.facts import fmt_fact as fmt
     template = " ".join(str(template).split())
     keys = list(dict.fromkeys([str(k) for k in cited] + PLACEHOLDER.findall(template)))
     out = SentenceCheck(template, keys)
@@ -357,7 +357,7 @@ def check_sentence(template: str, cited: list[str], facts: dict[str, Any], *,
 def unbacked_numbers(sentences: list[dict[str, Any]], facts: dict[str, Any]) -> list[dict[str, Any]]:
     """The audit anyone can run on a report's ``--json``: each sentence (``text``, ``facts``) whose rendered
     text states a number or date that its cited facts do not carry. Returns [{text, numbers}]; [] = clean."""
-    from finllm.reports.facts import fmt_fact
+    from finllm.grounding.facts import fmt_fact
 
     bad = []
     for s in sentences:

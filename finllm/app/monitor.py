@@ -1,4 +1,5 @@
-"""Scheduled factor jobs (what the ``factor_pipeline`` DAG runs): data checks, library monitoring, mining.
+"""Use case: monitor the factor library (the factor_pipeline's daily branch): check the day's market data,
+evaluate the stored factors' daily IC, flag decay, record the day's ``factor_monitor`` run.
 
 Each job takes plain arguments, writes its results to the store and returns a small JSON-able dict
 (the DAG passes it on through XCom). Every write is idempotent for a given day:
@@ -6,11 +7,12 @@ Each job takes plain arguments, writes its results to the store and returns a sm
 * daily metrics are keyed by (factor, date) in ``factor_daily_metrics`` and replaced on a re-run;
 * runs are keyed by the caller's ``idempotency_key`` (``factor_pipeline/<step>/<day>``).
 
-Monitoring, in words: on day ``end`` the factors are evaluated over ``lookback_days`` of history. A
+Monitoring, in words: on day ``end`` the factors are evaluated over ``lookback_days`` calendar days of
+history, or more when a factor needs more (:func:`factors.expr.needed_history`: nested windows add up). A
 signal date t gets an IC only when its ``horizon``-day forward return is known on ``end`` (t + h <= end),
 so nothing looks ahead. Only the last ``write_days`` of signal dates are written: older dates in the
-window are warm-up for the rolling operators, and their values could differ from a run with a longer
-history. The rolling IC of date t is the mean IC of the factor's last ``window`` stored dates up to t;
+window are warm-up for the rolling operators, and the written ones have each factor's whole needed
+history, so they equal the values of a run with a longer history. The rolling IC of date t is the mean IC of the factor's last ``window`` stored dates up to t;
 the factor has *decayed* at t when that rolling IC, taken in the direction of the factor's reference IC
 (its validation IC, else train IC, else the mean of its older stored ICs), falls below
 ``decay_ratio`` x |reference IC|.
@@ -30,8 +32,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from finllm.errors import DataError
+from finllm.store.db import store_or_default
 
 if TYPE_CHECKING:
+    from finllm.store.db import Store
     from finllm.store.tables import Factor, Run
 
 MAX_LISTED = 50  # cap on ids listed in a job's returned dict (XCom stays small)
@@ -43,14 +47,6 @@ def _day(value: str | dt.date) -> dt.date:
 
 def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
-def _store(store: Any) -> Any:
-    if store is not None:
-        return store
-    from finllm.store import open_store
-
-    return open_store()
 
 
 def validate_market_data(data: str, *, end: str | dt.date, lookback_days: int = 365,
@@ -88,7 +84,7 @@ def reference_ic(metrics: dict | None) -> float | None:
 
 def evaluate_library(data: str, *, end: str | dt.date, lookback_days: int = 365, write_days: int = 90,
                      horizon: int = 20, max_tickers: int | None = None, max_factors: int | None = None,
-                     factor_ids: Sequence[str] | None = None, store: Any = None) -> dict[str, Any]:
+                     factor_ids: Sequence[str] | None = None, store: Store | None = None) -> dict[str, Any]:
     """Daily IC / RankIC of the stored factors over the window ending ``end``; writes them to
     ``factor_daily_metrics`` (replacing the same (factor, date) rows). Factors that cannot be evaluated
     on this data (e.g. a field it lacks) are listed under ``skipped`` with the reason."""
@@ -97,10 +93,11 @@ def evaluate_library(data: str, *, end: str | dt.date, lookback_days: int = 365,
     from factors.evaluate import Evaluator
     from factors.metrics import ic_series, rank_ic_series
     from factors.panel import load_panel
+    from factors.splits import calendar_days_for, history_needed
     from finllm.errors import FinllmError
     from finllm.store.tables import FactorDailyMetric
 
-    store = _store(store)
+    store = store_or_default(store)
     end_d = _day(end)
     factors = store.factors()
     if factor_ids is not None:
@@ -110,7 +107,10 @@ def evaluate_library(data: str, *, end: str | dt.date, lookback_days: int = 365,
                            "dates_written": 0, "first_date": None, "last_date": None}
     if not factors:
         return out
-    panel = load_panel(data, start=end_d - dt.timedelta(days=lookback_days), end=end_d, max_tickers=max_tickers)
+    # the written days need each factor's whole history (nested windows add up): load at least that much
+    need = write_days + calendar_days_for(history_needed([f.tokens for f in factors]))
+    out["history_days"] = max(lookback_days, need)
+    panel = load_panel(data, start=end_d - dt.timedelta(days=out["history_days"]), end=end_d, max_tickers=max_tickers)
     ev = Evaluator(panel)
     target = ev.forward_return(horizon)  # NaN where t + h is past ``end``: those dates get no IC
     dates = [str(d)[:10] for d in panel.dates]
@@ -156,7 +156,7 @@ def live_since(factor: Factor, run: Run | None) -> str:
 
 
 def flag_decay(*, end: str | dt.date, window: int = 20, decay_ratio: float = 0.5,
-               factor_ids: Sequence[str] | None = None, store: Any = None) -> dict[str, Any]:
+               factor_ids: Sequence[str] | None = None, store: Store | None = None) -> dict[str, Any]:
     """Rolling IC and decay flags from the stored daily ICs up to ``end`` (rows after ``end`` untouched).
 
     Returns, for the newest stored date of each factor, its rolling and reference IC, the date after which
@@ -166,7 +166,7 @@ def flag_decay(*, end: str | dt.date, window: int = 20, decay_ratio: float = 0.5
 
     from finllm.store.tables import Factor, FactorDailyMetric, Run
 
-    store = _store(store)
+    store = store_or_default(store)
     end_s = _day(end).isoformat()
     latest: dict[str, dict[str, Any]] = {}
     with store.session() as s:
@@ -202,57 +202,13 @@ def flag_decay(*, end: str | dt.date, window: int = 20, decay_ratio: float = 0.5
 
 
 def record_monitor_run(idempotency_key: str, *, day: str, params: dict[str, Any], checked: dict[str, Any],
-                       evaluated: dict[str, Any], decay: dict[str, Any], store: Any = None) -> dict[str, Any]:
+                       evaluated: dict[str, Any], decay: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
     """One ``factor_monitor`` run in the store holding the day's figures (replaced on a re-run)."""
-    store = _store(store)
-    run_id = store.start_run("factor_monitor", params, name=f"factor monitor {day}", idempotency_key=idempotency_key)
-    metrics = {"data": {k: checked[k] for k in ("first_date", "last_date", "days", "tickers", "valid_rows",
-                                                 "clean")},
-               "factors_evaluated": len(evaluated["factor_ids"]), "factors_skipped": len(evaluated["skipped"]),
-               "dates_written": evaluated["dates_written"], "n_decayed": decay["n_decayed"],
-               "decayed": decay["decayed"], "latest": decay["latest"]}
-    store.finish_run(run_id, metrics=metrics)
-    return {"run_id": run_id, "day": day, "factors": metrics["factors_evaluated"], "n_decayed": decay["n_decayed"]}
-
-
-def mining_splits(end: str | dt.date, years: int) -> dict[str, str]:
-    """Time splits ending on ``end``: train = the first ``years - 2`` years, then 1 year valid, 1 year test."""
-    end_d = _day(end)
-    if years < 3:
-        raise DataError(f"mining needs at least 3 years of history (train, valid, test); got {years}")
-
-    def back(n: int) -> dt.date:
-        return end_d.replace(year=end_d.year - n) if not (end_d.month == 2 and end_d.day == 29) \
-            else end_d.replace(year=end_d.year - n, day=28)
-
-    one = dt.timedelta(days=1)
-    return {"train": f"{back(years)}:{back(2)}", "valid": f"{back(2) + one}:{back(1)}",
-            "test": f"{back(1) + one}:{end_d}"}
-
-
-def mine_job(data: str, *, end: str | dt.date, years: int = 8, method: str = "rl", minutes: float = 20.0,
-             pool_size: int = 10, seed: int = 0, horizon: int = 20, max_tickers: int | None = None,
-             max_factors: int | None = None, out_dir: str | None = None, idempotency_key: str | None = None,
-             progress: bool = False, store: Any = None) -> dict[str, Any]:
-    """A mining run (:func:`factors.mine.mine`) on the ``years`` ending ``end`` (train, 1 year valid,
-    1 year test), saved as a ``factor_mine`` run with its pool under ``idempotency_key``.
-
-    The run starts fresh (no checkpoint resume), so re-running a day replaces the run's pool.
-    ``max_factors`` stops after that many candidate factors (repeatable runs). Returns small figures.
-    """
-    from pathlib import Path
-
-    from factors.mine import MineConfig, mine
-    from finllm.config import load_settings
-
-    store = _store(store)
-    splits = mining_splits(end, years)
-    cfg = MineConfig(data=str(data), train=splits["train"], valid=splits["valid"], test=splits["test"],
-                     method=method, minutes=minutes, pool_size=pool_size, seed=seed, horizon=horizon,
-                     max_tickers=max_tickers, max_episodes=max_factors)
-    slug = (idempotency_key or f"mine/{_day(end)}").replace("/", "_")
-    out = Path(out_dir) if out_dir else Path(load_settings().home) / "runs" / slug
-    res = mine(cfg, out, store=store, progress=progress, resume=False, idempotency_key=idempotency_key)
-    test = (res.get("metrics") or {}).get("test") or {}
-    return {"run_id": res["run_id"], "pool_size": len(res.get("pool", [])), "splits": splits,
-            "test_ic": _finite(test.get("ic")), "test_rank_ic": _finite(test.get("rank_ic")), "out": str(out)}
+    store = store_or_default(store)
+    with store.run("factor_monitor", params, name=f"factor monitor {day}", idempotency_key=idempotency_key) as run:
+        run.metrics.update(
+            data={k: checked[k] for k in ("first_date", "last_date", "days", "tickers", "valid_rows", "clean")},
+            factors_evaluated=len(evaluated["factor_ids"]), factors_skipped=len(evaluated["skipped"]),
+            dates_written=evaluated["dates_written"], n_decayed=decay["n_decayed"], decayed=decay["decayed"],
+            latest=decay["latest"])
+    return {"run_id": run.id, "day": day, "factors": len(evaluated["factor_ids"]), "n_decayed": decay["n_decayed"]}

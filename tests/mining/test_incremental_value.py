@@ -1,0 +1,63 @@
+"""The bench's incremental-value step: LightGBM on the Alpha158-style set alone vs the set + a mined pool's
+members, on a small slice of the real US panel (same splits, settings and seed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from factors.handcrafted import alpha158_features, fit_alpha158_lgbm
+from factors.mine import MineConfig, load_for_mining
+from factors.scoring import SplitScorer
+from tests.mining.conftest import SPLITS
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_mining.py"
+POOL = [["$close", "5", "Mean", "$close", "Div"], ["$volume", "20", "Std", "$volume", "Div"]]
+
+
+@pytest.fixture(scope="module")
+def bench():  # bench/ is not a package: load the script as a module
+    spec = importlib.util.spec_from_file_location("bench_mining", BENCH)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def setup(us_slice):
+    cfg = MineConfig(data=str(us_slice), **SPLITS)
+    panel, splits = load_for_mining(cfg)
+    sc = SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, cfg.warmup_days)
+    return sc, alpha158_features(sc, windows=(5, 20))
+
+
+def test_pool_members_become_per_day_zscored_features(bench, setup) -> None:
+    sc, f = setup
+    g = bench.with_pool_features(sc, f, POOL)
+    assert g.names == f.names + ["POOL0", "POOL1"] and g.feats.shape[0] == f.feats.shape[0] + 2
+    for i, tokens in enumerate(POOL):
+        x = sc.ev.evaluate(tokens)
+        ok = torch.isfinite(x) & sc.mask
+        got = g.feats[len(f.names) + i]
+        assert torch.isnan(got[~ok]).all()
+        torch.testing.assert_close(got[ok], sc.zscore(x)[ok])
+        day = got[200][ok[200]]
+        assert abs(float(day.mean())) < 1e-4 and float(day.std(unbiased=False)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_incremental_value_fits_alone_and_with_the_pool(bench, setup) -> None:
+    sc, f = setup
+    res = bench.incremental_value(sc, f, {"rl": POOL}, seed=0, threads=1)
+    assert set(res) == {"lgbm_alpha158", "lgbm_alpha158+rl"}
+    assert res["lgbm_alpha158+rl"]["features"] == res["lgbm_alpha158"]["features"] + 2
+    alone, _ = fit_alpha158_lgbm(sc, f, seed=0, threads=1)  # the same model settings and seed as a direct fit
+    assert res["lgbm_alpha158"]["metrics"]["test"]["rank_ic"] == pytest.approx(
+        sc.report(alone)["test"]["rank_ic"], abs=1e-9)
+    for r in res.values():
+        assert set(r["metrics"]) == {"train", "valid", "test"}
+        assert all(isinstance(r["metrics"][s]["rank_ic"], float) for s in ("train", "valid", "test"))
+    assert res["lgbm_alpha158+rl"]["metrics"]["test"] != res["lgbm_alpha158"]["metrics"]["test"]  # the pool was used
