@@ -114,12 +114,12 @@ def _baselines(data: str, max_tickers: int | None, seeds: list[int], horizon: in
     (method -> seed -> members' tokens), LightGBM on Alpha158 + that pool with the same seed."""
     torch.set_num_threads(threads)
     from factors.handcrafted import alpha158_features, fit_alpha158_linear
-    from factors.mine import MineConfig, load_for_mining, scoring_warmup
+    from factors.mine import MineConfig, load_for_mining, pool_scorer
 
     cfg = MineConfig(data=data, max_tickers=max_tickers, horizon=horizon, cost_bps=cost_bps, **SPLITS)
     panel, splits = load_for_mining(cfg)
     known = [t for per in pools.values() for toks in per.values() for t in toks]
-    sc = SplitScorer(panel, splits, horizon, cost_bps, scoring_warmup(cfg, known), rebalance=horizon)
+    sc = pool_scorer([], panel, splits, cfg, extra=known)  # the history every pool's members need
     f = alpha158_features(sc)
     lin = sc.report(fit_alpha158_linear(sc, f))
     rows = [{"method": "alpha158_linear", "seed": s, "metrics": lin, "features": len(f.names),

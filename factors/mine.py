@@ -349,14 +349,22 @@ def scoring_warmup(cfg: MineConfig, token_lists: Sequence[Sequence[str]]) -> int
     return max(cfg.warmup_days, history_needed(token_lists))
 
 
+def pool_scorer(members: list[dict[str, Any]], panel: Panel, splits: list[Split], cfg: MineConfig, *,
+                extra: Sequence[Sequence[str]] = ()) -> SplitScorer:
+    """The split scorer of a known pool: the run's horizon, costs and holding period, with the history its
+    members (and ``extra`` token lists) need (:func:`scoring_warmup`), so every consumer of a pool's
+    figures (the run's metrics, its tear sheet) scores exactly the same values."""
+    known = [list(m["tokens"]) for m in members] + [list(t) for t in extra]
+    return SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, scoring_warmup(cfg, known), cfg.rebalance)
+
+
 def score_pool(members: list[dict[str, Any]], panel: Panel, splits: list[Split], cfg: MineConfig,
                side: TrainSide | None = None, scorer: SplitScorer | None = None) -> dict[str, Any]:
     """Metrics of the combined pool and of each member on every split (+ the best single factor)."""
     if scorer is None:
-        known = [m["tokens"] for m in members]
-        if side is not None and side.scorer.best_single[1] is not None:
-            known.append(list(side.scorer.best_single[1].tokens))
-        scorer = SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, scoring_warmup(cfg, known), cfg.rebalance)
+        best = side.scorer.best_single[1] if side is not None else None
+        extra = [list(best.tokens)] if best is not None else []
+        scorer = pool_scorer(members, panel, splits, cfg, extra=extra)
     sc = scorer
     pool_out = []
     for m in members:

@@ -225,9 +225,9 @@ def tearsheet(panel: Panel, splits: list[Split], members: list[dict[str, Any]], 
     (measured on the full US panel under load: 38 CPU-s / 83 s wall with 2 threads vs 11 CPU-s / 22 s with 1).
 
     Returns a dict: JSON-able summaries plus ``"series"`` = {name: (D,) or (Q, D) numpy arrays}."""
-    from factors.mine import SplitScorer
+    from factors.mine import pool_scorer
 
-    sc = scorer or SplitScorer(panel, splits, cfg.horizon, cfg.cost_bps, cfg.warmup_days, cfg.rebalance)
+    sc = scorer or pool_scorer(members, panel, splits, cfg)
     factors = {"pool": sc.combine([(list(m["tokens"]), float(m["weight"])) for m in members])}
     fit_info: dict[str, Any] = {}
     notes = []

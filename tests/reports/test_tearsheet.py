@@ -70,3 +70,24 @@ def test_numbers_for_people(value, kind, shown):
     from finllm.grounding.numbers import fmt_number
 
     assert fmt_number(value, kind) == shown
+
+
+def test_tear_sheet_scores_a_long_history_pool_like_the_run(market_file, market_panel):
+    """A member needing more history than the 126-day floor (``Mean(Ref($close, 60), 120)``: 179 days):
+    the tear sheet's pool figures equal ``score_pool``'s, because both build their scorer with
+    :func:`factors.mine.pool_scorer` (a scorer cut at 126 days would read half-empty windows)."""
+    from factors.expr import parse
+    from factors.mine import MineConfig, score_pool
+    from factors.splits import parse_splits
+    from factors.tearsheet import tearsheet
+
+    # train starts a year into the file, so 179 days of history exist before it
+    cfg = MineConfig(data=str(market_file), train="2012-01-01:2012-12-31", valid=SPLITS["valid"],
+                     test=SPLITS["test"], method="gp", cost_bps=10.0)
+    splits = parse_splits(cfg.train, cfg.valid, cfg.test)
+    members = [{"tokens": list(parse(f).tokens), "formula": f, "weight": w}
+               for f, w in {"Div($close, Mean(Ref($close, 60), 120))": -1.0, "Mul(Delta($close, 5), -1)": 0.5}.items()]
+    stored = score_pool(members, market_panel, splits, cfg)["metrics"]
+    sheet = tearsheet(market_panel, splits, members, cfg, baselines=False)["models"]["pool"]["splits"]
+    for split in ("train", "valid", "test"):
+        assert sheet[split]["rank_ic"] == pytest.approx(stored[split]["rank_ic"], abs=1e-9)
