@@ -14,7 +14,7 @@ from finllm.config import load_settings
 from finllm.errors import DataError
 from finllm.jsonsafe import json_safe
 from fraud.baselines import TreeModel
-from fraud.models import TREE_MODELS, build_model
+from fraud.models import FILE_MODELS, build_model
 
 if TYPE_CHECKING:
     from finllm.store.db import Store
@@ -66,7 +66,7 @@ def load_model(model_id: str, store: Store) -> LoadedModel:
     if not path.is_file():
         raise DataError(f"fraud model {model_id}: weights file {path} is missing")
     cfg = dict(rec.config)
-    if rec.name in TREE_MODELS or rec.name == "ensemble":  # the ensemble loads from its manifest (h2)
+    if rec.name in FILE_MODELS:
         model: torch.nn.Module | TreeModel = TreeModel.load(str(path), cfg.get("hparams", {}))
     else:
         blob = torch.load(path, map_location="cpu", weights_only=True)

@@ -25,6 +25,7 @@ GNN_MODELS: dict[str, type[nn.Module]] = {"sage": SAGE, "gat": GAT, "bwgnn": BWG
 TREE_MODELS = ("xgbgraph", "rfgraph")
 AUTO = "auto"
 ENSEMBLE = "ensemble"  # fraud.models.ensemble: a rank average of trained members (saved like a tree model)
+FILE_MODELS = (*TREE_MODELS, ENSEMBLE)  # saved as their own files and loaded by fraud.baselines.TreeModel.load
 MODEL_NAMES = (AUTO, *GNN_MODELS, *TREE_MODELS, ENSEMBLE)
 ALIASES = {"graphsage": "sage", "rgcn": "rgnn", "xgb": "xgbgraph", "beta": "bwgnn", "rf": "rfgraph",
            "rf-graph": "rfgraph", "xgb-graph": "xgbgraph"}
@@ -45,5 +46,6 @@ def build_model(name: str, in_dim: int, num_relations: int = 1, **hparams) -> nn
     return GNN_MODELS[key](in_dim, num_relations=num_relations, **hparams)
 
 
-__all__ = ["GNN_MODELS", "TREE_MODELS", "MODEL_NAMES", "AUTO", "ENSEMBLE", "GraphOps", "build_model", "canonical_name",
+__all__ = ["GNN_MODELS", "TREE_MODELS", "FILE_MODELS", "MODEL_NAMES", "AUTO", "ENSEMBLE", "GraphOps", "build_model",
+           "canonical_name",
            "SAGE", "GAT", "BWGNN", "RGNN", "HSIGN", "MLP"]
