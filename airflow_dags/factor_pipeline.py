@@ -31,7 +31,7 @@ import datetime as dt
 
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
-from finllm.airflow_support import (START_DATE, data_path, default_args, heavy, opt, publish_report, reports_dir,
+from finllm.airflow_support import (data_path, dag_settings, heavy, opt, publish_report, reports_dir,
                                     run_day, run_key, use_llm_connection)
 
 PARAMS = {
@@ -60,18 +60,9 @@ PARAMS = {
 }
 
 
-@dag(
-    dag_id="factor_pipeline",
-    description="Daily factor monitoring (IC, decay) and weekly pool refresh by mining.",
-    schedule="0 22 * * 1-5",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    params=PARAMS,
-    tags=["finllm", "factors"],
-    doc_md=__doc__,
-)
+@dag(**dag_settings(
+    "factor_pipeline", schedule="0 22 * * 1-5", params=PARAMS, tags=["factors"], doc_md=__doc__,
+    description="Daily factor monitoring (IC, decay) and weekly pool refresh by mining."))
 def factor_pipeline():
     @task
     def validate_market_data() -> dict:

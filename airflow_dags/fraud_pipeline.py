@@ -23,7 +23,7 @@ import datetime as dt
 
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
-from finllm.airflow_support import (START_DATE, data_path, default_args, heavy, opt, run_day, run_key,
+from finllm.airflow_support import (data_path, dag_settings, heavy, opt, run_day, run_key,
                                     use_llm_connection)
 
 PARAMS = {
@@ -45,18 +45,9 @@ PARAMS = {
 }
 
 
-@dag(
-    dag_id="fraud_pipeline",
-    description="Weekly LLM-supervised GNN training; daily scoring into alerts with explanations.",
-    schedule="0 6 * * *",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    params=PARAMS,
-    tags=["finllm", "fraud"],
-    doc_md=__doc__,
-)
+@dag(**dag_settings(
+    "fraud_pipeline", schedule="0 6 * * *", params=PARAMS, tags=["fraud"], doc_md=__doc__,
+    description="Weekly LLM-supervised GNN training; daily scoring into alerts with explanations."))
 def fraud_pipeline():
     @task
     def check_graph() -> dict:

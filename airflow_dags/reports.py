@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from finllm.airflow_support import START_DATE, default_args, heavy, publish_report, reports_dir, use_llm_connection
+from finllm.airflow_support import dag_settings, heavy, publish_report, reports_dir, use_llm_connection
 
 REPORTED_KINDS = ("factor_mine", "fraud_train")
 
@@ -23,18 +23,9 @@ PARAMS = {
 }
 
 
-@dag(
-    dag_id="reports",
-    description="Rebuild HTML reports (plots + grounded LLM narrative) for the latest runs.",
-    schedule="30 23 * * *",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
-    params=PARAMS,
-    tags=["finllm", "reports"],
-    doc_md=__doc__,
-)
+@dag(**dag_settings(
+    "reports", schedule="30 23 * * *", params=PARAMS, tags=["reports"], doc_md=__doc__,
+    description="Rebuild HTML reports (plots + grounded LLM narrative) for the latest runs."))
 def reports():
     @task
     def latest_runs() -> list[str]:

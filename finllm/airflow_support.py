@@ -71,6 +71,16 @@ def heavy() -> HeavyTaskArgs:
 START_DATE = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
 
 
+def dag_settings(dag_id: str, *, description: str, schedule: str, params: Mapping[str, object],
+                 tags: list[str], doc_md: str | None) -> dict[str, object]:
+    """Keyword arguments of ``@dag`` for a finllm pipeline: the shared start date, no catch-up, one
+    active run at a time, :func:`default_args`, and the ``finllm`` tag beside the pipeline's own. Use as
+    ``@dag(**dag_settings(...))``."""
+    return {"dag_id": dag_id, "description": description, "schedule": schedule, "start_date": START_DATE,
+            "catchup": False, "max_active_runs": 1, "default_args": default_args(), "params": dict(params),
+            "tags": ["finllm", *tags], "doc_md": doc_md}
+
+
 def data_dir() -> Path:
     """Shipped data lives in ``<repo>/data``; a deployment points ``FINLLM_DATA_DIR`` at its own copy
     (or passes absolute paths as params)."""
