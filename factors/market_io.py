@@ -2,7 +2,10 @@
 
 Input: one row per (date, ticker) with columns ``date, ticker, open, high, low, close, volume``; optional
 ``vwap``, any extra numeric fields (e.g. ``market_cap``) and an optional boolean ``in_universe``
-(point-in-time index membership). Column names are matched case-insensitively; ``symbol`` /
+(point-in-time index membership). A file without ``in_universe`` whose one membership-like column
+(``in_index``, ``index_member``, ``is_constituent``, ``in_csi300``, ``sp500_member``, ...; see
+:data:`MEMBERSHIP_NAME`) holds only booleans / 0-1 values uses it as ``in_universe`` and says so in the
+report (``membership_column``); two such columns are an error naming both. Column names are matched case-insensitively; ``symbol`` /
 ``instrument`` / ``code`` are accepted for ``ticker`` and ``datetime`` / ``trade_date`` / ``timestamp``
 for ``date``. Dates may be Date/Datetime, ISO strings, ``YYYYMMDD`` strings or integers.
 
@@ -14,6 +17,7 @@ in a :class:`~factors.validation.ValidationReport`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +38,12 @@ ALIASES = {
 NULL_TOKENS = ["", "NA", "N/A", "na", "n/a", "null", "NULL", "None", "-"]
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz")
+# Names a point-in-time index-membership column goes by (after lower-casing, spaces -> "_"): "in_index",
+# "is_member", "index_constituent", "in_csi300", "sp500_member", "hs300_constituents", "universe", ...
+MEMBERSHIP_NAME = re.compile(
+    r"^(is_)?(in_)?((the_)?(index|universe)|[a-z&]*\d+[a-z]*)?_?(member|members|membership|constituents?|"
+    r"universe|index)?$")
+_MEMBERSHIP_WORDS = ("member", "constituent", "universe", "in_")
 _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%m/%d/%Y", "%d.%m.%Y")
 _NUMERIC = (pl.Float32, pl.Float64, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16,
             pl.UInt32, pl.UInt64)
@@ -256,15 +266,42 @@ def _as_float(df: pl.DataFrame, name: str, path: Path, ref: RowRef) -> pl.Series
     raise DataError(f"{path}: column {name!r} has type {s.dtype}, expected numbers")
 
 
+def _boolean_like(s: pl.Series) -> bool:
+    """Whether every non-null value of ``s`` reads as a boolean (the test :func:`_as_bool` applies)."""
+    if s.dtype == pl.Boolean:
+        return True
+    if s.dtype in _NUMERIC:
+        return bool(s.drop_nulls().cast(pl.Float64).is_in([0.0, 1.0]).all())
+    if s.dtype == pl.String:
+        return bool(s.drop_nulls().str.strip_chars().str.to_lowercase().is_in(list(_BOOL_WORDS)).all())
+    return False
+
+
+def membership_column(df: pl.DataFrame, path: Path) -> str | None:
+    """The column to read as ``in_universe``: ``in_universe`` itself, else the one membership-like column
+    (:data:`MEMBERSHIP_NAME`, a membership word in it, boolean-like values), else None. DataError when
+    two columns qualify: which one is the universe is the user's choice, not a guess."""
+    if "in_universe" in df.columns:
+        return "in_universe"
+    found = [c for c in df.columns if c not in ("date", "ticker", "_row") and MEMBERSHIP_NAME.match(c)
+             and any(w in c for w in _MEMBERSHIP_WORDS + ("index",)) and _boolean_like(df[c])]
+    if len(found) > 1:
+        raise DataError(f"{path}: columns {found[0]!r} and {found[1]!r} both look like index membership; "
+                        "rename the one that defines the universe to 'in_universe'")
+    return found[0] if found else None
+
+
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "t": True, "y": True,
+               "false": False, "0": False, "no": False, "f": False, "n": False}
+
+
 def _as_bool(df: pl.DataFrame, path: Path, ref: RowRef) -> pl.Series:
     s = df["in_universe"]
     if s.dtype == pl.Boolean:
         return s
     if s.dtype == pl.String:
         low = s.str.strip_chars().str.to_lowercase()
-        out = low.replace_strict({"true": True, "1": True, "yes": True, "t": True, "y": True,
-                                  "false": False, "0": False, "no": False, "f": False, "n": False},
-                                 default=None, return_dtype=pl.Boolean)
+        out = low.replace_strict(_BOOL_WORDS, default=None, return_dtype=pl.Boolean)
     elif s.dtype in _NUMERIC:
         num = s.cast(pl.Float64)
         n = pl.col("n")
@@ -323,6 +360,12 @@ def validate_frame(df: pl.DataFrame, path: Path, ref: RowRef, report: Validation
         report.add("unsorted", int(np.count_nonzero(np.diff(key) < 0)), "reordered",
                    "rows not in (date, ticker) order; the dense tensor is in date order")
     df = df.with_columns(pl.Series("_t", t_idx.astype(np.uint32)))
+
+    member = membership_column(df, path)
+    if member is not None and member != "in_universe":
+        df = df.rename({member: "in_universe"})
+        report.add("membership_column", 1, "read",
+                   f"column {member!r} read as point-in-time index membership (in_universe)")
 
     # -- numeric columns --------------------------------------------------------------------------
     reserved = {"_row", "_t", "date", "ticker", "in_universe"}

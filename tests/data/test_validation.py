@@ -155,7 +155,9 @@ def _toy(n_days: int = 5, tickers=("A", "B", "C")) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("column,values", [
-    ("in_universe", "bool"), ("in_universe", "int"), ("in_universe", "text")])
+    ("in_universe", "bool"), ("in_universe", "int"), ("in_universe", "text"),
+    # a membership column under another name is found (and reported) when it is the only one
+    ("In Index", "bool"), ("in_csi300", "int"), ("sp500_member", "text"), ("is_constituent", "int")])
 def test_in_universe_column(tmp_path: Path, column: str, values: str):
     df = _toy()
     member = [t != "C" or i >= 9 for i, t in enumerate(df["ticker"])]  # C joins the index on day 4
@@ -171,6 +173,23 @@ def test_in_universe_column(tmp_path: Path, column: str, values: str):
     assert torch.equal(panel.in_universe, panel.valid & torch.tensor(np.array(member).reshape(5, 3)))
     assert panel.report.count("outside_universe") == 3
     assert "in_universe" not in panel.fields
+    assert panel.report.count("membership_column") == (column != "in_universe")
+
+
+def test_membership_lookalikes(tmp_path: Path):
+    """Two membership-like columns are the user's choice (error naming both); a numeric column named like
+    one but holding levels (an index's close) stays a feature, and the universe is every valid row."""
+    df = _toy().with_columns(pl.lit(1).alias("in_csi300"), pl.lit(0).alias("in_csi500"))
+    p = tmp_path / "two.csv"
+    df.write_csv(p)
+    with pytest.raises(DataError, match=r"two.csv: columns 'in_csi300' and 'in_csi500' both look like index "
+                                        r"membership; rename the one that defines the universe to 'in_universe'"):
+        load_panel(p)
+    q = tmp_path / "level.csv"
+    _toy().with_columns(pl.lit(3127.5).alias("index")).write_csv(q)
+    panel = load_panel(q)
+    assert "index" in panel.fields and panel.report.count("membership_column") == 0
+    assert torch.equal(panel.in_universe, panel.valid)
 
 
 def test_in_universe_null_and_bad_values(tmp_path: Path):
