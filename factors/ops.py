@@ -315,103 +315,65 @@ def _delta(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Ten
     return _shift(x, w, valid, epi, delta=True)
 
 
-@op("Mean", ("expr", "window"), "ts")
-def _mean(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Rolling mean of the present values."""
-    return _window(x, w, valid, epi, stat=Stat.MEAN, op="Mean")
+# One series, one window: (name, min_window, Stat of the block-window kernel or the name of the direct
+# kernel, docstring). Registered in this order (the order is part of the RL vocabulary).
+_WINDOW_OPS: tuple[tuple[str, int, Stat | str, str], ...] = (
+    ("Mean", 1, Stat.MEAN,
+     'Rolling mean of the present values.'),
+    ("Sum", 1, Stat.SUM,
+     'Rolling sum of the present values.'),
+    ("Std", 2, Stat.STD,
+     'Rolling standard deviation (ddof=1).'),
+    ("Var", 2, Stat.VAR,
+     'Rolling variance (ddof=1).'),
+    ("Max", 1, Stat.MAX,
+     'Rolling max of the present values.'),
+    ("Min", 1, Stat.MIN,
+     'Rolling min of the present values.'),
+    ("Med", 1, "roll_median",
+     'Rolling median of the present values (mean of the two middle values for an even count).'),
+    ("Mad", 1, "roll_mad",
+     "Rolling mean absolute deviation around the window mean (Qlib's Mad)."),
+    ("WMA", 1, Stat.WMA,
+     'Linearly weighted mean: weight 1 on the oldest day of the window .. w on today; the weights of the '
+     'present values are renormalised.'),
+    ("EMA", 1, Stat.EMA,
+     'Exponentially weighted mean over the window: weight a**k on the value k days ago, a = 1 - 2 / (w + '
+     "1) (Qlib's span convention); the weights of the present values are renormalised."),
+    ("Skew", 3, Stat.SKEW,
+     "Rolling sample skewness (pandas' adjusted Fisher-Pearson G1); NaN for a constant window."),
+    ("Kurt", 4, Stat.KURT,
+     "Rolling sample excess kurtosis (pandas' bias-corrected G2); NaN for a constant window."),
+    ("Rank", 1, "roll_rank",
+     "Percentile rank of today's value among the window's present values, in (0, 1] (ties averaged, as "
+     "pandas ``rolling(w).rank(pct=True)``); NaN if today's value is missing."),
+    ("IdxMax", 1, Stat.IDXMAX,
+     '1-based position of the window max, 1 = oldest day of the window, w = today (first on ties).'),
+    ("IdxMin", 1, Stat.IDXMIN,
+     '1-based position of the window min, 1 = oldest day of the window, w = today (first on ties).'),
+    ("Slope", 2, Stat.SLOPE,
+     "Least-squares slope of x on the day index over the window's present values (per day)."),
+)
 
 
-@op("Sum", ("expr", "window"), "ts")
-def _sum(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Rolling sum of the present values."""
-    return _window(x, w, valid, epi, stat=Stat.SUM, op="Sum")
+def _window_op(name: str, how: Stat | str) -> Callable[..., Tensor]:
+    """The operator function of one :data:`_WINDOW_OPS` row: (D, S) x, window w -> (D, S)."""
+    if isinstance(how, Stat):
+        def fn(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
+            return _window(x, w, valid, epi, stat=how, op=name)
+    else:
+        kernel = getattr(K, how)
+
+        def fn(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
+            return _direct(kernel, x, w, valid, epi, op=name)
+    fn.__name__ = fn.__qualname__ = f"_{name.lower()}"
+    return fn
 
 
-@op("Std", ("expr", "window"), "ts", min_window=2)
-def _std(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Rolling standard deviation (ddof=1)."""
-    return _window(x, w, valid, epi, stat=Stat.STD, op="Std")
-
-
-@op("Var", ("expr", "window"), "ts", min_window=2)
-def _var(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Rolling variance (ddof=1)."""
-    return _window(x, w, valid, epi, stat=Stat.VAR, op="Var")
-
-
-@op("Max", ("expr", "window"), "ts")
-def _max(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Rolling max of the present values."""
-    return _window(x, w, valid, epi, stat=Stat.MAX, op="Max")
-
-
-@op("Min", ("expr", "window"), "ts")
-def _min(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Rolling min of the present values."""
-    return _window(x, w, valid, epi, stat=Stat.MIN, op="Min")
-
-
-@op("Med", ("expr", "window"), "ts")
-def _med(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Rolling median of the present values (mean of the two middle values for an even count)."""
-    return _direct(K.roll_median, x, w, valid, epi, op="Med")
-
-
-@op("Mad", ("expr", "window"), "ts")
-def _mad(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Rolling mean absolute deviation around the window mean (Qlib's Mad)."""
-    return _direct(K.roll_mad, x, w, valid, epi, op="Mad")
-
-
-@op("WMA", ("expr", "window"), "ts")
-def _wma(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Linearly weighted mean: weight 1 on the oldest day of the window .. w on today; the weights
-    of the present values are renormalised."""
-    return _window(x, w, valid, epi, stat=Stat.WMA, op="WMA")
-
-
-@op("EMA", ("expr", "window"), "ts")
-def _ema(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Exponentially weighted mean over the window: weight a**k on the value k days ago,
-    a = 1 - 2 / (w + 1) (Qlib's span convention); the weights of the present values are renormalised."""
-    return _window(x, w, valid, epi, stat=Stat.EMA, op="EMA")
-
-
-@op("Skew", ("expr", "window"), "ts", min_window=3)
-def _skew(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Rolling sample skewness (pandas' adjusted Fisher-Pearson G1); NaN for a constant window."""
-    return _window(x, w, valid, epi, stat=Stat.SKEW, op="Skew")
-
-
-@op("Kurt", ("expr", "window"), "ts", min_window=4)
-def _kurt(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Rolling sample excess kurtosis (pandas' bias-corrected G2); NaN for a constant window."""
-    return _window(x, w, valid, epi, stat=Stat.KURT, op="Kurt")
-
-
-@op("Rank", ("expr", "window"), "ts")
-def _rank(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Percentile rank of today's value among the window's present values, in (0, 1]
-    (ties averaged, as pandas ``rolling(w).rank(pct=True)``); NaN if today's value is missing."""
-    return _direct(K.roll_rank, x, w, valid, epi, op="Rank")
-
-
-@op("IdxMax", ("expr", "window"), "ts")
-def _idxmax(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """1-based position of the window max, 1 = oldest day of the window, w = today (first on ties)."""
-    return _window(x, w, valid, epi, stat=Stat.IDXMAX, op="IdxMax")
-
-
-@op("IdxMin", ("expr", "window"), "ts")
-def _idxmin(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """1-based position of the window min, 1 = oldest day of the window, w = today (first on ties)."""
-    return _window(x, w, valid, epi, stat=Stat.IDXMIN, op="IdxMin")
-
-
-@op("Slope", ("expr", "window"), "ts", min_window=2)
-def _slope(x: Tensor, w: int, valid: Tensor, epi: Epilogue | None = None) -> Tensor:
-    """Least-squares slope of x on the day index over the window's present values (per day)."""
-    return _window(x, w, valid, epi, stat=Stat.SLOPE, op="Slope")
+for _name, _min_w, _how, _doc in _WINDOW_OPS:
+    _f = _window_op(_name, _how)
+    _f.__doc__ = _doc
+    op(_name, ("expr", "window"), "ts", min_window=_min_w)(_f)
 
 
 @op("Corr", ("expr", "expr", "window"), "ts_pair", min_window=2)
