@@ -256,40 +256,29 @@ def _binary(a: Tensor | float, b: Tensor | float, *, code: Binary) -> Tensor:
     return _by_rows(K.binary_ac, as_f32(b), float(a), int(FLIP.get(code, code)))
 
 
-@op("Add", _EOC, "binary", fuse=Binary.ADD)
-def _add(a: Tensor | float, b: Tensor | float) -> Tensor:
-    """a + b."""
-    return _binary(a, b, code=Binary.ADD)
+# Element-wise binary operators on expressions or constants: (name, kernel code, docstring), in this
+# order (the order is part of the RL vocabulary).
+_BINARY_OPS: tuple[tuple[str, Binary, str], ...] = (
+    ("Add", Binary.ADD, "a + b."),
+    ("Sub", Binary.SUB, "a - b."),
+    ("Mul", Binary.MUL, "a * b."),
+    ("Div", Binary.DIV, "a / b; b == 0 gives NaN (never inf)."),
+    ("Greater", Binary.GREATER, "Element-wise max(a, b) (Qlib's Greater); NaN if either is NaN."),
+    ("Less", Binary.LESS, "Element-wise min(a, b) (Qlib's Less); NaN if either is NaN."),
+)
 
 
-@op("Sub", _EOC, "binary", fuse=Binary.SUB)
-def _sub(a: Tensor | float, b: Tensor | float) -> Tensor:
-    """a - b."""
-    return _binary(a, b, code=Binary.SUB)
+def _binary_op(name: str, code: Binary, doc: str) -> Callable[..., Tensor]:
+    """The operator function of one :data:`_BINARY_OPS` row: (D, S) or scalar a, b -> (D, S)."""
+    def fn(a: Tensor | float, b: Tensor | float) -> Tensor:
+        return _binary(a, b, code=code)
+    fn.__name__ = fn.__qualname__ = f"_{name.lower()}"
+    fn.__doc__ = doc
+    return fn
 
 
-@op("Mul", _EOC, "binary", fuse=Binary.MUL)
-def _mul(a: Tensor | float, b: Tensor | float) -> Tensor:
-    """a * b."""
-    return _binary(a, b, code=Binary.MUL)
-
-
-@op("Div", _EOC, "binary", fuse=Binary.DIV)
-def _div(a: Tensor | float, b: Tensor | float) -> Tensor:
-    """a / b; b == 0 gives NaN (never inf)."""
-    return _binary(a, b, code=Binary.DIV)
-
-
-@op("Greater", _EOC, "binary", fuse=Binary.GREATER)
-def _greater(a: Tensor | float, b: Tensor | float) -> Tensor:
-    """Element-wise max(a, b) (Qlib's Greater); NaN if either is NaN."""
-    return _binary(a, b, code=Binary.GREATER)
-
-
-@op("Less", _EOC, "binary", fuse=Binary.LESS)
-def _less(a: Tensor | float, b: Tensor | float) -> Tensor:
-    """Element-wise min(a, b) (Qlib's Less); NaN if either is NaN."""
-    return _binary(a, b, code=Binary.LESS)
+for _name, _code, _doc in _BINARY_OPS:
+    op(_name, _EOC, "binary", fuse=_code)(_binary_op(_name, _code, _doc))
 
 
 @op("Pow", ("expr", "const"), "binary", fuse=Binary.POW)
