@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     from fraud.models import GraphOps
     from fraud.score import predict
     from fraud.splits import make_split
-    from fraud.train import apply_normalization, minibatch_available, train_model
+    from fraud.fit_loop import minibatch_available
+    from fraud.train import apply_normalization, train_model
 
     if args.minibatch and not minibatch_available():
         print("--minibatch needs torch-sparse (pip install 'finllm[sparse]')", file=sys.stderr)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -43,12 +43,15 @@ from factors import kernels as K
 from factors.expr import Expr, Node, from_postfix, parse, to_expr
 from factors.ops import OPS, Epilogue
 
+if TYPE_CHECKING:
+    from factors.panel import Panel
+
 
 class Evaluator:
     """Evaluate expressions on one :class:`factors.panel.Panel` (``values`` (D, S, F), ``valid`` and
     ``in_universe`` (D, S))."""
 
-    def __init__(self, panel: Any, cache_bytes: int = 1 << 30):
+    def __init__(self, panel: Panel, cache_bytes: int = 1 << 30):
         self.panel = panel
         self.valid: Tensor = torch.as_tensor(panel.valid, dtype=torch.bool).contiguous()
         uni = getattr(panel, "in_universe", None)

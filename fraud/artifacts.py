@@ -13,22 +13,23 @@ import torch
 from finllm.config import load_settings
 from finllm.errors import DataError
 from finllm.jsonsafe import json_safe
-from fraud.baselines import TreeModel
-from fraud.models import FILE_MODELS, build_model
+from fraud.detectors import load_detector
 
 if TYPE_CHECKING:
     from finllm.store.db import Store
+    from fraud.models.detector import Detector
     from fraud.splits import Split
     from fraud.train import TrainResult
 
 
 @dataclass
 class LoadedModel:
-    """A detector ready to score: ``model`` (GNN module or TreeModel) plus its stored record fields."""
+    """A detector ready to score: ``model`` (any :class:`~fraud.models.detector.Detector`) plus its stored
+    record fields."""
 
     id: str
     name: str
-    model: torch.nn.Module | TreeModel
+    model: Detector
     threshold: float
     normalization: dict
     config: dict
@@ -43,12 +44,8 @@ def save_model(result: TrainResult, store: Store, *, dataset: str, run_id: str |
     folder = Path(models_dir) if models_dir else Path(load_settings().home) / "models"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{cfg['model']}_{uuid.uuid4().hex[:12]}"
-    if isinstance(result.model, TreeModel):
-        path = folder / f"{stem}{result.model.suffix}"
-        result.model.save(str(path))
-    else:
-        path = folder / f"{stem}.pt"
-        torch.save({"state_dict": result.model.state_dict(), "config": cfg}, path)
+    path = folder / f"{stem}{result.model.suffix}"
+    result.model.save(str(path))
     metrics = {**result.metrics, **(extra_metrics or {})}
     return store.save_fraud_model(run_id=run_id, name=cfg["model"], dataset=str(dataset),
                                   threshold=float(result.threshold), normalization=json_safe(result.normalization),
@@ -66,13 +63,8 @@ def load_model(model_id: str, store: Store) -> LoadedModel:
     if not path.is_file():
         raise DataError(f"fraud model {model_id}: weights file {path} is missing")
     cfg = dict(rec.config)
-    if rec.name in FILE_MODELS:
-        model: torch.nn.Module | TreeModel = TreeModel.load(str(path), cfg.get("hparams", {}))
-    else:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(rec.name, int(cfg["in_dim"]), int(cfg["num_relations"]), **cfg["hparams"])
-        model.load_state_dict(blob["state_dict"])
-        model.eval()
+    model = load_detector(rec.name, str(path), hparams=cfg.get("hparams", {}), in_dim=int(cfg.get("in_dim", 0)),
+                          num_relations=int(cfg.get("num_relations", 1)))
     return LoadedModel(id=rec.id, name=rec.name, model=model, threshold=float(rec.threshold),
                        normalization=dict(rec.normalization), config=cfg, metrics=dict(rec.metrics),
                        dataset=rec.dataset)

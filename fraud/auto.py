@@ -41,6 +41,8 @@ from finllm.errors import ConfigError, DataError
 from fraud.models import ENSEMBLE, canonical_name
 
 if TYPE_CHECKING:
+    from fraud.datasets import GraphDataset
+    from fraud.splits import Split
     from fraud.train import TrainResult
 
 CANDIDATES: tuple[str, ...] = ("xgbgraph", "rfgraph", "mlp", "bwgnn", "hsign")
@@ -119,7 +121,7 @@ def _figures(m: dict) -> dict:
     return {k: float(m[k]) for k in METRICS}
 
 
-def train_auto(ds, split, seed: int, *, budget_s: float = DEFAULT_BUDGET_S, trials: dict[str, int] | int | None = None,
+def train_auto(ds: GraphDataset, split: Split, seed: int, *, budget_s: float = DEFAULT_BUDGET_S, trials: dict[str, int] | int | None = None,
                candidates: tuple[str, ...] | list[str] | None = None, progress: bool = False,
                ensemble_size: int = ENSEMBLE_SIZE, **train_opts: Any) -> TrainResult:
     """Tune every candidate on ``split`` and return the best one's TrainResult (see the module docstring).
@@ -127,7 +129,7 @@ def train_auto(ds, split, seed: int, *, budget_s: float = DEFAULT_BUDGET_S, tria
     ``trials``: per-candidate trial caps (an int applies to all; default :data:`TRIALS`); ``ensemble_size``:
     members of the ensemble candidate (0 or 1: none);
     ``train_opts`` go to every :func:`fraud.train.train_model` call (epochs, patience, supervisor hooks)."""
-    from fraud.train import _progress
+    from fraud.fit_loop import progress_bar
     from fraud.tuning import tune
 
     names = [canonical_name(c) for c in (candidates or CANDIDATES)]
@@ -141,7 +143,7 @@ def train_auto(ds, split, seed: int, *, budget_s: float = DEFAULT_BUDGET_S, tria
     found: dict[str, tuple[Any, list[dict], float]] = {}
     errors: dict[str, str] = {}
 
-    with _progress(progress, sum(caps.values()), f"auto seed {seed}") as bar:
+    with progress_bar(progress, sum(caps.values()), f"auto seed {seed}") as bar:
         task = bar.add_task("auto", total=sum(caps.values()), info="") if bar else None
         for i, name in enumerate(names):
             start = time.perf_counter()

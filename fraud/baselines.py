@@ -31,13 +31,18 @@ What differs from GADBench (``models/detector.py`` + ``utils.py``'s ``param_spac
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import torch
 
+from fraud.models.detector import FitOutcome
 from fraud.models.graph_ops import GraphOps
+
+if TYPE_CHECKING:
+    from fraud.models.detector import FitData, FitOptions
 
 AGGS = ("mean", "max", "min", "sum")
 AGG_CHOICES: dict[str, tuple[str, ...]] = {"all": AGGS, "mean": ("mean",), "max": ("max",), "sum": ("sum",)}
@@ -98,17 +103,47 @@ def feature_spec(hp: dict) -> tuple[int, tuple[str, ...], bool]:
 
 @dataclass
 class TreeModel:
-    """A fitted booster (``kind`` xgboost or lightgbm) and the features it was trained on."""
+    """A tree detector (``name`` xgbgraph or rfgraph; booster ``kind`` xgboost or lightgbm) on the aggregated
+    features of ``hops`` / ``aggs`` / ``relations``: the :class:`fraud.models.detector.Detector` protocol.
+    ``booster`` is None until :meth:`fit` (or :meth:`load`)."""
 
-    booster: object
+    booster: object = None
     hops: int = 2
     aggs: tuple[str, ...] = ("mean",)
     relations: bool = False
     kind: TreeKind = "lightgbm"
     hparams: dict = field(default_factory=dict)
+    name: str = ""
+    differentiable: ClassVar[bool] = False
+    # the feature bank of the graph it was fitted on, to score that graph without rebuilding the features
+    _fitted_on: tuple | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def untrained(cls, name: str, hparams: dict) -> TreeModel:
+        """Tree detector ``name`` with hyperparameters ``hparams`` (GADBench's names), ready to :meth:`fit`."""
+        hops, aggs, rel = feature_spec(hparams)
+        return cls(None, hops, aggs, rel, "xgboost" if name == "xgbgraph" else "lightgbm", dict(hparams), name)
 
     def features(self, x: torch.Tensor, g: GraphOps) -> torch.Tensor:
+        """(N, F) normalised features -> (N, D) the features the trees split on."""
+        f = self._fitted_on
+        if f is not None and f[0]() is x and f[1]() is g:
+            return f[2].get(self.hops, self.aggs, self.relations)
         return aggregate_features(x, g, self.hops, self.aggs, self.relations)
+
+    embed = features
+
+    def fit(self, data: FitData, opts: FitOptions) -> FitOutcome:
+        """Fit the booster on ``data`` (early stopping on validation AUPRC)."""
+        feats = data.bank.get(self.hops, self.aggs, self.relations).numpy()
+        soft_y = data.soft_y
+        self.booster, history, self.kind, rounds = fit_tree(
+            self.name, feats, data.y.numpy(), data.train.numpy(), data.val.numpy(), self.hparams,
+            patience=opts.patience, seed=opts.seed, sample_weight=data.weight.numpy(),
+            soft_idx=data.soft_idx.numpy(), soft_y=None if soft_y is None else soft_y.numpy(),
+            soft_w=data.soft_weight)
+        self._fitted_on = (weakref.ref(data.x), weakref.ref(data.g), data.bank)
+        return FitOutcome(history, rounds)
 
     def predict_features(self, feats: np.ndarray) -> np.ndarray:
         """(N, D) features -> (N,) fraud probabilities."""
@@ -132,10 +167,6 @@ class TreeModel:
     def load(cls, path: str, hparams: dict | int | None = None) -> TreeModel:
         """Load the booster at ``path`` (kind from its suffix); ``hparams``: the record's hyperparameters
         (an int is read as ``hops``, the old signature)."""
-        if path.endswith(".ens.json"):  # a rank-average ensemble saved as a manifest and its members' files
-            from fraud.models.ensemble import RankEnsemble
-
-            return RankEnsemble.load(path)
         hp = {"hops": hparams} if isinstance(hparams, int) else dict(hparams or {})
         hops, aggs, rel = feature_spec(hp)
         if path.endswith(".xgb.json"):
@@ -143,10 +174,10 @@ class TreeModel:
 
             booster = xgb.Booster()
             booster.load_model(path)
-            return cls(booster, hops, aggs, rel, "xgboost", hp)
+            return cls(booster, hops, aggs, rel, "xgboost", hp, "xgbgraph")
         import lightgbm as lgb
 
-        return cls(lgb.Booster(model_file=path), hops, aggs, rel, "lightgbm", hp)
+        return cls(lgb.Booster(model_file=path), hops, aggs, rel, "lightgbm", hp, "rfgraph")
 
 
 def _with_soft(feats: np.ndarray, y: np.ndarray, train: np.ndarray, w: np.ndarray, soft_idx: np.ndarray | None,

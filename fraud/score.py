@@ -20,7 +20,6 @@ from finllm.config import load_settings
 from finllm.errors import DataError
 from finllm.names import check_name
 from fraud.artifacts import LoadedModel, load_model
-from fraud.baselines import TreeModel
 from fraud.models import GraphOps
 from fraud.train import apply_normalization
 
@@ -30,7 +29,8 @@ if TYPE_CHECKING:
 
 
 def predict(loaded: LoadedModel, ds: GraphDataset, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Fraud probabilities (N,) of every node of ``ds`` (a GraphDataset) under ``loaded``."""
+    """Fraud probabilities (N,) of every node of ``ds`` (a GraphDataset) under ``loaded``, with the LLM
+    verdicts of its training run fused in when it had any (:func:`apply_verdict_fusion`)."""
     n_rel = int(loaded.config.get("num_relations", 1))
     if loaded.name == "rgnn" and n_rel > 1 and len(ds.relations) != n_rel:
         raise DataError(f"{ds.name}: has relations {ds.relations}, model {loaded.id} was trained on "
@@ -39,11 +39,25 @@ def predict(loaded: LoadedModel, ds: GraphDataset, edge_weight: torch.Tensor | N
         x = apply_normalization(ds.data.x, loaded.normalization, source=ds.name)
     g = GraphOps(ds.data.edge_index, ds.num_nodes, edge_type=getattr(ds.data, "edge_type", None),
                  edge_weight=edge_weight, num_relations=len(ds.relations))
-    if isinstance(loaded.model, TreeModel):
-        return torch.from_numpy(loaded.model.predict_proba(x, g)).float()
-    with torch.inference_mode():
-        logits = loaded.model.eval()(x, g)
-    return torch.sigmoid(logits)  # outside inference mode: a normal tensor for the callers
+    probs = loaded.model.predict_proba(x, g)
+    fusion = loaded.config.get("verdict_fusion")
+    return torch.from_numpy(apply_verdict_fusion(probs, fusion, ds) if fusion else probs).float()
+
+
+def apply_verdict_fusion(probs: np.ndarray, fusion: dict, ds: GraphDataset) -> np.ndarray:
+    """What an LLM-supervised run with ``fuse`` reported, again: every score through the run's monotone map
+    (``score_map``: the scale its threshold was chosen on) and, on the graph the run trained on (same
+    name and node count), the nodes the LLM reviewed at their fused score. (N,) -> (N,)."""
+    from fraud.supervisor.calibrate import logit
+
+    a, b = fusion["score_map"]
+    out = 1.0 / (1.0 + np.exp(-(a + b * logit(probs))))
+    if ds.name == fusion.get("dataset") and ds.num_nodes == fusion.get("nodes"):
+        index = {str(n): i for i, n in enumerate(ds.node_ids or range(ds.num_nodes))}
+        for node, p in fusion.get("reviewed", {}).items():
+            if node in index:
+                out[index[node]] = p
+    return out
 
 
 def rank_rows(node_ids: list[str], probs: torch.Tensor, threshold: float) -> pd.DataFrame:
@@ -102,6 +116,14 @@ def score_graph(model_id: str, path: str | Path, store: Store, batch: str = "", 
         metrics = {"nodes": ds.num_nodes, "above_threshold": int(df["above_threshold"].sum()),
                    "alerts_saved": len(rows), "seconds": round(secs, 4),
                    "nodes_per_s": round(ds.num_nodes / max(secs, 1e-9), 1), "report": ds.report}
+        fusion = loaded.config.get("verdict_fusion")
+        if fusion:  # the training run's LLM verdicts are part of these scores: say so
+            same = ds.name == fusion.get("dataset") and ds.num_nodes == fusion.get("nodes")
+            metrics["verdict_fusion"] = {"reviewed_nodes": len(fusion.get("reviewed", {})) if same else 0,
+                                         "note": "scores on the training run's fused scale; LLM-reviewed nodes "
+                                                 "keep their fused score" if same else
+                                                 "scores on the training run's fused scale; its LLM-reviewed "
+                                                 "nodes belong to another graph and were not applied"}
         y = ds.data.y
         lab = torch.nonzero(y >= 0).flatten()
         if len(lab) and len(set(y[lab].tolist())) == 2:

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from finllm.errors import DataError
+
+if TYPE_CHECKING:
+    from fraud.datasets import GraphDataset
 
 SETTINGS = ("full", "semi")
 SEMI_POS, SEMI_NEG = 20, 80
@@ -135,7 +139,7 @@ def check_split(split: Split, y: torch.Tensor, name: str) -> None:
                             f"{len(idx)} nodes); AUROC/AUPRC would be undefined")
 
 
-def make_split(ds, setting: str, seed: int) -> Split:
+def make_split(ds: GraphDataset, setting: str, seed: int) -> Split:
     """Split ``ds`` (a GraphDataset) for ``setting`` in {"full", "semi"} with ``seed``."""
     if setting not in SETTINGS:
         raise DataError(f"unknown setting {setting!r} (use one of {', '.join(SETTINGS)})")

@@ -24,6 +24,8 @@ import numpy as np
 from finllm.errors import DataError
 
 if TYPE_CHECKING:
+    from fraud.datasets import GraphDataset
+    from fraud.splits import Split
     from fraud.train import TrainResult
 
 _LR = tuple(float(v) for v in 10 ** np.linspace(-3, -1, 1000))
@@ -54,7 +56,7 @@ def sample(space: dict[str, Sequence[Any]], rng: np.random.Generator) -> dict[st
     return {k: _plain(v[int(rng.integers(len(v)))]) for k, v in space.items()}
 
 
-def tune(ds, name: str, split, seed: int, *, trials: int, deadline: float, cache: dict | None = None,
+def tune(ds: GraphDataset, name: str, split: Split, seed: int, *, trials: int, deadline: float, cache: dict | None = None,
          on_trial: Callable[[dict], None] | None = None, **train_opts: Any) -> tuple[TrainResult, list[dict]]:
     """Random search for model ``name``; returns (best TrainResult on validation AUPRC, trial log).
 

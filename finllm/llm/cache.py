@@ -12,11 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
 from finllm.store.tables import LLMCache, LLMCall
+
+if TYPE_CHECKING:
+    from finllm.store.db import Store
 
 _write_lock = threading.Lock()  # SQLite allows one writer; serialise this process's writes
 
@@ -29,13 +32,13 @@ def cache_key(*, model: str, template_id: str, version: str, system: str, user: 
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def cache_get(store: Any, key: str) -> str | None:
+def cache_get(store: Store, key: str) -> str | None:
     with store.session() as s:
         row = s.get(LLMCache, key)
         return None if row is None else row.response
 
 
-def cache_put(store: Any, key: str, *, model: str, template_id: str, version: str, response: str) -> None:
+def cache_put(store: Store, key: str, *, model: str, template_id: str, version: str, response: str) -> None:
     with _write_lock, store.session() as s:
         row = s.get(LLMCache, key)
         if row is None:
@@ -45,13 +48,13 @@ def cache_put(store: Any, key: str, *, model: str, template_id: str, version: st
             row.response = response
 
 
-def record_call(store: Any, **cols: Any) -> None:
+def record_call(store: Store, **cols: Any) -> None:
     """One LLMCall row per ``structured`` request (retries/repairs counted in ``attempts``)."""
     with _write_lock, store.session() as s:
         s.add(LLMCall(**cols))
 
 
-def run_usage(store: Any, run_id: str) -> dict[str, int]:
+def run_usage(store: Store, run_id: str) -> dict[str, int]:
     """Calls and tokens already spent by ``run_id`` (all processes), for budgets that resume."""
     with store.session() as s:
         calls, prompt, completion = s.execute(

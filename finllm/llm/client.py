@@ -43,7 +43,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -53,6 +53,11 @@ from finllm.llm import cache as cache_mod
 from finllm.llm.budget import Budget
 from finllm.llm.structured import MODES, repair_messages, response_format, schema_hint, schema_of, validate
 from finllm.llm.templates import TemplateError, render_template
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+    from finllm.store.db import Store
 
 _learned_modes: dict[str, str] = {}  # base_url -> response_format mode the server accepted
 _no_grammar: set[str] = set()  # base URLs that rejected the ``grammar`` request field
@@ -128,7 +133,7 @@ def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
 class Gateway:
     """One endpoint + model, a budget, and (optionally) a store for the cache and usage rows."""
 
-    def __init__(self, settings: Settings | None = None, *, store: Any = None, run_id: str | None = None,
+    def __init__(self, settings: Settings | None = None, *, store: Store | None = None, run_id: str | None = None,
                  budget: Budget | None = None, base_url: str | None = None, mode: str = "auto",
                  max_retries: int = 3, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
                  max_retry_after_s: float = 60.0, timeout_s: float | None = None,
@@ -155,7 +160,7 @@ class Gateway:
         self.timeout_s = timeout_s or self.settings.llm_timeout_s
         self.template_dirs = template_dirs
         self._sleep = sleep
-        self._client: Any = None
+        self._client: OpenAI | None = None
         self._client_error: LLMFailure | None = None
         self._lock = threading.Lock()
         self._usage = {"calls": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "failures": 0}
@@ -168,7 +173,7 @@ class Gateway:
             text = text.replace(key, "[redacted]")
         return _KEYLIKE.sub("[redacted]", text)
 
-    def _get_client(self) -> Any:
+    def _get_client(self) -> OpenAI:
         with self._lock:
             if self._client is not None:
                 return self._client
@@ -486,7 +491,7 @@ _default_stores: dict[str, Any] = {}  # database_url -> Store opened (and migrat
 _run_lock = threading.Lock()
 
 
-def get_gateway(*, run_id: str | None = None, store: Any = None, settings: Settings | None = None,
+def get_gateway(*, run_id: str | None = None, store: Store | None = None, settings: Settings | None = None,
                 budget: Budget | None = None, **kwargs: Any) -> Gateway:
     """The gateway for a run. ``store`` defaults to the configured database (cache + usage rows).
 

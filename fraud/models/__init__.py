@@ -1,17 +1,18 @@
 """Fraud detectors, one per file, and the registry ``MODELS`` (name -> class / kind).
 
-GNNs share one interface: ``model(x (N,F), g: GraphOps) -> logits (N,)`` and ``model.embed(x, g) -> (N,H)``.
-``xgbgraph`` and ``rfgraph`` are GADBench's tree detectors (``fraud.baselines``), trained by their own path in
-``fraud.train``; ``auto`` (``fraud.auto``) tunes every candidate and keeps the best on validation;
-``ensemble`` (``fraud.models.ensemble``) rank-averages trained members.
+Every detector implements the protocol of :mod:`fraud.models.detector` (``fit``, ``predict_proba``, ``embed``,
+``save``, ``load``). GNNs subclass :class:`~fraud.models.detector.GraphModule`: ``model(x (N,F), g: GraphOps) ->
+logits (N,)`` and ``model.embed(x, g) -> (N,H)``. ``xgbgraph`` and ``rfgraph`` are GADBench's tree detectors
+(``fraud.baselines.TreeModel``); ``auto`` (``fraud.auto``) tunes every candidate and keeps the best on
+validation; ``ensemble`` (``fraud.models.ensemble``) rank-averages trained members. ``fraud.detectors`` makes
+and loads any of them by name.
 """
 
 from __future__ import annotations
 
-from torch import nn
-
 from finllm.errors import ConfigError
 from fraud.models.bwgnn import BWGNN
+from fraud.models.detector import GraphModule
 from fraud.models.gat import GAT
 from fraud.models.graph_ops import GraphOps
 from fraud.models.hsign import HSIGN
@@ -20,12 +21,11 @@ from fraud.models.rgnn import RGNN
 from fraud.models.sage import SAGE
 
 # torch models trained by fraud.train's epoch loop (the MLP ignores the graph but trains the same way)
-GNN_MODELS: dict[str, type[nn.Module]] = {"sage": SAGE, "gat": GAT, "bwgnn": BWGNN, "rgnn": RGNN, "hsign": HSIGN,
+GNN_MODELS: dict[str, type[GraphModule]] = {"sage": SAGE, "gat": GAT, "bwgnn": BWGNN, "rgnn": RGNN, "hsign": HSIGN,
                                           "mlp": MLP}
 TREE_MODELS = ("xgbgraph", "rfgraph")
 AUTO = "auto"
 ENSEMBLE = "ensemble"  # fraud.models.ensemble: a rank average of trained members (saved like a tree model)
-FILE_MODELS = (*TREE_MODELS, ENSEMBLE)  # saved as their own files and loaded by fraud.baselines.TreeModel.load
 MODEL_NAMES = (AUTO, *GNN_MODELS, *TREE_MODELS, ENSEMBLE)
 ALIASES = {"graphsage": "sage", "rgcn": "rgnn", "xgb": "xgbgraph", "beta": "bwgnn", "rf": "rfgraph",
            "rf-graph": "rfgraph", "xgb-graph": "xgbgraph"}
@@ -38,7 +38,7 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def build_model(name: str, in_dim: int, num_relations: int = 1, **hparams) -> nn.Module:
+def build_model(name: str, in_dim: int, num_relations: int = 1, **hparams) -> GraphModule:
     """A fresh GNN ``name`` for ``in_dim`` features and ``num_relations`` edge types."""
     key = canonical_name(name)
     if key not in GNN_MODELS:
@@ -46,6 +46,6 @@ def build_model(name: str, in_dim: int, num_relations: int = 1, **hparams) -> nn
     return GNN_MODELS[key](in_dim, num_relations=num_relations, **hparams)
 
 
-__all__ = ["GNN_MODELS", "TREE_MODELS", "FILE_MODELS", "MODEL_NAMES", "AUTO", "ENSEMBLE", "GraphOps", "build_model",
+__all__ = ["GNN_MODELS", "TREE_MODELS", "MODEL_NAMES", "AUTO", "ENSEMBLE", "GraphOps", "build_model",
            "canonical_name",
            "SAGE", "GAT", "BWGNN", "RGNN", "HSIGN", "MLP"]

@@ -15,6 +15,7 @@ import torch
 from numpy.polynomial import polynomial as P
 from torch import nn
 
+from fraud.models.detector import GraphModule
 from fraud.models.graph_ops import GraphOps, spmm
 
 
@@ -28,7 +29,7 @@ def beta_wavelet_coefficients(order: int) -> list[list[float]]:
     return out
 
 
-class BWGNN(nn.Module):
+class BWGNN(GraphModule):
     """x (N,F) -> logits (N,); ``embed`` gives (N, (order+1)*hidden)."""
 
     def __init__(self, in_dim: int, hidden: int = 64, order: int = 2, dropout: float = 0.0,

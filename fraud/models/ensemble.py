@@ -7,8 +7,8 @@ score is the mean of those quantiles: members on different scales (boosted trees
 alike, and the order on the training graph is the rank average. The decision threshold is chosen on
 validation like any model's.
 
-It subclasses :class:`fraud.baselines.TreeModel` as "a model scored by ``predict_proba(x, g)`` and saved by
-``save(path)``", which is what the scoring, explanation (occlusion) and saving code test for.
+It implements the :class:`fraud.models.detector.Detector` protocol (``predict_proba``, ``embed``, ``save``,
+``load``); it is built from trained members, not fitted itself.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 
-from fraud.baselines import TreeModel
 from fraud.models.graph_ops import GraphOps
 
 if TYPE_CHECKING:
+    from fraud.datasets import GraphDataset
+    from fraud.models.detector import Detector
     from fraud.splits import Split
     from fraud.train import TrainResult
 
@@ -56,38 +56,44 @@ def rank_average(member_probs: list[np.ndarray]) -> np.ndarray:
 
 @dataclass
 class Member:
-    """One member: its name, fitted model (TreeModel or torch module) and what rebuilds it."""
+    """One member: its name, fitted detector and what rebuilds it."""
 
     name: str
-    model: TreeModel | nn.Module
+    model: Detector
     reference: np.ndarray
     hparams: dict = field(default_factory=dict)
     in_dim: int = 0
     num_relations: int = 1
 
     def predict_proba(self, x: torch.Tensor, g: GraphOps) -> np.ndarray:
-        if isinstance(self.model, TreeModel):
-            return self.model.predict_proba(x, g)
-        with torch.no_grad():
-            return torch.sigmoid(self.model.eval()(x, g)).numpy()
+        return self.model.predict_proba(x, g)
 
 
 @dataclass
-class RankEnsemble(TreeModel):
-    """Members' quantile-mapped scores, averaged: (N, F) features -> (N,) scores in [0, 1]."""
+class RankEnsemble:
+    """Members' scores combined: (N, F) features -> (N,) scores in [0, 1]. ``how``: ``rank_average`` (the mean
+    of quantile-mapped scores: members on different scales count alike) or ``logit_average`` (the mean
+    log-odds of members on one scale, e.g. the LLM supervisor's round-1 and round-2 networks)."""
 
-    booster: object = None
     members: list[Member] = field(default_factory=list)
+    hparams: dict = field(default_factory=dict)
+    how: str = "rank_average"
+    suffix: ClassVar[str] = SUFFIX
+    differentiable: ClassVar[bool] = False
 
     def combine(self, member_probs: list[np.ndarray]) -> np.ndarray:
+        if self.how == "logit_average":
+            q = [np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6) for p in member_probs]
+            return 1.0 / (1.0 + np.exp(-np.mean([np.log(v / (1 - v)) for v in q], axis=0)))
         return np.mean([to_quantile(p, m.reference) for p, m in zip(member_probs, self.members)], axis=0)
 
     def predict_proba(self, x: torch.Tensor, g: GraphOps) -> np.ndarray:
         return self.combine([m.predict_proba(x, g) for m in self.members])
 
-    @property
-    def suffix(self) -> str:
-        return SUFFIX
+    def embed(self, x: torch.Tensor, g: GraphOps) -> torch.Tensor:
+        """The first member's representation (what the ensemble's TrainResult carries)."""
+        with torch.no_grad():
+            return self.members[0].model.embed(x, g)
 
     def save(self, path: str) -> None:
         """A manifest at ``path`` and each member's file beside it (named after the manifest)."""
@@ -95,34 +101,33 @@ class RankEnsemble(TreeModel):
         stem = p.name[: -len(SUFFIX)] if p.name.endswith(SUFFIX) else p.stem
         rows = []
         for i, m in enumerate(self.members):
-            if isinstance(m.model, TreeModel):
-                file = f"{stem}.m{i}{m.model.suffix}"
-                m.model.save(str(p.parent / file))
-            else:
-                file = f"{stem}.m{i}.pt"
-                torch.save({"state_dict": m.model.state_dict()}, p.parent / file)
+            file = f"{stem}.m{i}{m.model.suffix}"
+            m.model.save(str(p.parent / file))
             rows.append({"name": m.name, "file": file, "hparams": m.hparams, "in_dim": m.in_dim,
                          "num_relations": m.num_relations, "reference": m.reference.tolist()})
-        p.write_text(json.dumps({"kind": "rank_average", "members": rows}))
+        p.write_text(json.dumps({"kind": self.how, "members": rows}))
 
     @classmethod
-    def load(cls, path: str, hparams: dict | int | None = None) -> RankEnsemble:
-        from fraud.models import build_model
+    def load(cls, path: str, hparams: dict | None = None) -> RankEnsemble:
+        from fraud.detectors import load_detector
 
         p = Path(path)
+        manifest = json.loads(p.read_text())
         members = []
-        for row in json.loads(p.read_text())["members"]:
-            file = str(p.parent / row["file"])
-            if row["file"].endswith(".pt"):
-                model: TreeModel | nn.Module = build_model(row["name"], int(row["in_dim"]), int(row["num_relations"]),
-                                                           **row["hparams"])
-                model.load_state_dict(torch.load(file, map_location="cpu", weights_only=True)["state_dict"])
-                model.eval()
-            else:
-                model = TreeModel.load(file, row["hparams"])
+        for row in manifest["members"]:
+            model = load_detector(row["name"], str(p.parent / row["file"]), hparams=row["hparams"],
+                                  in_dim=int(row["in_dim"]), num_relations=int(row["num_relations"]))
             members.append(Member(row["name"], model, np.asarray(row["reference"]), row["hparams"],
                                   int(row["in_dim"]), int(row["num_relations"])))
-        return cls(members=members, hparams={"members": [m.name for m in members]})
+        return cls(members=members, hparams={"members": [m.name for m in members]},
+                   how=manifest.get("kind", "rank_average"))
+
+
+def member_of(result: TrainResult) -> Member:
+    """A trained result as an ensemble member (its detector, scores' quantile map and record fields)."""
+    c = result.config
+    return Member(c["model"], result.model, quantile_reference(result.probs.numpy()), dict(c["hparams"]),
+                  int(c["in_dim"]), int(c["num_relations"]))
 
 
 def combine_results(results: list[TrainResult], split: Split, y: torch.Tensor) -> TrainResult:
@@ -131,8 +136,7 @@ def combine_results(results: list[TrainResult], split: Split, y: torch.Tensor) -
     from fraud.evaluate import choose_threshold, evaluate
     from fraud.train import TrainResult
 
-    members = [Member(r.config["model"], r.model, quantile_reference(r.probs.numpy()), dict(r.config["hparams"]),
-                      int(r.config["in_dim"]), int(r.config["num_relations"])) for r in results]
+    members = [member_of(r) for r in results]
     spec = [{"model": r.config["model"], "hparams": r.config["hparams"], "lr": r.config.get("lr")} for r in results]
     model = RankEnsemble(members=members, hparams={"members": spec})
     probs = torch.from_numpy(model.combine([r.probs.numpy() for r in results])).float()
@@ -149,7 +153,7 @@ def combine_results(results: list[TrainResult], split: Split, y: torch.Tensor) -
 DEFAULT_MEMBERS = ({"model": "xgbgraph"}, {"model": "rfgraph"}, {"model": "mlp"})
 
 
-def train_ensemble(ds, split: Split, seed: int, hparams: dict | None = None, **train_opts) -> TrainResult:
+def train_ensemble(ds: GraphDataset, split: Split, seed: int, hparams: dict | None = None, **train_opts) -> TrainResult:
     """Train each member (``hparams["members"]``: [{"model", "hparams", "lr"}], default XGBGraph, RF-Graph and
     an MLP with their defaults) with ``train_opts`` (hooks included), then :func:`combine_results`."""
     from fraud.train import train_model

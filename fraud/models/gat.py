@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter, softmax
 
+from fraud.models.detector import GraphModule
 from fraud.models.graph_ops import GraphOps
 
 
@@ -35,7 +36,7 @@ class GATLayer(nn.Module):
         return out.reshape(n, -1) + self.root(x)
 
 
-class GAT(nn.Module):
+class GAT(GraphModule):
     """x (N,F) -> logits (N,); ``embed`` gives (N, (layers+1)*hidden)."""
 
     def __init__(self, in_dim: int, hidden: int = 64, layers: int = 2, heads: int = 4, dropout: float = 0.1,

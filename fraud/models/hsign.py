@@ -34,6 +34,7 @@ import weakref
 import torch
 from torch import nn
 
+from fraud.models.detector import GraphModule
 from fraud.models.graph_ops import GraphOps, powers, spmm
 
 
@@ -94,7 +95,7 @@ class _Members(nn.Module):
         return self.members(e).mean(1, keepdim=True)
 
 
-class HSIGN(nn.Module):
+class HSIGN(GraphModule):
     """x (N,F) -> logits (N,); ``embed`` gives (N, ensemble*hidden).
 
     Training hooks used by ``fraud.train``: ``member_logits`` (N, k) so each member gets its own loss (a

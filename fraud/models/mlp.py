@@ -9,12 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fraud.models.detector import GraphModule
 from fraud.models.graph_ops import GraphOps
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "tanh": nn.Tanh}
 
 
-class MLP(nn.Module):
+class MLP(GraphModule):
     """``layers`` hidden blocks (Linear, activation, dropout) of width ``hidden``, then a linear head."""
 
     def __init__(self, in_dim: int, hidden: int = 64, layers: int = 2, dropout: float = 0.0,

@@ -10,10 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fraud.models.detector import GraphModule
 from fraud.models.graph_ops import GraphOps, spmm
 
 
-class RGNN(nn.Module):
+class RGNN(GraphModule):
     """x (N,F) -> logits (N,); ``embed`` gives (N, (layers+1)*hidden)."""
 
     def __init__(self, in_dim: int, hidden: int = 64, layers: int = 2, dropout: float = 0.1,

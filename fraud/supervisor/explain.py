@@ -32,11 +32,13 @@ if TYPE_CHECKING:
     from finllm.llm.client import Gateway
     from fraud.artifacts import LoadedModel
     from fraud.datasets import GraphDataset
+    from fraud.models.graph_ops import GraphOps
 
 PHRASE_TEMPLATE = "explain_alert"
 
 
-def _inputs(loaded: Any, ds: Any, edge_weight: torch.Tensor | None = None):
+def _inputs(loaded: LoadedModel, ds: GraphDataset,
+            edge_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, GraphOps]:
     from fraud.models import GraphOps
     from fraud.train import apply_normalization
 
@@ -46,22 +48,16 @@ def _inputs(loaded: Any, ds: Any, edge_weight: torch.Tensor | None = None):
     return x, g
 
 
-def _score(loaded: Any, x: torch.Tensor, g: Any) -> torch.Tensor:
-    from fraud.baselines import TreeModel
-
-    if isinstance(loaded.model, TreeModel):
-        return torch.from_numpy(loaded.model.predict_proba(x, g)).float()
-    with torch.no_grad():
-        return torch.sigmoid(loaded.model(x, g))
+def _score(loaded: LoadedModel, x: torch.Tensor, g: GraphOps) -> torch.Tensor:
+    return torch.from_numpy(loaded.model.predict_proba(x, g)).float()
 
 
-def feature_attribution(loaded: Any, ds: Any, node: int, top: int = 5) -> list[dict]:
-    """Top ``top`` features of ``node`` by |attribution| (logit units for GNNs, probability for trees)."""
-    from fraud.baselines import TreeModel
-
+def feature_attribution(loaded: LoadedModel, ds: GraphDataset, node: int, top: int = 5) -> list[dict]:
+    """Top ``top`` features of ``node`` by |attribution| (gradient x input in logit units for a
+    differentiable detector, occlusion in probability for trees and ensembles)."""
     x, g = _inputs(loaded, ds)
     f = x.size(1)
-    if isinstance(loaded.model, TreeModel):
+    if not loaded.model.differentiable:
         base = float(_score(loaded, x, g)[node])
         xs = x.clone()
         attr = torch.zeros(f)
@@ -89,7 +85,7 @@ def _logit(p: float, eps: float = 1e-7) -> float:
     return math.log(p / (1 - p))
 
 
-def neighbor_attribution(loaded: Any, ds: Any, node: int, *, top: int = 5, max_neighbors: int = 30) -> list[dict]:
+def neighbor_attribution(loaded: LoadedModel, ds: GraphDataset, node: int, *, top: int = 5, max_neighbors: int = 30) -> list[dict]:
     """Neighbours of ``node`` ranked by |score change when their edges to ``node`` are removed|."""
     x, g = _inputs(loaded, ds)
     base_probs = _score(loaded, x, g)
@@ -113,13 +109,12 @@ def neighbor_attribution(loaded: Any, ds: Any, node: int, *, top: int = 5, max_n
     return out[:top]
 
 
-def llm_rationale(loaded: Any, ds: Any, node: int, gateway: Gateway, probs: torch.Tensor) -> dict[str, Any]:
+def llm_rationale(loaded: LoadedModel, ds: GraphDataset, node: int, gateway: Gateway, probs: torch.Tensor) -> dict[str, Any]:
     """One LLM verdict on ``node`` (dict with verdict fields, or ``{"error": ...}``); never raises."""
-    from fraud.baselines import TreeModel
     from fraud.supervisor.verdict import FraudVerdict, clean_neighbors
 
     emb = None
-    if not isinstance(loaded.model, TreeModel):
+    if loaded.model.differentiable:  # learned embeddings (a tree's "embedding" is its raw feature table)
         x, g = _inputs(loaded, ds)
         with torch.no_grad():
             emb = loaded.model.embed(x, g)

@@ -50,18 +50,27 @@ import dataclasses
 import sys
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from finllm.errors import ConfigError
+from fraud.models.ensemble import RankEnsemble, member_of
 from fraud.supervisor.calibrate import (AddedInfo, Rule, cautious, decide, fit_combination, posterior, score_map,
                                         score_only)
 from fraud.supervisor.prompt import PromptContext, build_context, describe_compact, train_label_view
 from fraud.supervisor.select import band_queries, label_disagreements, top_k, uncertainty
 from fraud.supervisor.trust import edge_reliability, node_reliability
 from fraud.supervisor.verdict import FraudScore, clean_neighbors
+
+if TYPE_CHECKING:
+    from finllm.llm.client import Gateway
+    from fraud.datasets import GraphDataset
+    from fraud.splits import Split
+    from fraud.supervisor.prompt import NodePrompt
+    from fraud.train import TrainResult
 
 USES = ("pseudo", "fuse", "noise", "edges")
 # "all" (the CLI default) = the uses measured to carry the gain (bench/results/supervisor_dose.md);
@@ -100,7 +109,7 @@ def _aggregate(samples: list[Any], n: int) -> dict | None:
             "valid_samples": len(vals)}
 
 
-def _concurrency(gateway: Any) -> int:
+def _concurrency(gateway: Gateway) -> int:
     """The embedded llama.cpp server answers one request at a time: queueing several behind it only
     makes them time out and retry, so requests go one by one there."""
     if getattr(gateway, "embedded", False):
@@ -108,7 +117,7 @@ def _concurrency(gateway: Any) -> int:
     return max(1, int(getattr(getattr(gateway, "settings", None), "llm_concurrency", 1)))
 
 
-def ask(gateway: Any, prompts: dict[int, Any], *, dataset: str, samples: int, progress: bool = False,
+def ask(gateway: Gateway, prompts: dict[int, NodePrompt], *, dataset: str, samples: int, progress: bool = False,
         max_tokens: int = 24) -> tuple[dict[int, dict], Counter]:
     """One verdict per node (``samples`` sampled verdicts aggregated when > 1).
 
@@ -153,7 +162,7 @@ def _edge_ids(edge_index: torch.Tensor, n: int, pairs: list[tuple[int, int]]) ->
     return torch.nonzero(torch.isin(key, want)).flatten()
 
 
-def build_signals(ds: Any, probs: torch.Tensor, verdicts: dict[int, dict], roles: dict[int, str], *,
+def build_signals(ds: GraphDataset, probs: torch.Tensor, verdicts: dict[int, dict], roles: dict[int, str], *,
                   info: AddedInfo, uses: set[str], w_edge: float, given_y: torch.Tensor, n_train: int,
                   soft_scale: float = 1.0) -> dict[str, Any]:
     """Training hooks for round 2 from the verdicts of queried (``query``) and disputed training
@@ -237,7 +246,7 @@ def _say(progress: bool, msg: str) -> None:
         print(f"supervisor: {msg}", file=sys.stderr, flush=True)
 
 
-def _rescored(res: Any, probs: np.ndarray, split: Any, y: torch.Tensor) -> Any:
+def _rescored(res: TrainResult, probs: np.ndarray, split: Split, y: torch.Tensor) -> TrainResult:
     """A copy of TrainResult ``res`` with new scores (N,), the threshold chosen on validation again."""
     from fraud.evaluate import choose_threshold, evaluate
 
@@ -257,9 +266,9 @@ def _auprc_on(probs: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> float 
     return round(float(auprc(probs[idx], yy)), 4)
 
 
-def train_supervised(ds: Any, model_name: str, split: Any, seed: int, *, budget: int, uses: set[str] | str | None,
-                     gateway: Any, progress: bool = False, samples: int | None = None, max_features: int = 4,
-                     pool: str = "scored", val_guard: bool = True, round1: Any = None,
+def train_supervised(ds: GraphDataset, model_name: str, split: Split, seed: int, *, budget: int, uses: set[str] | str | None,
+                     gateway: Gateway | None, progress: bool = False, samples: int | None = None, max_features: int = 4,
+                     pool: str = "scored", val_guard: bool = True, round1: TrainResult | None = None,
                      rule: Rule | None = None, first_look: int = 6, step: int = 6, cal_share: float = 0.5,
                      noise_share: float = 0.1, soft_scale: float = 1.0, ruled_out: str | None = None,
                      source: dict | None = None, **train_opts: Any) -> tuple[Any, dict]:
@@ -290,7 +299,7 @@ def train_supervised(ds: Any, model_name: str, split: Any, seed: int, *, budget:
         report["source"] = dict(source)
     tag = "SIMULATED verdict source: " if (source or {}).get("kind") in ("simulated", "echo") else ""
 
-    def finish(result: Any, status: str, reason: str) -> tuple[Any, dict]:
+    def finish(result: TrainResult, status: str, reason: str) -> tuple[TrainResult, dict]:
         report.update(status=status, reason=tag + reason, supervised=status == "applied",
                       seconds=round(time.perf_counter() - t0, 1))
         if result is round1:  # a caller's round 1 (reused across variants) is never modified: a shallow copy
@@ -436,9 +445,12 @@ def train_supervised(ds: Any, model_name: str, split: Any, seed: int, *, budget:
         report["round2"] = {"val": r2.metrics["val"], "test": r2.metrics["test"]}
         # round 2 alone swings with the retrain (bench: -0.02 .. +0.04 AUPRC on Bitcoin OTC at Q 0.8); its
         # log-odds average with round 1 keeps what the verdicts taught and halves that variance
-        z = (torch.logit(r1.probs.detach().float().clamp(1e-6, 1 - 1e-6))
-             + torch.logit(r2.probs.detach().float().clamp(1e-6, 1 - 1e-6))) / 2
-        r2 = _rescored(r2, torch.sigmoid(z).numpy(), split, y)
+        # saved as that pair, so the stored detector scores what the run reports
+        pair = RankEnsemble(members=[member_of(r1), member_of(r2)], how="logit_average",
+                            hparams={"members": ["round1", "round2"]})
+        r2 = _rescored(r2, pair.combine([r1.probs.numpy(), r2.probs.numpy()]), split, y)
+        r2.model = pair
+        r2.config = {**r2.config, "rounds_averaged": True}
         report["round2_averaged"] = {"val": r2.metrics["val"], "test": r2.metrics["test"]}
         keep = r2
         if val_guard and r2.metrics["val"]["auprc"] < r1.metrics["val"]["auprc"]:
@@ -453,6 +465,12 @@ def train_supervised(ds: Any, model_name: str, split: Any, seed: int, *, budget:
         fused = score_only(comb, sk)
         fused[qn] = posterior(comb, sk[qn], np.array([verdicts[i]["q"] for i in qn]))
         final = _rescored(keep, fused, split, y)
+        # what `fraud score` needs to give these figures again: the score's map, and the reviewed nodes'
+        # fused scores (applied on this graph only, see fraud.score.apply_verdict_fusion)
+        ids = ds.node_ids or [str(i) for i in range(ds.num_nodes)]
+        final.config = {**final.config, "verdict_fusion": {
+            "score_map": [float(c) for c in comb.score_coef], "dataset": ds.name, "nodes": int(ds.num_nodes),
+            "reviewed": {str(ids[i]): float(fused[i]) for i in qn}}}
         report["fused_nodes"] = len(qn)
     unq = split.test[~torch.isin(split.test, torch.tensor(qn, dtype=torch.long))]
     report["test_unqueried"] = {"nodes": int(unq.numel()), "round1_auprc": _auprc_on(r1.probs, y, unq),
@@ -468,8 +486,8 @@ def train_supervised(ds: Any, model_name: str, split: Any, seed: int, *, budget:
     return finish(final, "applied", how)
 
 
-def run_seeds_supervised(ds: Any, model_name: str, setting: str, seeds: int | list[int], *, budget: int,
-                         uses: set[str] | str | None, gateway: Any, progress: bool = False,
+def run_seeds_supervised(ds: GraphDataset, model_name: str, setting: str, seeds: int | list[int], *, budget: int,
+                         uses: set[str] | str | None, gateway: Gateway | Callable[[], Gateway] | None, progress: bool = False,
                          **train_opts: Any) -> tuple[dict, Any]:
     """:func:`fraud.train.run_seeds` with the supervisor: same summary format plus ``"supervisor"``
     (one compact report per seed). ``gateway``: a Gateway, None, or a zero-argument factory; a factory

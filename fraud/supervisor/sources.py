@@ -10,9 +10,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from finllm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from finllm.llm.client import Gateway
+    from finllm.store.db import Store
 
 KINDS = ("none", "llm", "simulated")
 
@@ -30,8 +36,9 @@ def check_source(kind: str, auroc: float | None) -> None:
 
 
 @contextmanager
-def verdict_source(kind: str, labels: Any = None, *, auroc: float | None = None, run_id: str | None = None,
-                   store: Any = None, calls: int = 0, seed: int = 0) -> Iterator[tuple[Callable[[], Any] | None, dict]]:
+def verdict_source(kind: str, labels: np.ndarray | None = None, *, auroc: float | None = None,
+                   run_id: str | None = None, store: Store | None = None, calls: int = 0,
+                   seed: int = 0) -> Iterator[tuple[Callable[[], Gateway] | None, dict]]:
     """Yield (gateway factory, description) for ``kind`` in none | llm | simulated.
 
     ``labels`` (N,) true labels: only the simulated server reads them (server-side, by node id).
@@ -50,8 +57,6 @@ def verdict_source(kind: str, labels: Any = None, *, auroc: float | None = None,
     if kind == "llm":
         yield (lambda: get_gateway(run_id=run_id, store=store)), {"kind": "llm", **describe(settings)}
         return
-    import numpy as np
-
     from fraud.supervisor.simulated import SimulatedVerdictServer
 
     with SimulatedVerdictServer(np.asarray(labels), float(auroc), seed=seed) as srv:

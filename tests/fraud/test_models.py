@@ -10,7 +10,8 @@ from finllm.errors import ConfigError
 from fraud.baselines import aggregate_features
 from fraud.models import GNN_MODELS, GraphOps, build_model
 from fraud.splits import make_split
-from fraud.train import minibatch_available, run_seeds, train_model
+from fraud.fit_loop import minibatch_available
+from fraud.train import run_seeds, train_model
 
 EPOCHS = {"sage": 25, "gat": 8, "bwgnn": 25, "rgnn": 12, "hsign": 25, "mlp": 25, "xgbgraph": 60, "rfgraph": 60,
           "ensemble": 40}

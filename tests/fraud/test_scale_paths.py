@@ -20,7 +20,8 @@ from fraud.models import GNN_MODELS, GraphOps, build_model
 from fraud.models.graph_ops import spmm
 from fraud.score import predict
 from fraud.splits import make_split
-from fraud.train import apply_normalization, minibatch_available, train_model
+from fraud.fit_loop import minibatch_available
+from fraud.train import apply_normalization, train_model
 
 
 def _random_graph(seed: int, n: int = 300, e: int = 3000):
@@ -182,7 +183,7 @@ needs_sparse = pytest.mark.skipif(not minibatch_available(),
 
 @needs_sparse
 def test_neighbor_loader_batches_carry_weights_relations_and_targets(bitcoin):
-    from fraud.train import neighbor_loader
+    from fraud.fit_loop import neighbor_loader
 
     d = bitcoin.data
     e = d.edge_index.size(1)

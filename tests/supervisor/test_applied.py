@@ -83,6 +83,19 @@ def test_cli_simulated_q095_gains_over_plain_and_says_simulated(tmp_path, monkey
     run = store.get_run(out["run_id"])
     assert run.config["supervisor"] == "simulated" and run.config["simulated_auroc"] == 0.95
     assert "SIMULATED" in run.name and run.metrics["supervisor"][0]["source"]["kind"] == "simulated"
+    # the saved detector scores what the run reported: round 1 + round 2 (logit average) and the fused
+    # verdicts of the reviewed nodes, applied again by `fraud score` on this graph
+    import numpy as np
+
+    from fraud.artifacts import load_model
+    from fraud.datasets import load_graph
+    from fraud.score import predict
+
+    loaded = load_model(out["model_id"], store)
+    reported = np.load(run.artifacts["predictions"])["score"]
+    again = predict(loaded, load_graph(BITCOIN)).numpy()
+    assert loaded.config["verdict_fusion"]["reviewed"]
+    np.testing.assert_allclose(again, reported, atol=2e-6)
     store.dispose()
 
 
