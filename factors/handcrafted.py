@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
+    from factors.evaluate import Evaluator
     from factors.mine import SplitScorer
 
 WINDOWS = (5, 10, 20, 30, 60)
@@ -80,7 +81,7 @@ def alpha158_style(windows: tuple[int, ...] = WINDOWS) -> dict[str, str]:
     return f
 
 
-def feature_matrix(evaluator: Any, exprs: dict[str, str], progress: Any = None) -> tuple[list[str], torch.Tensor]:
+def feature_matrix(evaluator: Evaluator, exprs: dict[str, str], progress: Any = None) -> tuple[list[str], torch.Tensor]:
     """Evaluate every expression: names and a (F, D, S) float32 tensor (NaN where undefined).
 
     The evaluator's subexpression cache is cleared afterwards (these trees are not reused)."""

@@ -27,13 +27,16 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from factors.expr import Expr, from_postfix
 from factors.pool import AddResult, AlphaPool
 from finllm.errors import ExpressionError
+
+if TYPE_CHECKING:
+    from factors.evaluate import Evaluator
 
 _FINAL = {"nan", "constant", "weak", "invalid"}  # verdicts independent of the pool's state
 INVALID_REWARD = -0.1  # :meth:`PoolScorer.score` of an invalid expression; AlphaEnv pays its own invalid_reward
@@ -42,7 +45,7 @@ INVALID_REWARD = -0.1  # :meth:`PoolScorer.score` of an invalid expression; Alph
 class PoolScorer:
     """Score expressions against ``pool``; ``rows`` selects the pool's days of the evaluator's panel."""
 
-    def __init__(self, evaluator: Any, pool: AlphaPool, rows: slice, *, reward_mode: str = "objective",
+    def __init__(self, evaluator: Evaluator, pool: AlphaPool, rows: slice, *, reward_mode: str = "objective",
                  max_len: int = 20, zcache_bytes: int = 128 << 20, caches: bool = True) -> None:
         if reward_mode not in ("objective", "gain"):
             raise ValueError("reward_mode must be 'objective' or 'gain'")

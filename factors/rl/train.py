@@ -147,7 +147,7 @@ class _Checkpointer:
     def __init__(self, folder: Path, every_s: float, meta: dict[str, Any]) -> None:
         self.folder, self.every_s, self.meta = folder, every_s, meta
 
-    def save(self, model: Any, scorer: PoolScorer, elapsed: float, episodes: int) -> None:
+    def save(self, model: MaskablePPO, scorer: PoolScorer, elapsed: float, episodes: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / "model.tmp.zip"
         model.save(tmp)
