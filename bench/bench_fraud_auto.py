@@ -140,13 +140,14 @@ def run_one(ds, setting: str, seed: int, auto: dict, epochs: int, patience: int)
             cands[name] = {"error": row["error"]}
             continue
         cands[name] = {"val": row["val"], "test": row["test"], "trials": row["trials"], "seconds": row["seconds"],
-                       "hparams": row["hparams"], "lr": row["lr"]}
+                       "hparams": row["hparams"], "lr": row["lr"], "kept_trials": row.get("kept_trials")}
     xgb0 = a["candidates"].get("xgbgraph", {}).get("trial_log", [{}])[0]
     probs = {f"p/{c}": p.numpy().astype(np.float32) for c, p in res.candidate_probs.items()}
     probs.update({"val_idx": split.val.numpy(), "test_idx": split.test.numpy(), "y": ds.data.y.numpy()})
     return {"probs": probs, "seed": seed, "winner": a["winner"], "val": res.metrics["val"], "test": res.metrics["test"],
             "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": a.get("cpu_seconds"), "candidates": cands,
-            "xgbgraph_defaults_test_auprc": xgb0.get("test_auprc"), "split": res.config.get("split")}
+            "xgbgraph_defaults_test_auprc": xgb0.get("test_auprc"), "split": res.config.get("split"),
+            "trial_ensemble": res.config["auto"].get("trial_ensemble", {})}
 
 
 def ms(v: list[float]) -> str:
@@ -245,7 +246,13 @@ def report(rows: list[dict], candidates: list[str], args, arrays: dict[str, np.n
     cols = [*candidates, "ensemble"]
     head = ["graph", "setting", "seeds", *cols, "XGBGraph (defaults)", "best single on val (previous auto)",
             "XGBGraph unless beaten by 1 SE", "**auto**", "auto picked", "wall s / seed"]
-    lines = [f"Test AUPRC, mean ± std over seeds (each candidate tuned on validation within auto's budget; "
+    kept = {}  # candidates kept as an average of their best trials (from r4 on): their hparams list members
+    for r in rows:
+        for c, row in r["candidates"].items():
+            if c != "ensemble" and "members" in (row.get("hparams") or {}):
+                kept[c] = max(kept.get(c, 0), len(row["hparams"]["members"]))
+    how = "".join(f", {c} kept as the rank average of its {k} best trials on validation" for c, k in kept.items())
+    lines = [f"Test AUPRC, mean ± std over seeds (each candidate tuned on validation within auto's budget{how}; "
              f"auto budget {args.budget:g} s per seed, trial caps {args.trials or 'default'}; max {args.epochs} "
              f"epochs, patience {args.patience}; {args.threads} torch thread(s) on 2 shared CPU cores loaded by "
              f"parallel work, so seconds are pessimistic). \"ensemble\": rank average of the 3 best candidates on "
@@ -283,11 +290,28 @@ def report(rows: list[dict], candidates: list[str], args, arrays: dict[str, np.n
                 f"(goal >= {means[best] - 0.005:.4f}): {'MET' if a >= means[best] - 0.005 else 'NOT MET'}")
         if graph in SHIPPED and "xgbgraph" in means:
             text += f"; vs XGBGraph {means['xgbgraph']:.4f}: {'MET' if a >= means['xgbgraph'] else 'NOT MET'}"
+        if xgb0:  # "tuned candidates that beat the untuned XGBGraph by a point or more"
+            d = float(np.mean(xgb0))
+            text += (f"; vs untuned XGBGraph {d:.4f}: auto {a - d:+.4f}, tuned xgbgraph "
+                     f"{means.get('xgbgraph', float('nan')) - d:+.4f} (goal >= +0.01: auto "
+                     f"{'MET' if a - d >= 0.01 else 'NOT MET'})")
         verdicts.append(text + ("" if setting == "full" else " (semi: no goal, reported)"))
     if checked:
         verdicts.append(f"- rows run with the current train_auto: {checked}; its recorded winner equals the replay's "
                         f"in {matched}")
     return "\n".join(lines + [""] + verdicts)
+
+
+def merge(parts: list[Path], out: Path) -> None:
+    """Rows and stored scores of bench files run side by side (same arguments, other graphs) into ``out``."""
+    rows: list[dict] = []
+    arrays: dict[str, np.ndarray] = {}
+    for p in parts:
+        rows += json.loads(p.read_text())["rows"]
+        arrays.update(np.load(p.with_name(p.stem + "_probs.npz")))
+    first = json.loads(parts[0].read_text())["args"]
+    out.write_text(json.dumps({"args": first, "merged_from": [p.name for p in parts], "rows": rows}, indent=1))
+    np.savez_compressed(out.with_name(out.stem + "_probs.npz"), **arrays)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--variants", default="", help="comma list of bench JSON files: print the selection-rule "
                     "study (see variants()) from their stored scores, and nothing else")
+    ap.add_argument("--merge", default="", help="comma list of bench JSON files (parts run side by side): write "
+                    "their rows and stored scores into --out, then report it")
     args = ap.parse_args(argv)
+    if args.merge:
+        merge([Path(p) for p in args.merge.split(",")], Path(args.out))
+        args.report_only = True
     if args.variants:
         print(variants_table([Path(p) for p in args.variants.split(",")]))
         return 0

@@ -5,7 +5,9 @@ Trial 0 is the model's defaults (``fraud.train.DEFAULTS``, as GADBench's trial 0
 1.. draw every hyperparameter uniformly from its list, with a generator seeded by (seed, model), so the same
 seed draws the same trials. The search stops after ``trials`` trials or at ``deadline`` (checked before
 each trial after the first, so the defaults always run); the result says how many ran. The best trial on
-validation AUPRC is kept; test figures are computed by ``train_model`` but never looked at here.
+validation AUPRC is kept, or with ``keep=k`` the rank average of the k best (``--model auto`` does this for
+XGBGraph: a single best trial on a small validation set is mostly a lucky draw,
+bench/results/fraud_auto_xgb_study.md); test figures are computed by ``train_model`` but never looked at here.
 
 Spaces that differ from GADBench: XGBGraph/RF-Graph see ``fraud.baselines``; BWGNN's ``order`` is
 GADBench's ``num_layers`` (the wavelet order), its MLP depth and activation are fixed; HSIGN is finllm's
@@ -57,16 +59,21 @@ def sample(space: dict[str, Sequence[Any]], rng: np.random.Generator) -> dict[st
 
 
 def tune(ds: GraphDataset, name: str, split: Split, seed: int, *, trials: int, deadline: float, cache: dict | None = None,
-         on_trial: Callable[[dict], None] | None = None, **train_opts: Any) -> tuple[TrainResult, list[dict]]:
-    """Random search for model ``name``; returns (best TrainResult on validation AUPRC, trial log).
+         on_trial: Callable[[dict], None] | None = None, keep: int = 1,
+         **train_opts: Any) -> tuple[TrainResult, list[dict]]:
+    """Random search for model ``name``; returns (the result, trial log).
 
+    The result is the best trial on validation AUPRC, or with ``keep`` > 1 (and at least 2 trials that ran)
+    the rank-average ensemble (:func:`fraud.models.ensemble.combine_results`, model name ``ensemble``) of the
+    ``keep`` best trials on validation AUPRC; ``config["tuned"]`` says which.
     ``deadline``: a ``time.perf_counter()`` value; ``on_trial(log_row)`` is called after every trial.
     A trial that diverges (DataError from training) is logged and skipped; if every trial does, the
     last error is raised."""
     from fraud.train import train_model
 
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    best, log, error = None, [], None
+    top: list[tuple[float, int, TrainResult]] = []  # the max(keep, 1) best trials so far, best first
+    log, error = [], None
     for t in range(max(int(trials), 1)):
         if t and time.perf_counter() >= deadline:
             break
@@ -82,11 +89,19 @@ def tune(ds: GraphDataset, name: str, split: Split, seed: int, *, trials: int, d
             row.update(hparams=res.config["hparams"], lr=res.config.get("lr"), val_auprc=res.metrics["val"]["auprc"],
                        test_auprc=res.metrics["test"]["auprc"],  # recorded for the bench, never used here
                        seconds=res.metrics["train_time_s"])
-            if best is None or res.metrics["val"]["auprc"] > best.metrics["val"]["auprc"]:
-                best = res
+            top.append((-res.metrics["val"]["auprc"], t, res))  # ties: the earlier trial first
+            top = sorted(top, key=lambda r: r[:2])[: max(int(keep), 1)]
         log.append(row)
         if on_trial is not None:
             on_trial(row)
-    if best is None:
+    if not top:
         raise error if error is not None else DataError(f"{ds.name}: no {name} trial ran")
+    if len(top) < 2:
+        best = top[0][2]
+        best.config["tuned"] = {"candidate": name, "trials": [top[0][1]]}
+        return best, log
+    from fraud.models.ensemble import combine_results
+
+    best = combine_results([r for _, _, r in top], split, ds.data.y)
+    best.config["tuned"] = {"candidate": name, "trials": [t for _, t, _ in top]}
     return best, log

@@ -65,7 +65,7 @@ class TrainOutcome:
 
     def brief(self) -> dict[str, Any]:
         """Small JSON-able figures (what the DAG passes on through XCom and the demo prints)."""
-        winner = self.kept.config["model"]
+        winner = (self.kept.config.get("auto") or {}).get("winner") or self.kept.config["model"]
         return {"run_id": self.run_id, "model_id": self.model_id, "winner": winner, "setting": self.setting,
                 "model": f"{self.name} ({winner})" if winner != self.name else self.name,  # "auto (xgbgraph)"
                 "test": _means(self.summary["test"]), "val": _means(self.summary["val"]),
@@ -96,7 +96,7 @@ def baseline_curve(kept: TrainResult) -> dict[str, torch.Tensor]:
     """The candidate drawn beside an auto winner: XGBGraph, or (when it won) the other candidate with the
     best validation AUPRC; nothing for a single model."""
     probs = kept.candidate_probs
-    winner = kept.config["model"]
+    winner = (kept.config.get("auto") or {}).get("winner") or kept.config["model"]  # auto: the candidate's name
     if not probs:
         return {}
     if BASELINE_CANDIDATE in probs and winner != BASELINE_CANDIDATE:
