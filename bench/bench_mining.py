@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="100 tickers, 1 minute per mining run")
     ap.add_argument("--minutes", type=float, default=None, help="search budget per RL/GP run (default 4, quick 1)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--methods", default="rl,gp", help="miners to run (comma list of rl, gp)")
     ap.add_argument("--pool-size", type=int, default=20)
     ap.add_argument("--max-tickers", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2, help="mining runs in parallel (1 torch thread each)")
@@ -342,11 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(a.seeds))
     jobs = []
-    variants: list[tuple[str, str, float]] = [("rl", "objective", 0.0), ("gp", "objective", 0.0)]
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    variants: list[tuple[str, str, float]] = [(m, "objective", 0.0) for m in ("rl", "gp") if m in methods]
     if a.reward_ablation:
         variants.append(("rl", "gain", 0.0))
     if a.admission > 0:
-        variants += [("rl", "objective", a.admission), ("gp", "objective", a.admission)]
+        variants += [(m, "objective", a.admission) for m in ("rl", "gp") if m in methods]
     for s in seeds:  # seed-major: an interrupted run still has every method for the first seeds
         for method, reward, adm in variants:
             cfg = dict(data=a.data, method=method, minutes=minutes, pool_size=a.pool_size, seed=s,

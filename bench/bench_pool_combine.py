@@ -7,7 +7,8 @@ splits (the project's default splits for the market file), valid and test RankIC
 * ``fitted``: each pool with the weights the miner fitted on train (what a run reports);
 * ``equal``: each pool's members z-scored and averaged with the sign of their train IC (no fitted weights);
 * ``seeds_k``: the average of the first k seeds' ``fitted`` signals (each z-scored per day): a cross-seed
-  ensemble, which costs k mining runs (k x the CPU of one row).
+  ensemble, which costs k mining runs (k x the CPU of one row); with ``--subsets``, every k-subset of the
+  seeds (mean ± std over subsets).
 
 Only the valid figures may choose a combiner; test is reported for all.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="data/market/us_sp500_daily.parquet")
     ap.add_argument("--method", default="rl")
     ap.add_argument("--horizon", type=int, default=20)
+    ap.add_argument("--subsets", action="store_true",
+                    help="seeds_k over every k-subset of the seeds (mean ± std), not only the first k")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     from factors.mine import MineConfig, load_for_mining, pool_scorer
@@ -64,10 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         signs = [float(np.sign(sc.member_metrics(t)["train"]["ic"] or 0.0)) for t, _ in members]
         out["equal"].append(_rank_ic(sc, sc.combine([(t, s / len(members)) for (t, _), s in zip(members, signs)])))
     for k in range(2, len(rows) + 1):
-        avg = torch.nanmean(torch.stack(fitted[:k]), 0)
-        out[f"seeds_{k}"] = [_rank_ic(sc, sc.masked(avg))]
+        picks = combinations(range(len(rows)), k) if a.subsets else [tuple(range(k))]
+        out[f"seeds_{k}"] = [_rank_ic(sc, sc.masked(torch.nanmean(torch.stack([fitted[i] for i in c]), 0)))
+                             for c in picks]
     print(f"{Path(a.data).name}, {a.method} pools of seeds {[r['seed'] for r in rows]}; splits "
-          + ", ".join(sp.text() for sp in splits) + "; RankIC mean ± std over seeds (seeds_k: one ensemble)")
+          + ", ".join(sp.text() for sp in splits) + "; RankIC mean ± std over seeds (seeds_k: over "
+          + ("every k-subset of the seeds)" if a.subsets else "one ensemble of the first k seeds)"))
     print(f"{'combiner':10} {'valid RankIC':>18} {'test RankIC':>18}")
     for name, vals in out.items():
         v, t = np.array([d["valid"] for d in vals]), np.array([d["test"] for d in vals])
