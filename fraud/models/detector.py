@@ -3,8 +3,9 @@
 Every detector — the GNNs (subclasses of :class:`GraphModule`), the tree models
 (:class:`fraud.baselines.TreeModel`) and the rank ensemble (:class:`fraud.models.ensemble.RankEnsemble`) —
 scores a graph with ``predict_proba(x, g)``, gives per-node representations with ``embed(x, g)``, and is
-written and read back with ``save(path)`` / ``load(path, record)``; the ones trained directly also
-``fit(data)``. :func:`fraud.train.train_model` and :mod:`fraud.artifacts` call these and nothing
+written with ``save(path)`` and read back by :func:`fraud.detectors.load_detector` (which calls the class's
+own loader: ``GraphModule.load_weights``, ``TreeModel.load``, ``RankEnsemble.load``, since a GNN must first be
+rebuilt from its record); the ones trained directly also ``fit(data, opts)``. :func:`fraud.train.train_model` and :mod:`fraud.artifacts` call these and nothing
 model-specific. ``differentiable`` says whether gradients w.r.t. the input exist (GNNs: gradient x input
 attributions; trees and ensembles: occlusion).
 
