@@ -82,48 +82,64 @@ def _mine_job(args: tuple[dict[str, Any], str, bool]) -> dict[str, Any]:
 def with_pool_features(sc: SplitScorer, f: Alpha158Features, pool_tokens: list[list[str]]) -> Alpha158Features:
     """``f`` plus each pool member's values as extra features, z-scored per day over ``sc``'s universe the
     same way (NaN where undefined). The member weights are not used: the model sees the raw members."""
-    from factors.handcrafted import Alpha158Features as A158
-
     extra = []
     for tokens in pool_tokens:
         x = sc.ev.evaluate(tokens)
-        z = sc.zscore(x)
-        extra.append(torch.where(torch.isfinite(x) & sc.mask, z, torch.full((), float("nan"))))
+        extra.append(torch.where(torch.isfinite(x) & sc.mask, sc.zscore(x), torch.full((), float("nan"))))
     sc.ev.clear_cache()
-    names = f.names + [f"POOL{i}" for i in range(len(extra))]
+    return _extended(f, [f"POOL{i}" for i in range(len(extra))], extra)
+
+
+def with_pool_signal(sc: SplitScorer, f: Alpha158Features, members: list[tuple[list[str], float]]) -> Alpha158Features:
+    """``f`` plus ONE extra feature: the pool's combined signal (members z-scored per day, weighted as the
+    miner fitted them on train), z-scored per day (NaN where undefined): the pool as one stacked alpha."""
+    x = sc.combine(members)
+    sc.ev.clear_cache()
+    return _extended(f, ["POOL"], [torch.where(torch.isfinite(x) & sc.mask, sc.zscore(x), torch.full((), float("nan")))])
+
+
+def _extended(f: Alpha158Features, names: list[str], extra: list[torch.Tensor]) -> Alpha158Features:
+    from factors.handcrafted import Alpha158Features as A158
+
     feats = torch.cat([f.feats, torch.stack(extra)]) if extra else f.feats
-    return A158(names, feats, f.target_z, f.label_mask, f.seconds)
+    return A158(f.names + names, feats, f.target_z, f.label_mask, f.seconds)
 
 
-def incremental_value(sc: SplitScorer, f: Alpha158Features, pools: dict[str, list[list[str]]], *, seed: int,
-                      threads: int) -> dict[str, dict[str, Any]]:
-    """LightGBM on the Alpha158-style set alone (``"lgbm_alpha158"``) and on the set + each pool's members
-    (``"lgbm_alpha158+<name>"``), same splits, model settings and seed: per-split metrics and fit info."""
+def incremental_value(sc: SplitScorer, f: Alpha158Features, pools: dict[str, list[tuple[list[str], float]]], *,
+                      seed: int, threads: int) -> dict[str, dict[str, Any]]:
+    """LightGBM on the Alpha158-style set alone (``"lgbm_alpha158"``), on the set + each pool's members
+    (``"lgbm_alpha158+<name>"``) and on the set + each pool's combined signal as one feature
+    (``"lgbm_alpha158+<name>_signal"``); same splits, model settings and seed: per-split metrics and fit info.
+    ``pools``: name -> the pool's ``(tokens, weight)`` members."""
     from factors.handcrafted import fit_alpha158_lgbm
 
+    variants: list[tuple[str, Any, int]] = [("lgbm_alpha158", None, 0)]
+    for k, members in pools.items():
+        variants += [(f"lgbm_alpha158+{k}", lambda m=members: with_pool_features(sc, f, [t for t, _ in m]), len(members)),
+                     (f"lgbm_alpha158+{k}_signal", lambda m=members: with_pool_signal(sc, f, m), 1)]
     out: dict[str, dict[str, Any]] = {}
-    for name, tokens in [("lgbm_alpha158", None), *((f"lgbm_alpha158+{k}", v) for k, v in pools.items())]:
+    for name, build, n_extra in variants:
         t1 = time.perf_counter()
-        feats = f if tokens is None else with_pool_features(sc, f, tokens)
+        feats = f if build is None else build()
         pred, info = fit_alpha158_lgbm(sc, feats, seed=seed, threads=threads)
         del feats
-        out[name] = {"metrics": sc.report(pred), "features": len(f.names) + len(tokens or []),
+        out[name] = {"metrics": sc.report(pred), "features": len(f.names) + n_extra,
                      "info": {k: v for k, v in info.items() if k != "params"},
                      "wall_s": round(time.perf_counter() - t1, 1)}
     return out
 
 
 def _baselines(data: str, max_tickers: int | None, seeds: list[int], horizon: int, cost_bps: float,
-               threads: int, pools: dict[str, dict[int, list[list[str]]]]) -> list[dict[str, Any]]:
+               threads: int, pools: dict[str, dict[int, list[tuple[list[str], float]]]]) -> list[dict[str, Any]]:
     """Alpha158-linear (deterministic), LightGBM-Alpha158 per seed and, for each mined pool in ``pools``
-    (method -> seed -> members' tokens), LightGBM on Alpha158 + that pool with the same seed."""
+    (method -> seed -> members' ``(tokens, weight)``), LightGBM on Alpha158 + that pool with the same seed."""
     torch.set_num_threads(threads)
     from factors.handcrafted import alpha158_features, fit_alpha158_linear
     from factors.mine import MineConfig, load_for_mining, pool_scorer
 
     cfg = MineConfig(data=data, max_tickers=max_tickers, horizon=horizon, cost_bps=cost_bps, **SPLITS)
     panel, splits = load_for_mining(cfg)
-    known = [t for per in pools.values() for toks in per.values() for t in toks]
+    known = [t for per in pools.values() for members in per.values() for t, _ in members]
     sc = pool_scorer([], panel, splits, cfg, extra=known)  # the history every pool's members need
     f = alpha158_features(sc)
     lin = sc.report(fit_alpha158_linear(sc, f))
@@ -288,6 +304,7 @@ def paired(rows: list[dict[str, Any]], a: str, b: str, split: str = "test",
 PAIRS = (("rl_adm", "rl"), ("gp_adm", "gp"), ("rl", "gp"), ("rl_adm", "gp_adm"),
          ("lgbm_alpha158+rl", "lgbm_alpha158"), ("lgbm_alpha158+rl_adm", "lgbm_alpha158"),
          ("lgbm_alpha158+gp", "lgbm_alpha158"), ("lgbm_alpha158+gp_adm", "lgbm_alpha158"),
+         ("lgbm_alpha158+rl_signal", "lgbm_alpha158"), ("lgbm_alpha158+gp_signal", "lgbm_alpha158"),
          ("rl", "alpha158_linear"), ("lgbm_alpha158", "alpha158_linear"))
 
 
@@ -313,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--methods", default="rl,gp", help="miners to run (comma list of rl, gp)")
     ap.add_argument("--pool-size", type=int, default=20)
+    ap.add_argument("--restarts", type=int, default=0,
+                    help="searches per run sharing its budget, pools averaged (0 = the miner's auto rule: "
+                         "factors.restarts.AUTO_RESTARTS for budgets of AUTO_MIN_MINUTES or more)")
     ap.add_argument("--max-tickers", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2, help="mining runs in parallel (1 torch thread each)")
     ap.add_argument("--reward-ablation", action="store_true", help="also run RL with the 'gain' reward")
@@ -353,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         for method, reward, adm in variants:
             cfg = dict(data=a.data, method=method, minutes=minutes, pool_size=a.pool_size, seed=s,
                        max_tickers=max_tickers, reward=reward, horizon=HORIZON, rebalance=HORIZON,
-                       admit_valid_frac=adm, **SPLITS)
+                       admit_valid_frac=adm, restarts=a.restarts, **SPLITS)
             jobs.append((cfg, str(out / f"{_label(cfg)}_seed{s}"), not a.no_store))
     t0 = time.perf_counter()
     print(f"bench_mining: {len(jobs)} mining runs x {minutes} min on {a.workers} workers, "
@@ -374,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_baselines:
         print("  baselines: Alpha158-style features, linear + LightGBM (+ pools) ...", file=sys.stderr, flush=True)
         wanted = [m.strip() for m in a.incremental.split(",") if m.strip()]
-        pools = {m: {r["seed"]: r["pool_tokens"] for r in rows if r["method"] == m and r["pool_tokens"]}
+        pools = {m: {r["seed"]: [(t, w) for t, (w, _) in zip(r["pool_tokens"], r["pool"])]
+                     for r in rows if r["method"] == m and r["pool_tokens"]}
                  for m in wanted}
         rows += _baselines(a.data, max_tickers, seeds, HORIZON, 10.0, max(1, a.workers), pools)
     total = time.perf_counter() - t0

@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from finllm.jsonsafe import json_safe
 
 if TYPE_CHECKING:
     from factors.evaluate import Evaluator
+    from factors.expr import Expr
     from factors.panel import Panel
     from factors.pool import AlphaPool
     from factors.rl.builder import Vocab
@@ -82,6 +83,9 @@ class MineConfig:
     max_episodes: int | None = None  # stop after this many factors (tests, repeatable runs)
     seed_library: str | None = None  # offer factors of this library source ("all" = every source) first
     threads: int = 1  # torch threads: small LSTM batches slow down badly with more threads on a busy CPU
+    # independent searches sharing the budget, their pools averaged (0 = auto: AUTO_RESTARTS when the budget
+    # is at least AUTO_MIN_MINUTES, else 1); see factors.restarts for why
+    restarts: int = 0
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
 
@@ -108,6 +112,19 @@ class MineConfig:
             raise ConfigError(f"admit_valid_frac {self.admit_valid_frac}: choose 0 (off) or a share below 0.5")
         if self.reward not in ("objective", "gain"):
             raise ConfigError(f"reward {self.reward!r}: choose objective or gain")
+        if self.restarts < 0:
+            raise ConfigError(f"--restarts {self.restarts}: choose 0 (auto) or a count >= 1")
+        if self.max_episodes and self.n_restarts() > self.max_episodes:
+            raise ConfigError(f"--restarts {self.n_restarts()} with --max-factors {self.max_episodes}: each restart "
+                              "needs at least one factor")
+
+    def n_restarts(self) -> int:
+        """How many independent searches share the budget (``restarts``, or the auto rule when 0)."""
+        from factors.restarts import AUTO_MIN_MINUTES, AUTO_RESTARTS
+
+        if self.restarts:
+            return self.restarts
+        return AUTO_RESTARTS if self.minutes >= AUTO_MIN_MINUTES else 1
 
     def run_config(self) -> dict[str, Any]:
         """Run.config as reports expect it (data, splits, horizon, method, seed, cost_bps, ...)."""
@@ -151,9 +168,7 @@ class TrainSide:
 def build_train_side(panel: Panel, splits: list[Split], cfg: MineConfig) -> TrainSide:
     """Evaluator on the training panel, the empty pool on train days, the scorer and the vocabulary."""
     from factors.evaluate import Evaluator
-    from factors.pool import AlphaPool
     from factors.rl.builder import Vocab
-    from factors.rl.scorer import PoolScorer
 
     train = splits[0]
     p = panel.slice_dates(warm_start(panel.dates, train.start, cfg.warmup_days), train.end)
@@ -168,12 +183,27 @@ def build_train_side(panel: Panel, splits: list[Split], cfg: MineConfig) -> Trai
     if int((mask & torch.isfinite(y)).sum()) == 0:
         raise DataError(f"{cfg.data}: no (stock, day) in --train {train.text()} has a "
                         f"{cfg.horizon}-day forward return inside the universe")
+    pool, scorer = _new_pool(ev, rows, cfg)
+    vocab = Vocab.build(ev.features, miner_ops(cfg.ops), MINER_CONSTS, MINER_WINDOWS)
+    return TrainSide(ev, pool, scorer, vocab, rows, int(y.shape[0]), int(y.shape[1]))
+
+
+def _new_pool(ev: Evaluator, rows: slice, cfg: MineConfig) -> tuple[AlphaPool, PoolScorer]:
+    """An empty pool on the train rows' target and its scorer (the evaluator, and its cache, are shared)."""
+    from factors.pool import AlphaPool
+    from factors.rl.scorer import PoolScorer
+
+    y, mask = ev.forward_return(cfg.horizon)[rows], ev.universe[rows]
     pool = AlphaPool(y, mask, capacity=cfg.pool_size, max_mutual_ic=cfg.max_mutual_ic,
                      day_stride=cfg.pool_day_stride, valid_frac=cfg.admit_valid_frac,
                      valid_purge_days=cfg.horizon)
-    scorer = PoolScorer(ev, pool, rows, reward_mode=cfg.reward, max_len=cfg.max_len)
-    vocab = Vocab.build(ev.features, miner_ops(cfg.ops), MINER_CONSTS, MINER_WINDOWS)
-    return TrainSide(ev, pool, scorer, vocab, rows, int(y.shape[0]), int(y.shape[1]))
+    return pool, PoolScorer(ev, pool, rows, reward_mode=cfg.reward, max_len=cfg.max_len)
+
+
+def fresh_side(side: TrainSide, cfg: MineConfig) -> TrainSide:
+    """``side`` with an empty pool and a new scorer on the same evaluator (the next restart of a search)."""
+    pool, scorer = _new_pool(side.evaluator, side.rows, cfg)
+    return replace(side, pool=pool, scorer=scorer)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,25 +311,39 @@ def mine(cfg: MineConfig, out: str | Path, *, progress: bool = True, resume: boo
             panel, splits = load_for_mining(cfg)
         t_start = time.perf_counter()
         side = side or build_train_side(panel, splits, cfg)
-        seeded = _seed_from_library(side, library) if library else 0
-        bar = _Progress(progress, cfg.method.upper(), cfg.minutes * 60.0, side.pool)
-        try:
-            mining = _run_method(cfg, side, out, resume, bar)
-        finally:
-            bar.close()
-        mining["seeded_from_library"] = seeded
+        if cfg.n_restarts() == 1:
+            members, mining, best = search_once(cfg, side, out, resume, progress, library)
+        else:
+            from factors.restarts import search_restarts
+
+            members, mining, best = search_restarts(cfg, side, out, resume, progress, library)
         mining["train_panel"] = {"days": side.n_days, "stocks": side.n_stocks}
-        mining["scorer"] = side.scorer.stats()
-        mining["train_objective"] = side.pool.objective
-        members = readable(side.pool.describe(), side.evaluator.features)
+        members = readable(members, side.evaluator.features)
         side.evaluator.clear_cache()
-        result = score_pool(members, panel, splits, cfg, side)
+        result = score_pool(members, panel, splits, cfg, best)
     result["mining"] = mining
     result["config"] = cfg.run_config()
     result["seconds_total"] = round(time.perf_counter() - t_start, 1)
     result["run_id"] = run_id
     (out / "result.json").write_text(json.dumps(json_safe(result), indent=2, default=str, allow_nan=False))
     return result
+
+
+def search_once(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, progress: bool,
+                library: Sequence[Sequence[str]], label: str | None = None,
+                ) -> tuple[list[dict[str, Any]], dict[str, Any], tuple[float, Expr | None]]:
+    """One search (RL or GP) into ``side``'s pool: returns its members (:meth:`AlphaPool.describe`), the
+    mining statistics and the best single factor it tried ``(train IC, expression)``."""
+    seeded = _seed_from_library(side, library) if library else 0
+    bar = _Progress(progress, label or cfg.method.upper(), cfg.minutes * 60.0, side.pool)
+    try:
+        mining = _run_method(cfg, side, out, resume, bar)
+    finally:
+        bar.close()
+    mining["seeded_from_library"] = seeded
+    mining["scorer"] = side.scorer.stats()
+    mining["train_objective"] = side.pool.objective
+    return side.pool.describe(), mining, side.scorer.best_single
 
 
 def _run_method(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, bar: _Progress) -> dict[str, Any]:
@@ -359,10 +403,11 @@ def pool_scorer(members: list[dict[str, Any]], panel: Panel, splits: list[Split]
 
 
 def score_pool(members: list[dict[str, Any]], panel: Panel, splits: list[Split], cfg: MineConfig,
-               side: TrainSide | None = None, scorer: SplitScorer | None = None) -> dict[str, Any]:
-    """Metrics of the combined pool and of each member on every split (+ the best single factor)."""
+               best_single: tuple[float, Expr | None] = (0.0, None), scorer: SplitScorer | None = None) -> dict[str, Any]:
+    """Metrics of the combined pool and of each member on every split (+ ``best_single``, the search's best
+    single factor as ``(train IC, expression)``, when known)."""
+    ic, best = best_single
     if scorer is None:
-        best = side.scorer.best_single[1] if side is not None else None
         extra = [list(best.tokens)] if best is not None else []
         scorer = pool_scorer(members, panel, splits, cfg, extra=extra)
     sc = scorer
@@ -371,10 +416,9 @@ def score_pool(members: list[dict[str, Any]], panel: Panel, splits: list[Split],
         pool_out.append({**m, "metrics": sc.member_metrics(m["tokens"])})
     metrics = sc.report(sc.combine([(m["tokens"], m["weight"]) for m in members])) if members else {}
     baselines: dict[str, Any] = {}
-    if side is not None and side.scorer.best_single[1] is not None:
-        ic, expr = side.scorer.best_single
+    if best is not None:
         from factors.simplify import simplify
 
-        baselines["single_best"] = {"formula": simplify(expr, sc.ev.features).infix, "train_ic_raw": ic,
-                                    **sc.report(torch.sign(torch.tensor(ic)) * sc.ev.evaluate(expr))}
+        baselines["single_best"] = {"formula": simplify(best, sc.ev.features).infix, "train_ic_raw": ic,
+                                    **sc.report(torch.sign(torch.tensor(ic)) * sc.ev.evaluate(best))}
     return {"pool": pool_out, "metrics": metrics, "baselines": baselines}

@@ -25,6 +25,9 @@ def mine_cmd(
     minutes: float = typer.Option(5.0, "--minutes", min=0.0, help="Wall-clock budget of the search."),
     pool_size: int = typer.Option(20, "--pool-size", min=1, max=200, help="Pool capacity K (10/20/50 are usual)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (policy, environment, GP)."),
+    restarts: int = typer.Option(0, "--restarts", min=0, max=50,
+                                 help="Independent searches sharing the budget, their pools averaged (less overfit "
+                                      "to train). 0 = auto: 3 for a budget of 6 minutes or more, else 1."),
     train: str = typer.Option(None, "--train", show_default=False,
                               help="Train range START:END (inclusive). Default (the same rule as `factors eval` "
                                    "and `factors ask`): 2003-01-01:2014-12-31 on the shipped US file; on other data "
@@ -74,7 +77,7 @@ def mine_cmd(
     if train is None and valid is None and test is None:  # factors.splits.default_splits on the loaded panel
         train, valid, test = AUTO, AUTO, AUTO
     cfg = MineConfig(data=str(data), train=train, valid=valid, test=test, method=method, minutes=minutes,
-                     pool_size=pool_size, seed=seed, horizon=horizon, cost_bps=cost_bps, rebalance=rebalance,
+                     pool_size=pool_size, seed=seed, restarts=restarts, horizon=horizon, cost_bps=cost_bps, rebalance=rebalance,
                      max_tickers=max_tickers,
                      ops=ops, reward=reward, max_episodes=max_factors, seed_library=seed_library,
                      rl={"eval_workers": eval_threads} if eval_threads > 1 else {})

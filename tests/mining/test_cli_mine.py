@@ -97,3 +97,15 @@ def test_defaults_on_the_shipped_us_file(tmp_path) -> None:
     cfg = json.loads(res.stdout)["config"]
     assert [cfg["splits"][k] for k in ("train", "valid", "test")] == list(US_SPLITS)
     assert cfg["rebalance"] == 10
+
+
+def test_restarts_flag_averages_pools_and_refuses_a_budget_too_small(us_slice, tmp_path) -> None:
+    res = runner.invoke(app, _args(us_slice, tmp_path / "r", "--method", "gp", "--max-factors", "40",
+                                   "--restarts", "2", "--no-store"))
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["config"]["restarts"] == 2 and len(doc["mining"]["restarts"]) == 2
+    assert {r for m in doc["pool"] for r in m["restarts"]} <= {0, 1} and len(doc["pool"]) <= 10
+    bad = runner.invoke(app, _args(us_slice, tmp_path / "b", "--method", "gp", "--max-factors", "1",
+                                   "--restarts", "2", "--no-store"))
+    assert bad.exit_code == 2 and "--restarts 2" in bad.output and "Traceback" not in bad.output

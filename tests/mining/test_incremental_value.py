@@ -16,6 +16,7 @@ from tests.mining.conftest import SPLITS
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_mining.py"
 POOL = [["$close", "5", "Mean", "$close", "Div"], ["$volume", "20", "Std", "$volume", "Div"]]
+WEIGHTS = [0.7, -0.3]
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +52,10 @@ def test_pool_members_become_per_day_zscored_features(bench, setup) -> None:
 
 def test_incremental_value_fits_alone_and_with_the_pool(bench, setup) -> None:
     sc, f = setup
-    res = bench.incremental_value(sc, f, {"rl": POOL}, seed=0, threads=1)
-    assert set(res) == {"lgbm_alpha158", "lgbm_alpha158+rl"}
+    res = bench.incremental_value(sc, f, {"rl": list(zip(POOL, WEIGHTS))}, seed=0, threads=1)
+    assert set(res) == {"lgbm_alpha158", "lgbm_alpha158+rl", "lgbm_alpha158+rl_signal"}
     assert res["lgbm_alpha158+rl"]["features"] == res["lgbm_alpha158"]["features"] + 2
+    assert res["lgbm_alpha158+rl_signal"]["features"] == res["lgbm_alpha158"]["features"] + 1
     alone, _ = fit_alpha158_lgbm(sc, f, seed=0, threads=1)  # the same model settings and seed as a direct fit
     assert res["lgbm_alpha158"]["metrics"]["test"]["rank_ic"] == pytest.approx(
         sc.report(alone)["test"]["rank_ic"], abs=1e-9)
@@ -61,3 +63,15 @@ def test_incremental_value_fits_alone_and_with_the_pool(bench, setup) -> None:
         assert set(r["metrics"]) == {"train", "valid", "test"}
         assert all(isinstance(r["metrics"][s]["rank_ic"], float) for s in ("train", "valid", "test"))
     assert res["lgbm_alpha158+rl"]["metrics"]["test"] != res["lgbm_alpha158"]["metrics"]["test"]  # the pool was used
+    assert res["lgbm_alpha158+rl_signal"]["metrics"]["test"] != res["lgbm_alpha158"]["metrics"]["test"]
+
+
+def test_pool_signal_is_one_weighted_per_day_zscored_feature(bench, setup) -> None:
+    sc, f = setup
+    g = bench.with_pool_signal(sc, f, list(zip(POOL, WEIGHTS)))
+    assert g.names == f.names + ["POOL"] and g.feats.shape[0] == f.feats.shape[0] + 1
+    want = sc.zscore(sum(w * sc.zscore(sc.ev.evaluate(t)) for t, w in zip(POOL, WEIGHTS)))
+    got = g.feats[-1]
+    ok = torch.isfinite(got)
+    assert ok[200].sum() > 10
+    torch.testing.assert_close(got[ok], want[ok], atol=1e-4, rtol=1e-4)

@@ -1,0 +1,147 @@
+"""Several short searches instead of one long one, their pools averaged: the miner's default
+(``AUTO_RESTARTS`` searches) for budgets of ``AUTO_MIN_MINUTES`` or more.
+
+Why: a pool's weights and members are fit to the train panel, and one search's pool carries that search's
+luck. Measured at the same total CPU on the US panel (``bench/results/mining_pool_combine.md``), one 9-minute
+RL run scored test RankIC 0.0327 ± 0.0063 while the average of three 3-minute pools scored 0.0432 ± 0.0021
+(valid 0.0479 vs 0.0531); on validation alone the averaged pools win too, so the choice does not rest on test.
+
+How: restart ``r`` runs the chosen method (RL or GP) for ``minutes / k`` on an empty pool with seed
+``seed + RESTART_SEED_STEP * r`` (restart 0 uses the run's own seed), sharing the evaluator and its cache. The
+final pool is every restart's members with weights ``w / (k * s_r)``, where ``s_r`` is the standard deviation
+of restart ``r``'s combined training signal (each pool counts the same, whatever its scale); a formula found
+by several restarts appears once with its weights summed. The pool can so hold up to ``k x pool_size`` members.
+
+A finished restart writes ``<out>/restart_<r>/done.json``; a resumed run (same settings) reuses it, and an
+RL restart cut off mid-way resumes from its own checkpoint in that folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from finllm.jsonsafe import json_safe
+
+if TYPE_CHECKING:
+    from factors.expr import Expr
+    from factors.mine import MineConfig, TrainSide
+    from factors.pool import AlphaPool
+
+AUTO_RESTARTS = 3  # restarts when MineConfig.restarts is 0 (auto) and the budget is at least AUTO_MIN_MINUTES
+# 2 minutes per restart: the shortest searches whose averaged pools were measured (crypto, 2-minute runs)
+AUTO_MIN_MINUTES = 6.0
+RESTART_SEED_STEP = 7919  # seeds of restarts 1, 2, ...: far from the seeds of neighbouring runs (0, 1, 2, ...)
+
+
+def restart_configs(cfg: MineConfig) -> list[MineConfig]:
+    """One single-search config per restart: the budget (minutes, and ``max_episodes`` when set) split evenly."""
+    k = cfg.n_restarts()
+    per_run = math.ceil(cfg.max_episodes / k) if cfg.max_episodes else None
+    return [replace(cfg, seed=cfg.seed + RESTART_SEED_STEP * r, minutes=cfg.minutes / k, max_episodes=per_run,
+                    restarts=1) for r in range(k)]
+
+
+def signal_scale(pool: AlphaPool) -> float:
+    """Standard deviation of the pool's combined training signal over its live cells (1.0 for an empty or flat
+    pool, so that dividing by it is safe)."""
+    if not pool.members:
+        return 1.0
+    c = pool.combination()
+    live = pool.mask & pool.day_ok[:, None]
+    s = float(torch.sqrt((c[live] ** 2).mean())) if bool(live.any()) else 0.0
+    return s if s > 0 and math.isfinite(s) else 1.0
+
+
+def average_pools(pools: Sequence[tuple[list[dict[str, Any]], float]]) -> list[dict[str, Any]]:
+    """Members of several pools (each ``(members, scale)``, members as :meth:`AlphaPool.describe` gives them)
+    as one pool whose signal is the average of the pools' unit-scale signals; ``restarts`` lists the pools each
+    member came from."""
+    k = max(len(pools), 1)
+    merged: dict[tuple[str, ...], dict[str, Any]] = {}
+    for r, (members, scale) in enumerate(pools):
+        for m in members:
+            key = tuple(m["tokens"])
+            w = float(m["weight"]) / (k * scale)
+            if key in merged:
+                merged[key]["weight"] += w
+                merged[key]["restarts"].append(r)
+            else:
+                merged[key] = {**m, "weight": w, "restarts": [r]}
+    return list(merged.values())
+
+
+def search_restarts(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, progress: bool,
+                    library: Sequence[Sequence[str]],
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any], tuple[float, Expr | None]]:
+    """Run :func:`restart_configs`' searches one after another into fresh pools on ``side``'s evaluator and
+    average their pools (:func:`average_pools`). Returns ``(members, mining statistics, best single factor)``
+    as :func:`factors.mine.search_once` does."""
+    from factors.mine import fresh_side, search_once
+
+    subs = restart_configs(cfg)
+    done: list[dict[str, Any]] = []
+    for r, sub in enumerate(subs):
+        folder = out / f"restart_{r}"
+        folder.mkdir(parents=True, exist_ok=True)
+        key = json.loads(json.dumps(json_safe(sub.run_config()), default=str))
+        prior = _load_done(folder / "done.json", key) if resume else None
+        if prior is None:
+            s = fresh_side(side, sub)
+            t0 = time.perf_counter()
+            members, mining, (ic, best) = search_once(sub, s, folder, resume, progress, library,
+                                                      label=f"{cfg.method.upper()} {r + 1}/{len(subs)}")
+            prior = {"key": key, "seed": sub.seed, "members": members, "scale": signal_scale(s.pool),
+                     "mining": mining, "best_single": [ic, list(best.tokens) if best is not None else None],
+                     "seconds": round(time.perf_counter() - t0, 1)}
+            (folder / "done.json").write_text(json.dumps(json_safe(prior), default=str, allow_nan=False))
+        done.append(prior)
+    members = average_pools([(d["members"], d["scale"]) for d in done])
+    ic, tokens = max((d["best_single"] for d in done), key=lambda b: abs(b[0]) if b[1] else -1.0)
+    best = side.scorer.parse(tokens) if tokens else None
+    return members, _summary(cfg, done), (ic, best)
+
+
+def _load_done(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished restart's record when it was made with the same settings; None otherwise."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("key") == key else None
+
+
+def _summary(cfg: MineConfig, done: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mining statistics of the whole run: totals and rates over the restarts, and one line per restart."""
+    ms = [d["mining"] for d in done]
+    rl = cfg.method == "rl"
+    count = "episodes" if rl else "evaluations"
+    total = sum(int(m.get(count, 0)) for m in ms)
+    search_s = sum(float(m.get("seconds", {}).get("search", m.get("elapsed_s", 0.0))) if rl
+                   else float(m.get("elapsed_s", 0.0)) for m in ms)
+    out: dict[str, Any] = {count: total, ("episodes_per_s" if rl else "evals_per_s"): round(total / max(search_s, 1e-9), 2),
+                           "restarts": [{"seed": d["seed"], count: m.get(count), "train_objective": m.get("train_objective"),
+                                         "members": len(d["members"]), "scale": d["scale"], "seconds": d.get("seconds")}
+                                        for d, m in zip(done, ms)],
+                           "train_objective": sum(float(m.get("train_objective", 0.0)) for m in ms) / max(len(ms), 1),
+                           "seeded_from_library": sum(int(m.get("seeded_from_library", 0)) for m in ms)}
+    if rl:
+        secs: dict[str, float] = {}
+        for m in ms:
+            for k, v in m.get("seconds", {}).items():
+                secs[k] = secs.get(k, 0.0) + float(v)
+        n = max(sum(int(m.get("episodes_this_session", 0)) for m in ms), 1)
+        out.update(episodes_this_session=n, seconds={k: round(v, 2) for k, v in secs.items()},
+                   ms_per_episode={k: round(v / n * 1e3, 2) for k, v in secs.items()})
+    scorers = [m.get("scorer", {}) for m in ms]
+    # per-search counters add up; the evaluator_* figures describe the one shared evaluator: its last state
+    out["scorer"] = {k: (scorers[-1][k] if k.startswith("evaluator_") else sum(s.get(k, 0) for s in scorers))
+                     for k in scorers[0] if all(isinstance(s.get(k), (int, float)) for s in scorers)}
+    return out

@@ -1,0 +1,89 @@
+"""Restarts (``factors.restarts``): several searches share the budget and their pools are averaged, each pool
+at unit scale; a finished restart is reused by a resumed run with the same settings and redone otherwise."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from factors.mine import MineConfig, build_train_side, fresh_side, load_for_mining, mine, pool_scorer
+from factors.restarts import AUTO_MIN_MINUTES, AUTO_RESTARTS, RESTART_SEED_STEP, average_pools, restart_configs, signal_scale
+from finllm.errors import ConfigError
+from tests.mining.conftest import SPLITS
+
+
+def test_auto_rule_and_budget_split(us_slice) -> None:
+    short = MineConfig(data=str(us_slice), minutes=AUTO_MIN_MINUTES - 0.5, **SPLITS)
+    long = MineConfig(data=str(us_slice), minutes=AUTO_MIN_MINUTES, **SPLITS)
+    assert short.n_restarts() == 1 and long.n_restarts() == AUTO_RESTARTS
+    subs = restart_configs(long)
+    assert [s.seed for s in subs] == [RESTART_SEED_STEP * r for r in range(AUTO_RESTARTS)]
+    assert sum(s.minutes for s in subs) == pytest.approx(long.minutes)
+    assert all(s.n_restarts() == 1 for s in subs)
+    capped = MineConfig(data=str(us_slice), minutes=0, max_episodes=10, restarts=3, **SPLITS)
+    assert [s.max_episodes for s in restart_configs(capped)] == [4, 4, 4]
+    with pytest.raises(ConfigError, match="--restarts"):
+        MineConfig(data=str(us_slice), minutes=0, max_episodes=2, restarts=3, **SPLITS).validate()
+    with pytest.raises(ConfigError, match="--restarts"):
+        MineConfig(data=str(us_slice), restarts=-1, **SPLITS).validate()
+
+
+def test_average_of_unit_scale_pools_merges_shared_formulas() -> None:
+    a = [{"tokens": ["$close"], "weight": 2.0}, {"tokens": ["$open"], "weight": -1.0}]
+    b = [{"tokens": ["$close"], "weight": 0.5}]
+    merged = {tuple(m["tokens"]): m for m in average_pools([(a, 4.0), (b, 0.5)])}
+    assert merged[("$close",)]["weight"] == pytest.approx(2.0 / 8 + 0.5 / 1)
+    assert merged[("$close",)]["restarts"] == [0, 1]
+    assert merged[("$open",)]["weight"] == pytest.approx(-1.0 / 8) and merged[("$open",)]["restarts"] == [0]
+
+
+def test_signal_scale_is_the_training_signal_std(us_slice) -> None:
+    """Dividing a pool's weights by :func:`signal_scale` gives its combined training signal unit variance."""
+    cfg = MineConfig(data=str(us_slice), pool_size=3, **SPLITS)
+    panel, splits = load_for_mining(cfg)
+    side = fresh_side(build_train_side(panel, splits, cfg), cfg)
+    assert signal_scale(side.pool) == 1.0  # empty pool
+    for text in ("Mean($close, 20)", "Std($volume, 10)", "Delta($open, 5)"):
+        side.scorer.offer(side.scorer.parse(list(side.evaluator.parse(text).tokens)))
+    assert side.pool.members
+    s = signal_scale(side.pool)
+    c = side.pool.combination() / s
+    live = side.pool.mask & side.pool.day_ok[:, None]
+    assert float((c[live] ** 2).mean()) == pytest.approx(1.0, rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["rl", "gp"])
+def test_restarted_run_averages_its_pools_and_resumes(us_slice, tmp_path, method) -> None:
+    cfg = MineConfig(data=str(us_slice), method=method, minutes=0, max_episodes=60, restarts=2, pool_size=4,
+                     seed=3, **SPLITS)
+    panel, splits = load_for_mining(cfg)
+    res = mine(cfg, tmp_path, progress=False, resume=True, panel=panel, splits=splits)
+    runs = res["mining"]["restarts"]
+    assert [r["seed"] for r in runs] == [3, 3 + RESTART_SEED_STEP]
+    count = "episodes" if method == "rl" else "evaluations"
+    assert res["mining"][count] == sum(r[count] for r in runs) >= 60
+    done = [json.loads((tmp_path / f"restart_{r}" / "done.json").read_text()) for r in range(2)]
+    # the run's pool is the two pools, each divided by its scale and by 2
+    want: dict[tuple[str, ...], float] = {}
+    for d in done:
+        for m in d["members"]:
+            want[tuple(m["tokens"])] = want.get(tuple(m["tokens"]), 0.0) + m["weight"] / (2 * d["scale"])
+    got = {tuple(m.get("original_tokens", m["tokens"])): m["weight"] for m in res["pool"]}
+    assert got == pytest.approx(want)
+    assert sum(len(d["members"]) for d in done) >= len(res["pool"]) > len(done[0]["members"])
+    # scored as one pool: its test figures are those of the averaged signal
+    sc = pool_scorer(res["pool"], panel, splits, cfg)
+    x = sc.combine([(m["tokens"], m["weight"]) for m in res["pool"]])
+    assert res["metrics"]["test"]["rank_ic"] == pytest.approx(sc.report(x)["test"]["rank_ic"], abs=1e-9)
+    # resumed with the same settings: the finished restarts are reused, the figures identical
+    again = mine(cfg, tmp_path, progress=False, resume=True, panel=panel, splits=splits)
+    assert again["metrics"] == res["metrics"]
+    # other settings: the restarts are redone, not reused
+    other = MineConfig(**{**cfg.__dict__, "pool_size": 2})
+    changed = mine(other, tmp_path, progress=False, resume=True, panel=panel, splits=splits)
+    assert all(len(json.loads((tmp_path / f"restart_{r}" / "done.json").read_text())["members"]) <= 2
+               for r in range(2))
+    assert len(changed["pool"]) <= 4
+    assert torch.isfinite(torch.tensor(changed["metrics"]["test"]["rank_ic"]))
