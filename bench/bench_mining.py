@@ -82,10 +82,7 @@ def _mine_job(args: tuple[dict[str, Any], str, bool]) -> dict[str, Any]:
 def with_pool_features(sc: SplitScorer, f: Alpha158Features, pool_tokens: list[list[str]]) -> Alpha158Features:
     """``f`` plus each pool member's values as extra features, z-scored per day over ``sc``'s universe the
     same way (NaN where undefined). The member weights are not used: the model sees the raw members."""
-    extra = []
-    for tokens in pool_tokens:
-        x = sc.ev.evaluate(tokens)
-        extra.append(torch.where(torch.isfinite(x) & sc.mask, sc.zscore(x), torch.full((), float("nan"))))
+    extra = [_day_z(sc, sc.ev.evaluate(tokens)) for tokens in pool_tokens]
     sc.ev.clear_cache()
     return _extended(f, [f"POOL{i}" for i in range(len(extra))], extra)
 
@@ -95,7 +92,12 @@ def with_pool_signal(sc: SplitScorer, f: Alpha158Features, members: list[tuple[l
     miner fitted them on train), z-scored per day (NaN where undefined): the pool as one stacked alpha."""
     x = sc.combine(members)
     sc.ev.clear_cache()
-    return _extended(f, ["POOL"], [torch.where(torch.isfinite(x) & sc.mask, sc.zscore(x), torch.full((), float("nan")))])
+    return _extended(f, ["POOL"], [_day_z(sc, x)])
+
+
+def _day_z(sc: SplitScorer, x: torch.Tensor) -> torch.Tensor:
+    """``x`` (D, S) z-scored per day over ``sc``'s universe, NaN where undefined or outside it."""
+    return torch.where(torch.isfinite(x) & sc.mask, sc.zscore(x), torch.full((), float("nan")))
 
 
 def _extended(f: Alpha158Features, names: list[str], extra: list[torch.Tensor]) -> Alpha158Features:

@@ -124,8 +124,8 @@ def _summary(cfg: MineConfig, done: list[dict[str, Any]]) -> dict[str, Any]:
     rl = cfg.method == "rl"
     count = "episodes" if rl else "evaluations"
     total = sum(int(m.get(count, 0)) for m in ms)
-    search_s = sum(float(m.get("seconds", {}).get("search", m.get("elapsed_s", 0.0))) if rl
-                   else float(m.get("elapsed_s", 0.0)) for m in ms)
+    # RL reports its search seconds (PPO included) under seconds.search, GP its evolution time as elapsed_s
+    search_s = sum(float(m["seconds"]["search"] if rl else m.get("elapsed_s", 0.0)) for m in ms)
     out: dict[str, Any] = {count: total, ("episodes_per_s" if rl else "evals_per_s"): round(total / max(search_s, 1e-9), 2),
                            "restarts": [{"seed": d["seed"], count: m.get(count), "train_objective": m.get("train_objective"),
                                          "members": len(d["members"]), "scale": d["scale"], "seconds": d.get("seconds")}
