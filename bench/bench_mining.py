@@ -79,55 +79,27 @@ def _mine_job(args: tuple[dict[str, Any], str, bool]) -> dict[str, Any]:
             "splits": {"train": cfg.train, "valid": cfg.valid, "test": cfg.test}}
 
 
-def with_pool_features(sc: SplitScorer, f: Alpha158Features, pool_tokens: list[list[str]]) -> Alpha158Features:
-    """``f`` plus each pool member's values as extra features, z-scored per day over ``sc``'s universe the
-    same way (NaN where undefined). The member weights are not used: the model sees the raw members."""
-    extra = [_day_z(sc, sc.ev.evaluate(tokens)) for tokens in pool_tokens]
-    sc.ev.clear_cache()
-    return _extended(f, [f"POOL{i}" for i in range(len(extra))], extra)
-
-
-def with_pool_signal(sc: SplitScorer, f: Alpha158Features, members: list[tuple[list[str], float]]) -> Alpha158Features:
-    """``f`` plus ONE extra feature: the pool's combined signal (members z-scored per day, weighted as the
-    miner fitted them on train), z-scored per day (NaN where undefined): the pool as one stacked alpha."""
-    x = sc.combine(members)
-    sc.ev.clear_cache()
-    return _extended(f, ["POOL"], [_day_z(sc, x)])
-
-
-def _day_z(sc: SplitScorer, x: torch.Tensor) -> torch.Tensor:
-    """``x`` (D, S) z-scored per day over ``sc``'s universe, NaN where undefined or outside it."""
-    return torch.where(torch.isfinite(x) & sc.mask, sc.zscore(x), torch.full((), float("nan")))
-
-
-def _extended(f: Alpha158Features, names: list[str], extra: list[torch.Tensor]) -> Alpha158Features:
-    from factors.handcrafted import Alpha158Features as A158
-
-    feats = torch.cat([f.feats, torch.stack(extra)]) if extra else f.feats
-    return A158(f.names + names, feats, f.target_z, f.label_mask, f.seconds)
-
-
 def incremental_value(sc: SplitScorer, f: Alpha158Features, pools: dict[str, list[tuple[list[str], float]]], *,
                       seed: int, threads: int) -> dict[str, dict[str, Any]]:
     """LightGBM on the Alpha158-style set alone (``"lgbm_alpha158"``), on the set + each pool's members
     (``"lgbm_alpha158+<name>"``) and on the set + each pool's combined signal as one feature
     (``"lgbm_alpha158+<name>_signal"``); same splits, model settings and seed: per-split metrics and fit info.
     ``pools``: name -> the pool's ``(tokens, weight)`` members."""
-    from factors.handcrafted import fit_alpha158_lgbm
+    from factors.handcrafted import fit_alpha158_lgbm, pool_member_features, pool_signal_feature
 
-    variants: list[tuple[str, Any, int]] = [("lgbm_alpha158", None, 0)]
+    variants: list[tuple[str, Any]] = [("lgbm_alpha158", None)]
     for k, members in pools.items():
-        variants += [(f"lgbm_alpha158+{k}", lambda m=members: with_pool_features(sc, f, [t for t, _ in m]), len(members)),
-                     (f"lgbm_alpha158+{k}_signal", lambda m=members: with_pool_signal(sc, f, m), 1)]
+        variants += [(f"lgbm_alpha158+{k}", lambda m=members: pool_member_features(sc, [t for t, _ in m])),
+                     (f"lgbm_alpha158+{k}_signal", lambda m=members: pool_signal_feature(sc, m))]
     out: dict[str, dict[str, Any]] = {}
-    for name, build, n_extra in variants:
+    for name, build in variants:
         t1 = time.perf_counter()
-        feats = f if build is None else build()
-        pred, info = fit_alpha158_lgbm(sc, feats, seed=seed, threads=threads)
-        del feats
-        out[name] = {"metrics": sc.report(pred), "features": len(f.names) + n_extra,
+        extra = None if build is None else build()
+        pred, info = fit_alpha158_lgbm(sc, f, seed=seed, threads=threads, extra=extra)
+        out[name] = {"metrics": sc.report(pred), "features": len(f.names) + (0 if extra is None else len(extra)),
                      "info": {k: v for k, v in info.items() if k != "params"},
                      "wall_s": round(time.perf_counter() - t1, 1)}
+        del extra
     return out
 
 
@@ -334,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool-size", type=int, default=20)
     ap.add_argument("--restarts", type=int, default=0,
                     help="searches per run sharing its budget, pools averaged (0 = the miner's auto rule: "
-                         "factors.restarts.AUTO_RESTARTS for budgets of AUTO_MIN_MINUTES or more)")
+                         "factors.restarts.auto_restarts, one search per 1.5 minutes, 1 to 6)")
     ap.add_argument("--max-tickers", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2, help="mining runs in parallel (1 torch thread each)")
     ap.add_argument("--reward-ablation", action="store_true", help="also run RL with the 'gain' reward")

@@ -13,6 +13,8 @@ Verdict sources:
   the supervisor reaches it through the normal gateway. One row per (graph, Q, budget), means over seeds.
 * ``--ablation-q``: at that Q (default 0.8, the goal's) and budget 200, one use at a time
   (pseudo / fuse / noise+edges) against all (= pseudo + fuse).
+* ``--ceiling Q1,Q2``: at those Q and every budget, what the uses could add at best (no calibration cost,
+  the verdicts read exactly, no guard; plus the same nodes' true labels): bench/supervisor_ceiling.py.
 * ``--endpoint``: the configured endpoint (the embedded SmolLM2-135M unless FINLLM_LLM_BASE_URL is set)
   through the CLI's code path (run_seeds_supervised, the same seeds), with wall time against the plain
   run of the same seeds, measured in the same process.
@@ -20,6 +22,7 @@ Verdict sources:
     python bench/bench_supervisor.py                                  # simulated: 2 graphs x 5 seeds x 6 Q x 2 budgets
     python bench/bench_supervisor.py --datasets amazon --seeds 0 --out a0.json &   # ... one process per part, then
     python bench/bench_supervisor.py --merge a0.json,a1.json,b0.json,b1.json        # one table
+    python bench/bench_supervisor.py --qs '' --ablation-q 0 --budgets 50,200 --ceiling 0.8,0.9,0.95   # ceilings only
     FINLLM_LLM_PORT=8803 python bench/bench_supervisor.py --endpoint --seeds 0,1 --budgets 200 --no-simulated
     FINLLM_LLM_BASE_URL=https://api.openai.com/v1 FINLLM_LLM_MODEL=gpt-4o-mini OPENAI_API_KEY=... \\
         python bench/bench_supervisor.py --endpoint --budgets 200 --no-simulated   # a real endpoint's column
@@ -37,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 DATASETS = {"amazon": REPO / "data/fraud/amazon_upu.mat", "bitcoin": REPO / "data/fraud/soc-sign-bitcoinotc.csv"}
 ABLATION = {"pseudo": "pseudo", "fuse": "fuse", "noise+edges": "noise,edges", "all": "all"}
 
@@ -51,6 +55,7 @@ def simulated_rows(ds, seeds: list[int], qs: list[float], budgets: list[int], ar
     from fraud.splits import make_split
     from fraud.supervisor.loop import train_supervised
     from fraud.supervisor.simulated import SimulatedVerdictServer
+    from bench.supervisor_ceiling import ceiling_seed
     from fraud.train import train_model
 
     opts = {"epochs": args.epochs, "patience": args.patience}
@@ -61,6 +66,10 @@ def simulated_rows(ds, seeds: list[int], qs: list[float], budgets: list[int], ar
         t = time.perf_counter()
         r1 = train_model(ds, args.model, split, seed, **opts)
         plain_s = time.perf_counter() - t
+        if args.ceiling:  # the same round 1, every verdict on the band, an exact combination
+            for b in budgets:
+                rows += ceiling_seed(ds, split, seed, r1, [float(q) for q in args.ceiling.split(",")], b,
+                                     model=args.model, opts=opts, soft_scale=args.soft_scale)
         plan = [(q, b, "all") for q in qs for b in budgets]
         plan += [(args.ablation_q, 200, v) for v in ABLATION if v != "all"] if args.ablation_q else []
         for q, budget, variant in plan:
@@ -122,12 +131,16 @@ def endpoint_rows(ds, seeds: list[int], budgets: list[int], args) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: one line per (graph, Q, budget, variant), means over seeds."""
+    """Markdown: one line per (graph, Q, budget, variant), means over seeds; then the ceiling rows."""
+    from bench.supervisor_ceiling import ceiling_table
+
     out = ["| graph | Q | budget | uses | applied | calls | plain AUPRC | supervised AUPRC | Δ AUPRC (± sd) | "
            "Δ Rec@K | Δ AUPRC, unqueried test nodes | val guard kept plain |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["dataset"], r["q"], r["budget"], r["variant"]) for r in rows if r["source"] == "simulated"},
                   key=lambda k: (k[0], k[3] != "all", k[1], k[2], k[3]))
+    if not keys:
+        out = []
     for key in keys:
         g = [r for r in rows if r["source"] == "simulated" and (r["dataset"], r["q"], r["budget"], r["variant"]) == key]
         d = np.array([r["final"]["auprc"] - r["plain"]["auprc"] for r in g])
@@ -139,6 +152,9 @@ def table(rows: list[dict]) -> str:
                    f"{np.mean([r['calls'] for r in g]):.0f} | {np.mean([r['plain']['auprc'] for r in g]):.4f} | "
                    f"{np.mean([r['final']['auprc'] for r in g]):.4f} | {d.mean():+.4f} ± {d.std():.4f} | "
                    f"{dk.mean():+.4f} | {(np.mean(du) if du else 0.0):+.4f} | {sum(bool(r['val_guard']) for r in g)} |")
+    if any(r["source"] == "ceiling" for r in rows):
+        out += ["", "Ceiling (bench/supervisor_ceiling.py: no calibration cost, exact combination, no guard; "
+                "not something a real endpoint run can do):", "", ceiling_table(rows)]
     for r in rows:
         if r["source"] == "endpoint":
             out.append(f"\nendpoint {r['endpoint']['base_url']} ({r['endpoint']['model']}), {r['dataset']}, seeds "
@@ -153,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", default="amazon,bitcoin")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--model", default="hsign")
-    ap.add_argument("--qs", default="0.5,0.6,0.7,0.8,0.9,0.95", help="simulated verdict AUROCs")
+    ap.add_argument("--qs", default="0.5,0.6,0.7,0.8,0.9,0.95", help="simulated verdict AUROCs ('' = none)")
+    ap.add_argument("--ceiling", default="", help="comma list of Q: also the ceiling rows at those Q "
+                    "(bench/supervisor_ceiling.py: every verdict on the band, exact combination, true-label row)")
     ap.add_argument("--budgets", default="50,200")
     ap.add_argument("--ablation-q", type=float, default=0.8, help="Q of the ablation rows (0: none)")
     ap.add_argument("--endpoint", action="store_true", help="also the configured endpoint (embedded by default)")
@@ -181,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     budgets = [int(b) for b in args.budgets.split(",")]
-    qs = [float(q) for q in args.qs.split(",")]
+    qs = [float(q) for q in args.qs.split(",") if q.strip()]
     rows: list[dict] = []
     t0 = time.perf_counter()
     for key in args.datasets.split(","):

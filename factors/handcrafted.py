@@ -154,21 +154,47 @@ def fit_alpha158_linear(sc: SplitScorer, f: Alpha158Features) -> torch.Tensor:
     return torch.where(sc.mask, comb, torch.full((), float("nan")))
 
 
-def fit_alpha158_lgbm(sc: SplitScorer, f: Alpha158Features, *, seed: int = 0,
-                      threads: int = 2) -> tuple[torch.Tensor, dict[str, Any]]:
-    """LightGBM on the features: trained on train days, early-stopped on valid; (D, S) prediction and info."""
+def fit_alpha158_lgbm(sc: SplitScorer, f: Alpha158Features, *, seed: int = 0, threads: int = 2,
+                      extra: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """LightGBM on the features (plus ``extra`` (E, D, S) ones, e.g. a mined pool's): trained on train days,
+    early-stopped on valid; (D, S) prediction and info."""
     from factors.lgbm_baseline import fit_predict
 
     label = torch.where(f.label_mask, f.target_z, torch.full((), float("nan")))
-    return fit_predict(f.feats, label, sc.mask, sc.days["train"], sc.days["valid"], seed=seed, num_threads=threads)
+    return fit_predict(f.feats, label, sc.mask, sc.days["train"], sc.days["valid"], seed=seed, num_threads=threads,
+                       extra=extra)
 
 
-def baseline_factors(sc: SplitScorer, *, seed: int = 0, lgbm: bool = True,
-                     threads: int = 2) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def day_z(sc: SplitScorer, x: torch.Tensor) -> torch.Tensor:
+    """``x`` (D, S) z-scored per day over ``sc``'s universe, NaN where undefined or outside it: a feature
+    on the same footing as the Alpha158-style ones."""
+    return torch.where(torch.isfinite(x) & sc.mask, sc.zscore(x), torch.full((), float("nan")))
+
+
+def pool_member_features(sc: SplitScorer, pool_tokens: list[list[str]]) -> torch.Tensor:
+    """Each pool member's values as a feature, z-scored per day: (E, D, S). The weights are not used."""
+    extra = torch.stack([day_z(sc, sc.ev.evaluate(tokens)) for tokens in pool_tokens])
+    sc.ev.clear_cache()
+    return extra
+
+
+def pool_signal_feature(sc: SplitScorer, members: list[tuple[list[str], float]] | torch.Tensor) -> torch.Tensor:
+    """The pool's combined signal (members z-scored per day, weighted as the miner fitted them on train;
+    or an already combined (D, S) signal) as ONE feature, z-scored per day: (1, D, S)."""
+    x = members if isinstance(members, torch.Tensor) else sc.combine(members)
+    if not isinstance(members, torch.Tensor):
+        sc.ev.clear_cache()
+    return day_z(sc, x)[None]
+
+
+def baseline_factors(sc: SplitScorer, *, seed: int = 0, lgbm: bool = True, threads: int = 2,
+                     pool_signal: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The two classic baselines on the scorer's panel, fitted without look-ahead: the Alpha158-style
     linear combination (ridge on the train split's days) and LightGBM on the same features (trained on
-    train, early-stopped on valid). Returns ``{name: (D, S) factor}`` (NaN outside the universe) and
-    ``{name: fit info}``; every split is then scored like the pool."""
+    train, early-stopped on valid). With ``pool_signal`` (D, S, the mined pool's combined signal, whose
+    weights were fitted on train) also ``lgbm_alpha158_pool``: LightGBM with the same settings and seed on
+    the features plus that signal as one feature, the pool's incremental value. Returns ``{name: (D, S)
+    factor}`` (NaN outside the universe) and ``{name: fit info}``; every split is then scored like the pool."""
     t0 = time.perf_counter()
     f = alpha158_features(sc)
     out = {"alpha158_linear": fit_alpha158_linear(sc, f)}
@@ -181,4 +207,12 @@ def baseline_factors(sc: SplitScorer, *, seed: int = 0, lgbm: bool = True,
         info["lgbm_alpha158"] = {"features": len(f.names), "fit": "trained on train days, early-stopped on valid",
                                  "best_iteration": fit["best_iteration"], "train_rows": fit["train_rows"],
                                  "seconds": round(time.perf_counter() - t1, 1), "seed": seed}
+        if pool_signal is not None:
+            t2 = time.perf_counter()
+            out["lgbm_alpha158_pool"], fit = fit_alpha158_lgbm(sc, f, seed=seed, threads=threads,
+                                                              extra=pool_signal_feature(sc, pool_signal))
+            info["lgbm_alpha158_pool"] = {"features": len(f.names) + 1,
+                                          "fit": "as lgbm_alpha158, plus the pool's combined signal as one feature",
+                                          "best_iteration": fit["best_iteration"], "train_rows": fit["train_rows"],
+                                          "seconds": round(time.perf_counter() - t2, 1), "seed": seed}
     return out, info

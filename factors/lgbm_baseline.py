@@ -26,10 +26,16 @@ PARAMS: dict[str, Any] = {
 }
 
 
+def _cols(feats: torch.Tensor, extra: torch.Tensor | None, days: torch.Tensor | slice) -> torch.Tensor:
+    """The features of ``days`` (F [+ E], d, S): extra columns joined per block, never for the whole panel."""
+    f = feats[:, days]
+    return f if extra is None else torch.cat([f, extra[:, days]])
+
+
 def _rows(feats: torch.Tensor, y: torch.Tensor, days: torch.Tensor, mask: torch.Tensor,
-          stride: int) -> tuple[np.ndarray, np.ndarray]:
+          stride: int, extra: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     idx = torch.nonzero(days).squeeze(1)[::stride]
-    f = feats[:, idx]  # (F, d, S)
+    f = _cols(feats, extra, idx)  # (F [+ E], d, S)
     yy, mm = y[idx], mask[idx] & torch.isfinite(y[idx])
     x = f.permute(1, 2, 0)[mm]  # (n, F)
     return x.numpy(), yy[mm].numpy()
@@ -37,16 +43,17 @@ def _rows(feats: torch.Tensor, y: torch.Tensor, days: torch.Tensor, mask: torch.
 
 def fit_predict(feats: torch.Tensor, target_z: torch.Tensor, mask: torch.Tensor, train_days: torch.Tensor,
                 valid_days: torch.Tensor, *, seed: int = 0, day_stride: int = 5, num_threads: int = 2,
-                num_boost_round: int = 400) -> tuple[torch.Tensor, dict[str, Any]]:
+                num_boost_round: int = 400, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """Train on train days, early-stop on valid days, predict every day.
 
     feats (F, D, S) per-day z-scored features (NaN = missing); target_z (D, S) per-day z-scored label;
-    mask (D, S) the cross-section. Returns predictions (D, S) (NaN outside ``mask``) and info.
+    mask (D, S) the cross-section; extra (E, D, S) more features after ``feats`` (joined per block of days,
+    so the panel is never copied whole). Returns predictions (D, S) (NaN outside ``mask``) and info.
     """
     import lightgbm as lgb
 
-    xtr, ytr = _rows(feats, target_z, train_days, mask, day_stride)
-    xva, yva = _rows(feats, target_z, valid_days, mask, day_stride)
+    xtr, ytr = _rows(feats, target_z, train_days, mask, day_stride, extra)
+    xva, yva = _rows(feats, target_z, valid_days, mask, day_stride, extra)
     params = {**PARAMS, "seed": seed, "num_threads": num_threads, "deterministic": True}
     dtr = lgb.Dataset(xtr, ytr, free_raw_data=True)
     dva = lgb.Dataset(xva, yva, reference=dtr)
@@ -57,7 +64,7 @@ def fit_predict(feats: torch.Tensor, target_z: torch.Tensor, mask: torch.Tensor,
     for lo in range(0, d, 256):  # predict in day chunks to bound memory
         hi = min(d, lo + 256)
         m = mask[lo:hi]
-        x = feats[:, lo:hi].permute(1, 2, 0)[m].numpy()
+        x = _cols(feats, extra, slice(lo, hi)).permute(1, 2, 0)[m].numpy()
         if len(x):
             block = pred[lo:hi]
             block[m] = torch.from_numpy(booster.predict(x, num_iteration=booster.best_iteration).astype(np.float32))

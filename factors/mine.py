@@ -83,8 +83,8 @@ class MineConfig:
     max_episodes: int | None = None  # stop after this many factors (tests, repeatable runs)
     seed_library: str | None = None  # offer factors of this library source ("all" = every source) first
     threads: int = 1  # torch threads: small LSTM batches slow down badly with more threads on a busy CPU
-    # independent searches sharing the budget, their pools averaged (0 = auto: AUTO_RESTARTS when the budget
-    # is at least AUTO_MIN_MINUTES, else 1); see factors.restarts for why
+    # independent searches sharing the budget, their pools averaged (0 = auto: one per 1.5 minutes of budget,
+    # 1 to 6, factors.restarts.auto_restarts); see factors.restarts for why
     restarts: int = 0
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
@@ -120,11 +120,9 @@ class MineConfig:
 
     def n_restarts(self) -> int:
         """How many independent searches share the budget (``restarts``, or the auto rule when 0)."""
-        from factors.restarts import AUTO_MIN_MINUTES, AUTO_RESTARTS
+        from factors.restarts import auto_restarts
 
-        if self.restarts:
-            return self.restarts
-        return AUTO_RESTARTS if self.minutes >= AUTO_MIN_MINUTES else 1
+        return self.restarts or auto_restarts(self.minutes)
 
     def run_config(self) -> dict[str, Any]:
         """Run.config as reports expect it (data, splits, horizon, method, seed, cost_bps, ...)."""

@@ -1,10 +1,14 @@
 """Several short searches instead of one long one, their pools averaged: the miner's default
-(``AUTO_RESTARTS`` searches) for budgets of ``AUTO_MIN_MINUTES`` or more.
+(:func:`auto_restarts`: one search per ``AUTO_MINUTES_PER_RESTART`` minutes of budget, at most
+``AUTO_MAX_RESTARTS``).
 
 Why: a pool's weights and members are fit to the train panel, and one search's pool carries that search's
 luck. Measured at the same total CPU on the US panel (``bench/results/mining_pool_combine.md``), one 9-minute
 RL run scored test RankIC 0.0327 ± 0.0063 while the average of three 3-minute pools scored 0.0432 ± 0.0021
 (valid 0.0479 vs 0.0531); on validation alone the averaged pools win too, so the choice does not rest on test.
+Over 5 seeds at 9 minutes (``bench/results/mining_restarts_us.md``, ``mining_restarts6_us.md``), six
+1.5-minute searches beat three 3-minute ones on validation (RL valid RankIC 0.0540 vs 0.0517; test 0.0446
+vs 0.0416), hence 1.5 minutes per search; the cap of 6 is the most that was measured.
 
 How: restart ``r`` runs the chosen method (RL or GP) for ``minutes / k`` on an empty pool with seed
 ``seed + RESTART_SEED_STEP * r`` (restart 0 uses the run's own seed), sharing the evaluator and its cache. The
@@ -35,10 +39,15 @@ if TYPE_CHECKING:
     from factors.mine import MineConfig, TrainSide
     from factors.pool import AlphaPool
 
-AUTO_RESTARTS = 3  # restarts when MineConfig.restarts is 0 (auto) and the budget is at least AUTO_MIN_MINUTES
-# 2 minutes per restart: the shortest searches whose averaged pools were measured (crypto, 2-minute runs)
-AUTO_MIN_MINUTES = 6.0
+AUTO_MINUTES_PER_RESTART = 1.5  # auto rule (MineConfig.restarts == 0): one search per 1.5 minutes of budget ...
+AUTO_MAX_RESTARTS = 6  # ... and at most 6 (the most measured); budgets under 3 minutes stay one search
 RESTART_SEED_STEP = 7919  # seeds of restarts 1, 2, ...: far from the seeds of neighbouring runs (0, 1, 2, ...)
+
+
+def auto_restarts(minutes: float) -> int:
+    """The number of searches a ``minutes`` budget is split into when ``restarts`` is 0 (auto): 1 below 3
+    minutes, then one per ``AUTO_MINUTES_PER_RESTART`` minutes, at most ``AUTO_MAX_RESTARTS``."""
+    return max(1, min(AUTO_MAX_RESTARTS, int(float(minutes) / AUTO_MINUTES_PER_RESTART + 1e-9)))
 
 
 def restart_configs(cfg: MineConfig) -> list[MineConfig]:

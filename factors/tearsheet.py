@@ -2,7 +2,8 @@
 engine and stored with the run (the report only reads it).
 
 Per split (train / valid / test; the report shades test) for the pool's combination and for the
-baselines fitted in the same run on the same splits (Alpha158-style linear, LightGBM; see
+baselines fitted in the same run on the same splits (Alpha158-style linear, LightGBM, and LightGBM on
+Alpha158 + the pool's combined signal as one feature, the pool's incremental value; see
 :func:`factors.handcrafted.baseline_factors`): IC / RankIC summaries and daily series, long-short
 top-minus-bottom returns before and after costs with the run's holding period (``rebalance``), drawdown,
 excess return of the top-quantile book over the equal-weight market (after the book's costs), per-quantile
@@ -234,7 +235,7 @@ def tearsheet(panel: Panel, splits: list[Split], members: list[dict[str, Any]], 
     if baselines:
         from factors.handcrafted import baseline_factors
 
-        fitted, fit_info = baseline_factors(sc, seed=cfg.seed, threads=threads)
+        fitted, fit_info = baseline_factors(sc, seed=cfg.seed, threads=threads, pool_signal=factors["pool"])
         factors.update(fitted)
     else:
         notes.append("Alpha158-style linear and LightGBM baselines were skipped for this run (quick mode).")

@@ -27,7 +27,7 @@ def mine_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed (policy, environment, GP)."),
     restarts: int = typer.Option(0, "--restarts", min=0, max=50,
                                  help="Independent searches sharing the budget, their pools averaged (less overfit "
-                                      "to train). 0 = auto: 3 for a budget of 6 minutes or more, else 1."),
+                                      "to train). 0 = auto: one per 1.5 minutes of --minutes, 1 to 6."),
     train: str = typer.Option(None, "--train", show_default=False,
                               help="Train range START:END (inclusive). Default (the same rule as `factors eval` "
                                    "and `factors ask`): 2003-01-01:2014-12-31 on the shipped US file; on other data "

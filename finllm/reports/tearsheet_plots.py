@@ -14,7 +14,8 @@ import numpy as np
 
 from finllm.reports.plots import _rolling_mean, _shade_splits, to_data_uri
 
-MODEL_COLOURS = {"pool": "#2ca02c", "alpha158_linear": "#1f77b4", "lgbm_alpha158": "#9467bd"}
+MODEL_COLOURS = {"pool": "#2ca02c", "alpha158_linear": "#1f77b4", "lgbm_alpha158": "#9467bd",
+                 "lgbm_alpha158_pool": "#ff7f0e"}
 SPLIT_COLOURS = {"train": "#1f77b4", "valid": "#ff7f0e", "test": "#2ca02c"}
 
 

@@ -44,14 +44,25 @@ def separation(q: float) -> float:
     return float(math.sqrt(2.0) * norm.ppf(q))
 
 
+def evidence(node: int, y: int, q: float, seed: int) -> float:
+    """The verdict evidence ``z ~ N(mu * y, 1)`` of ``node`` (fixed per (seed, node)); ``y`` in {0, 1}."""
+    return float(np.random.default_rng([int(seed), int(node)]).standard_normal()) + separation(q) * y
+
+
+def exact_llr(node: int, y: int, q: float, seed: int) -> float:
+    """log P(z | fraud) / P(z | normal) of ``node``'s verdict evidence: what a perfectly calibrated reader of
+    the verdict would know. Only a bench's ceiling may use it (it needs the simulator's internals)."""
+    mu = separation(q)
+    return mu * (evidence(node, y, q, seed) - mu / 2.0)
+
+
 def verdict_for(node: int, y: int, q: float, seed: int) -> dict[str, Any]:
     """The simulated verdict (a FraudVerdict-shaped dict) for ``node`` with true label ``y`` in {-1,0,1}."""
     if y < 0:
         p = 0.5
     else:
         mu = separation(q)
-        z = float(np.random.default_rng([int(seed), int(node)]).standard_normal()) + mu * y
-        llr = max(mu, 1.0) * (z - mu / 2.0)
+        llr = max(mu, 1.0) * (evidence(node, y, q, seed) - mu / 2.0)
         p = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, llr))))
     return _answer(p, f"SIMULATED verdict (AUROC {q:g}) drawn from the true label; not an LLM"
                    if y >= 0 else "SIMULATED verdict: no true label for this node, so no information")
@@ -173,4 +184,4 @@ class SimulatedVerdictServer:
                         "independently of the detector's score; not an LLM"}
 
 
-__all__ = ["SimulatedVerdictServer", "separation", "verdict_for"]
+__all__ = ["SimulatedVerdictServer", "evidence", "exact_llr", "separation", "verdict_for"]

@@ -1,5 +1,6 @@
-"""The bench's incremental-value step: LightGBM on the Alpha158-style set alone vs the set + a mined pool's
-members, on a small slice of the real US panel (same splits, settings and seed)."""
+"""The incremental value of a mined pool: LightGBM on the Alpha158-style set alone vs the set + the pool's
+members or its combined signal (the bench's step, and the tear sheet's ``lgbm_alpha158_pool``), on a small
+slice of the real US panel (same splits, settings and seed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from factors.handcrafted import alpha158_features, fit_alpha158_lgbm
+from factors.handcrafted import (alpha158_features, baseline_factors, fit_alpha158_lgbm, pool_member_features,
+                                 pool_signal_feature)
 from factors.mine import MineConfig, load_for_mining
 from factors.scoring import SplitScorer
 from tests.mining.conftest import SPLITS
@@ -36,14 +38,14 @@ def setup(us_slice):
     return sc, alpha158_features(sc, windows=(5, 20))
 
 
-def test_pool_members_become_per_day_zscored_features(bench, setup) -> None:
+def test_pool_members_become_per_day_zscored_features(setup) -> None:
     sc, f = setup
-    g = bench.with_pool_features(sc, f, POOL)
-    assert g.names == f.names + ["POOL0", "POOL1"] and g.feats.shape[0] == f.feats.shape[0] + 2
+    g = pool_member_features(sc, POOL)
+    assert g.shape == (2, *sc.mask.shape)
     for i, tokens in enumerate(POOL):
         x = sc.ev.evaluate(tokens)
         ok = torch.isfinite(x) & sc.mask
-        got = g.feats[len(f.names) + i]
+        got = g[i]
         assert torch.isnan(got[~ok]).all()
         torch.testing.assert_close(got[ok], sc.zscore(x)[ok])
         day = got[200][ok[200]]
@@ -66,12 +68,37 @@ def test_incremental_value_fits_alone_and_with_the_pool(bench, setup) -> None:
     assert res["lgbm_alpha158+rl_signal"]["metrics"]["test"] != res["lgbm_alpha158"]["metrics"]["test"]
 
 
-def test_pool_signal_is_one_weighted_per_day_zscored_feature(bench, setup) -> None:
+def test_pool_signal_is_one_weighted_per_day_zscored_feature(setup) -> None:
     sc, f = setup
-    g = bench.with_pool_signal(sc, f, list(zip(POOL, WEIGHTS)))
-    assert g.names == f.names + ["POOL"] and g.feats.shape[0] == f.feats.shape[0] + 1
+    g = pool_signal_feature(sc, list(zip(POOL, WEIGHTS)))
+    assert g.shape == (1, *sc.mask.shape)
     want = sc.zscore(sum(w * sc.zscore(sc.ev.evaluate(t)) for t, w in zip(POOL, WEIGHTS)))
-    got = g.feats[-1]
+    got = g[0]
     ok = torch.isfinite(got)
     assert ok[200].sum() > 10
     torch.testing.assert_close(got[ok], want[ok], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(pool_signal_feature(sc, sc.combine(list(zip(POOL, WEIGHTS)))), g, equal_nan=True)
+
+
+def test_extra_features_equal_a_concatenated_feature_set(setup) -> None:
+    """Joining the pool's feature per block of days gives the fit that a whole concatenated set gives."""
+    from factors.handcrafted import Alpha158Features
+
+    sc, f = setup
+    extra = pool_signal_feature(sc, list(zip(POOL, WEIGHTS)))
+    joined, _ = fit_alpha158_lgbm(sc, f, seed=0, threads=1, extra=extra)
+    whole = Alpha158Features(f.names + ["POOL"], torch.cat([f.feats, extra]), f.target_z, f.label_mask, f.seconds)
+    direct, _ = fit_alpha158_lgbm(sc, whole, seed=0, threads=1)
+    torch.testing.assert_close(joined, direct, equal_nan=True)
+
+
+def test_the_tearsheet_baselines_include_alpha158_plus_the_pool_signal(setup) -> None:
+    sc, _ = setup
+    signal = sc.combine(list(zip(POOL, WEIGHTS)))
+    fitted, info = baseline_factors(sc, seed=0, threads=1, pool_signal=signal)
+    assert set(fitted) == {"alpha158_linear", "lgbm_alpha158", "lgbm_alpha158_pool"}
+    assert info["lgbm_alpha158_pool"]["features"] == info["lgbm_alpha158"]["features"] + 1
+    assert not torch.equal(torch.nan_to_num(fitted["lgbm_alpha158_pool"]), torch.nan_to_num(fitted["lgbm_alpha158"]))
+    alone, _ = baseline_factors(sc, seed=0, threads=1)
+    assert set(alone) == {"alpha158_linear", "lgbm_alpha158"}  # no pool, no pool row
+    torch.testing.assert_close(alone["lgbm_alpha158"], fitted["lgbm_alpha158"], equal_nan=True)

@@ -17,8 +17,8 @@ from tests.mining.conftest import SPLITS
 
 
 def _cfg(path, **kw) -> MineConfig:
-    base = dict(data=str(path), method="rl", minutes=5.0, pool_size=10, seed=0, rl={"n_envs": 8, "n_steps": 32,
-                                                                                  "batch_size": 128})
+    base = dict(data=str(path), method="rl", minutes=5.0, restarts=1, pool_size=10, seed=0,
+                rl={"n_envs": 8, "n_steps": 32, "batch_size": 128})
     base.update(kw)
     return MineConfig(**SPLITS, **base)
 

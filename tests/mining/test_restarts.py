@@ -9,17 +9,21 @@ import pytest
 import torch
 
 from factors.mine import MineConfig, build_train_side, fresh_side, load_for_mining, mine, pool_scorer
-from factors.restarts import AUTO_MIN_MINUTES, AUTO_RESTARTS, RESTART_SEED_STEP, average_pools, restart_configs, signal_scale
+from factors.restarts import (AUTO_MAX_RESTARTS, RESTART_SEED_STEP, auto_restarts, average_pools, restart_configs,
+                              signal_scale)
 from finllm.errors import ConfigError
 from tests.mining.conftest import SPLITS
 
 
 def test_auto_rule_and_budget_split(us_slice) -> None:
-    short = MineConfig(data=str(us_slice), minutes=AUTO_MIN_MINUTES - 0.5, **SPLITS)
-    long = MineConfig(data=str(us_slice), minutes=AUTO_MIN_MINUTES, **SPLITS)
-    assert short.n_restarts() == 1 and long.n_restarts() == AUTO_RESTARTS
+    # one search per 1.5 minutes, 1 to 6: the demo's 3 minutes -> 2, the bench's 9 -> 6, the DAG's 20 -> 6
+    assert [auto_restarts(m) for m in (0.2, 1.0, 2.9, 3.0, 4.5, 6.0, 9.0, 20.0)] == [1, 1, 1, 2, 3, 4, 6, AUTO_MAX_RESTARTS]
+    short = MineConfig(data=str(us_slice), minutes=2.5, **SPLITS)
+    long = MineConfig(data=str(us_slice), minutes=6.0, **SPLITS)
+    assert short.n_restarts() == 1 and long.n_restarts() == 4
+    assert MineConfig(data=str(us_slice), minutes=6.0, restarts=2, **SPLITS).n_restarts() == 2  # explicit wins
     subs = restart_configs(long)
-    assert [s.seed for s in subs] == [RESTART_SEED_STEP * r for r in range(AUTO_RESTARTS)]
+    assert [s.seed for s in subs] == [RESTART_SEED_STEP * r for r in range(4)]
     assert sum(s.minutes for s in subs) == pytest.approx(long.minutes)
     assert all(s.n_restarts() == 1 for s in subs)
     capped = MineConfig(data=str(us_slice), minutes=0, max_episodes=10, restarts=3, **SPLITS)

@@ -119,7 +119,8 @@ def test_factor_report_reads_a_stored_tearsheet_with_every_panel(store, factor_r
     text = Path(res["path"]).read_text(encoding="utf-8")
     _self_contained(text)
     for section in ("Factor pool (4 factors)", "Pool vs baselines (same run, same splits)", "alpha158_linear",
-                    "lgbm_alpha158", "momentum_20d", "Mul(Delta($close, 5), -1)", "IC distribution", "Quantiles",
+                    "lgbm_alpha158", "lgbm_alpha158_pool", "momentum_20d", "Mul(Delta($close, 5), -1)", "IC distribution",
+                    "Quantiles",
                     "Signal persistence and decay", "How the baselines were fitted"):
         assert section in text, section
     images = _images(text)
@@ -132,7 +133,7 @@ def test_factor_report_reads_a_stored_tearsheet_with_every_panel(store, factor_r
         assert abs(value - stored) <= 1e-3 * abs(stored) and shown == fmt_number(stored, kind), (metric, value, stored)
     # the tear sheet's pool figures are the run's stored metrics (same scorer, same days), baselines beside it
     sheet = load_tearsheet(sheet_path)
-    assert set(sheet["models"]) == {"pool", "alpha158_linear", "lgbm_alpha158"}
+    assert set(sheet["models"]) == {"pool", "alpha158_linear", "lgbm_alpha158", "lgbm_alpha158_pool"}
     for split in ("train", "valid", "test"):
         for metric in ("ic", "rank_ic", "sharpe", "turnover"):
             assert sheet["models"]["pool"]["splits"][split][metric] == pytest.approx(run.metrics["pool"][split][metric])

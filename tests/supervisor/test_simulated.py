@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from finllm.config import Settings
-from fraud.supervisor.simulated import SimulatedVerdictServer, verdict_for
+from fraud.supervisor.simulated import SimulatedVerdictServer, exact_llr, verdict_for
 from fraud.supervisor.trust import auroc
 from fraud.supervisor.verdict import FraudVerdict
 
@@ -36,6 +36,16 @@ def test_calibrated_confidences_and_no_truth_for_unlabelled_nodes():
     v = verdict_for(7, -1, 0.9, seed=0)
     assert v["fraud_probability"] == "0.50" and "SIMULATED" in v["rationale"]
     assert verdict_for(3, 1, 0.9, seed=0) == verdict_for(3, 1, 0.9, seed=0)  # fixed per (seed, node)
+
+
+def test_the_ceilings_exact_llr_is_the_verdicts_own_evidence():
+    """The bench's ceiling reads the verdict exactly: for Q >= 0.76 the served probability is the
+    sigmoid of that log-likelihood ratio (two decimals), and the ratio separates the classes as Q says."""
+    y = np.array([1, 0] * 2000)
+    llr = np.array([exact_llr(i, int(y[i]), 0.9, 0) for i in range(y.size)])
+    p = np.array([float(verdict_for(i, int(y[i]), 0.9, seed=0)["fraud_probability"]) for i in range(y.size)])
+    assert np.abs(p - 1.0 / (1.0 + np.exp(-llr))).max() <= 0.005 + 1e-9
+    assert abs(auroc(llr, y) - 0.9) < 0.02
 
 
 def test_the_gateway_talks_to_it_like_to_any_endpoint(tmp_path):
