@@ -25,9 +25,15 @@ mechanisms reaches it on that graph: the goal needs a better source or a bigger 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from fraud.datasets import GraphDataset
+    from fraud.splits import Split
+    from fraud.train import TrainResult
 
 VARIANTS = ("fuse", "pseudo+fuse", "labels")
 
@@ -50,8 +56,8 @@ def _auprc(scores: np.ndarray, y: torch.Tensor, idx: torch.Tensor) -> float:
     return round(float(auprc(np.asarray(scores)[idx.numpy()], y[idx].numpy())), 4)
 
 
-def ceiling_seed(ds, split, seed: int, r1, qs: list[float], budget: int, *, model: str, opts: dict,
-                 soft_scale: float = 1.0) -> list[dict]:
+def ceiling_seed(ds: GraphDataset, split: Split, seed: int, r1: TrainResult, qs: list[float], budget: int, *,
+                 model: str, opts: dict, soft_scale: float = 1.0) -> list[dict]:
     """The ceiling rows of one seed and budget from round 1 ``r1`` (a TrainResult): ``fuse`` and
     ``pseudo+fuse`` for every Q in ``qs``, ``labels`` once (it does not depend on Q)."""
     from fraud.supervisor.calibrate import score_map

@@ -181,9 +181,10 @@ def pool_member_features(sc: SplitScorer, pool_tokens: list[list[str]]) -> torch
 def pool_signal_feature(sc: SplitScorer, members: list[tuple[list[str], float]] | torch.Tensor) -> torch.Tensor:
     """The pool's combined signal (members z-scored per day, weighted as the miner fitted them on train;
     or an already combined (D, S) signal) as ONE feature, z-scored per day: (1, D, S)."""
-    x = members if isinstance(members, torch.Tensor) else sc.combine(members)
-    if not isinstance(members, torch.Tensor):
-        sc.ev.clear_cache()
+    if isinstance(members, torch.Tensor):
+        return day_z(sc, members)[None]
+    x = sc.combine(members)
+    sc.ev.clear_cache()
     return day_z(sc, x)[None]
 
 
