@@ -38,11 +38,6 @@ if TYPE_CHECKING:
 VARIANTS = ("fuse", "pseudo+fuse", "labels")
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def _metrics(scores: np.ndarray, y: torch.Tensor, idx: torch.Tensor, thr: float) -> dict:
     from fraud.evaluate import evaluate
 
@@ -60,7 +55,9 @@ def ceiling_seed(ds: GraphDataset, split: Split, seed: int, r1: TrainResult, qs:
                  model: str, opts: dict, soft_scale: float = 1.0) -> list[dict]:
     """The ceiling rows of one seed and budget from round 1 ``r1`` (a TrainResult): ``fuse`` and
     ``pseudo+fuse`` for every Q in ``qs``, ``labels`` once (it does not depend on Q)."""
-    from fraud.supervisor.calibrate import score_map
+    from fraud.models.ensemble import RankEnsemble
+    from fraud.supervisor.calibrate import logit, score_map
+    from fraud.supervisor.loop import query_pool
     from fraud.supervisor.select import band_queries
     from fraud.supervisor.simulated import exact_llr
     from fraud.train import train_model
@@ -68,11 +65,7 @@ def ceiling_seed(ds: GraphDataset, split: Split, seed: int, r1: TrainResult, qs:
     y = ds.data.y
     yn = y.numpy()
     n = ds.num_nodes
-    in_split = torch.zeros(n, dtype=torch.bool)
-    in_split[torch.cat([split.train, split.val])] = True
-    in_split[y < 0] = True  # the loop's default pool ("scored"): test nodes that carry a label
-    cand = torch.nonzero(~in_split).flatten()
-    queried = band_queries(r1.probs, split.val, y, cand, budget)
+    queried = band_queries(r1.probs, split.val, y, query_pool(ds, split), budget)  # the loop's default pool
     qi = queried.numpy()
     unq = split.test[~torch.isin(split.test, queried)]
     s1 = r1.probs.double().numpy()
@@ -82,7 +75,7 @@ def ceiling_seed(ds: GraphDataset, split: Split, seed: int, r1: TrainResult, qs:
     def mapped(scores: np.ndarray) -> np.ndarray:
         """The score's validation map to balanced-prior log-odds (N,): monotone, ranks as the score."""
         a, b = score_map(scores[val], yn[val])
-        return a + b * _logit(scores)
+        return a + b * logit(scores)
 
     def fused(scores: np.ndarray, llr: np.ndarray) -> np.ndarray:
         z = mapped(scores)
@@ -94,7 +87,7 @@ def ceiling_seed(ds: GraphDataset, split: Split, seed: int, r1: TrainResult, qs:
         st[queried] = torch.from_numpy(targets).float()
         r2 = train_model(ds, model, split, seed, soft_targets=st,
                          soft_weight=soft_scale * len(qi) / max(int(split.train.numel()), 1), **opts)
-        return 1.0 / (1.0 + np.exp(-(_logit(s1) + _logit(r2.probs.double().numpy())) / 2.0))
+        return RankEnsemble(how="logit_average").combine([s1, r2.probs.double().numpy()])  # as the loop does
 
     def row(q: float, variant: str, scores: np.ndarray) -> dict:
         out = {"dataset": ds.name, "seed": seed, "source": "ceiling", "q": q, "budget": budget, "variant": variant,

@@ -241,6 +241,17 @@ def calibration_order(val_idx: torch.Tensor, y: torch.Tensor, probs: torch.Tenso
     return out
 
 
+def query_pool(ds: GraphDataset, split: Split, pool: str = "scored") -> torch.Tensor:
+    """(M,) the nodes that may be queried beyond calibration (:data:`POOLS`; see the module docstring)."""
+    in_split = torch.zeros(ds.num_nodes, dtype=torch.bool)
+    in_split[torch.cat([split.train, split.val])] = True
+    if pool == "unlabelled":
+        in_split[split.test] = True
+    elif pool == "scored":  # nodes nobody can label are not part of the task (whether a node has one is not its label)
+        in_split[ds.data.y < 0] = True
+    return torch.nonzero(~in_split).flatten()
+
+
 def _say(progress: bool, msg: str) -> None:
     if progress:
         print(f"supervisor: {msg}", file=sys.stderr, flush=True)
@@ -405,13 +416,7 @@ def train_supervised(ds: GraphDataset, model_name: str, split: Split, seed: int,
     disputed = label_disagreements(split.train, y, s1, thr)
     n_noise = min(int(disputed.numel()), int(noise_share * rest)) if "noise" in uses else 0
     n_query = rest - n_noise if uses & {"pseudo", "fuse", "edges"} else 0
-    in_split = torch.zeros(ds.num_nodes, dtype=torch.bool)
-    in_split[torch.cat([split.train, split.val])] = True
-    if pool == "unlabelled":
-        in_split[split.test] = True
-    elif pool == "scored":  # nodes nobody can label are not part of the task (whether a node has one is not its label)
-        in_split[y < 0] = True
-    cand = torch.nonzero(~in_split).flatten()
+    cand = query_pool(ds, split, pool)
     queries = band_queries(s1, split.val, y, cand, n_query)
     ask_nodes([int(i) for i in disputed[:n_noise]] + [int(i) for i in queries], "noise")
     for i in queries:
@@ -538,5 +543,5 @@ def supervisor_summary(report: dict) -> dict:
     return {k: report[k] for k in keys if k in report}
 
 
-__all__ = ["USES", "parse_uses", "ask", "build_signals", "calibration_order", "train_supervised",
+__all__ = ["USES", "parse_uses", "ask", "build_signals", "calibration_order", "query_pool", "train_supervised",
            "run_seeds_supervised", "supervisor_summary"]
