@@ -8,7 +8,8 @@ RL run scored test RankIC 0.0327 ± 0.0063 while the average of three 3-minute p
 (valid 0.0479 vs 0.0531); on validation alone the averaged pools win too, so the choice does not rest on test.
 Over 5 seeds at 9 minutes (``bench/results/mining_restarts_us.md``, ``mining_restarts6_us.md``), six
 1.5-minute searches beat three 3-minute ones on validation (RL valid RankIC 0.0540 vs 0.0517; test 0.0446
-vs 0.0416), hence 1.5 minutes per search; the cap of 6 is the most that was measured.
+vs 0.0416), hence 1.5 minutes per search. Twelve 45-second searches (``mining_restarts12_us.md``) were level on
+validation (0.0550) and lower on test (0.0434), with twice the members, so the cap stays at 6.
 
 How: restart ``r`` runs the chosen method (RL or GP) for ``minutes / k`` on an empty pool with seed
 ``seed + RESTART_SEED_STEP * r`` (restart 0 uses the run's own seed), sharing the evaluator and its cache. The
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from factors.pool import AlphaPool
 
 AUTO_MINUTES_PER_RESTART = 1.5  # auto rule (MineConfig.restarts == 0): one search per 1.5 minutes of budget ...
-AUTO_MAX_RESTARTS = 6  # ... and at most 6 (the most measured); budgets under 3 minutes stay one search
+AUTO_MAX_RESTARTS = 6  # ... and at most 6 (12 measured: no better); budgets under 3 minutes stay one search
 RESTART_SEED_STEP = 7919  # seeds of restarts 1, 2, ...: far from the seeds of neighbouring runs (0, 1, 2, ...)
 
 

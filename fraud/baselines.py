@@ -24,8 +24,9 @@ What differs from GADBench (``models/detector.py`` + ``utils.py``'s ``param_spac
   with one sample per leaf allowed (scikit-learn: unlimited). ``criterion`` (gini / entropy) has no
   counterpart: splits maximise the log-loss gain.
 * Class weight #neg/#pos on fraud as GADBench's ``weight``, times the supervisor's node weights; soft
-  targets (LLM verdicts) enter as fractional labels. Inputs are finllm's normalised features (signed log1p,
-  z-score): per column monotone, so a tree on ``x`` splits as on the raw values.
+  targets (LLM verdicts) enter as fractional labels, weighted as in the networks' loss (``_with_soft``).
+  Inputs are finllm's normalised features (signed log1p, z-score): per column monotone, so a tree on ``x``
+  splits as on the raw values.
 """
 
 from __future__ import annotations
@@ -182,12 +183,18 @@ class TreeModel:
 
 def _with_soft(feats: np.ndarray, y: np.ndarray, train: np.ndarray, w: np.ndarray, soft_idx: np.ndarray | None,
                soft_y: np.ndarray | None, soft_w: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Training rows, labels (fractional for soft targets) and weights."""
-    X, Y, W = feats[train], y[train].astype(np.float64), w
+    """Training rows, labels (fractional for soft targets) and weights.
+
+    The soft rows together weigh ``soft_w`` times the training rows' total weight, each the same: the
+    networks' loss (:func:`fraud.fit_loop.weighted_loss`, a weighted mean over training rows plus
+    ``soft_w`` x the mean over soft rows), so ``soft_weight`` means one thing for every family. (A
+    per-row weight of ``soft_w``, as before, made the soft rows far lighter than in a network when training
+    labels are many, as in the full setting, and heavier when they are few.)"""
+    X, Y, W = feats[train], y[train].astype(np.float64), np.asarray(w, np.float64)
     if soft_idx is not None and len(soft_idx) and soft_w > 0:
         X = np.concatenate([X, feats[soft_idx]])
         Y = np.concatenate([Y, soft_y])
-        W = np.concatenate([W, np.full(len(soft_idx), soft_w)])
+        W = np.concatenate([W, np.full(len(soft_idx), soft_w * float(W.sum()) / len(soft_idx))])
     return X, Y, W
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from finllm.errors import ConfigError
-from fraud.baselines import aggregate_features
+from fraud.baselines import _with_soft, aggregate_features
 from fraud.models import GNN_MODELS, GraphOps, build_model
 from fraud.splits import make_split
 from fraud.fit_loop import minibatch_available
@@ -111,6 +111,24 @@ def test_supervisor_hooks_change_training(amazon_slice):
     assert tree.config["soft_nodes"] == int(unl.sum())
     with pytest.raises(ConfigError):
         train_model(amazon_slice, "sage", split, 0, edge_weight=torch.full((3,), 0.5), **kw)
+
+
+def test_tree_soft_rows_weigh_as_in_the_networks_loss():
+    """soft_weight means the same for trees as for networks: the soft rows together weigh soft_weight x
+    the training rows' total (the networks' loss is a weighted mean over training rows plus soft_weight x
+    the mean over soft rows), whatever the number of training and soft rows."""
+    import numpy as np
+
+    feats = np.arange(40, dtype=np.float64).reshape(20, 2)
+    y = np.array([1, 0] * 10)
+    train = np.arange(10)
+    w = np.where(y[train] == 1, 4.0, 1.0)  # class weights
+    for n_soft, sw in ((3, 0.5), (10, 2.0)):
+        soft_idx = np.arange(10, 10 + n_soft)
+        X, Y, W = _with_soft(feats, y, train, w, soft_idx, np.full(n_soft, 0.7), sw)
+        assert X.shape == (10 + n_soft, 2) and np.allclose(Y[10:], 0.7)
+        assert np.allclose(W[:10], w) and np.allclose(W[10:], W[10])  # every soft row the same
+        assert W[10:].sum() == pytest.approx(sw * w.sum())
 
 
 def test_ensemble_members_take_the_hooks(amazon_slice):
