@@ -49,6 +49,11 @@ TRAILING = ((250, 10.0), (500, 10.0), (1000, 10.0), (1000, 1000.0))
 JOINT = (1.0, 100.0, 1000.0)
 
 
+def _valid_choice(valid: dict[str, float]) -> str:
+    """The ``valid_chosen`` rule: of ``fitted`` and the trailing re-fits, the best valid RankIC."""
+    return max(["fitted"] + [f"trailing_{w}_{lam:g}" for w, lam in TRAILING], key=lambda k: valid[k])
+
+
 def _reweighted(sc, members: list[tuple[list[str], float]], fitted: torch.Tensor) -> dict[str, torch.Tensor]:
     """The ``--reweight`` signals (D, S) of one pool: trailing ridge re-fits (:data:`TRAILING`: window, ridge)
     and joint ridge fits on the purged train days (:data:`JOINT`). Gram matrices (D, M, M) are summed per day
@@ -119,7 +124,7 @@ def _alpha158(a: argparse.Namespace) -> int:
     print(f"{'combiner':20} {'valid RankIC':>12} {'test RankIC':>12}")
     for k, v in out.items():
         print(f"{k:20} {v['valid']:>+12.4f} {v['test']:>+12.4f}")
-    pick = max(["fitted"] + [f"trailing_{w_}_{lam:g}" for w_, lam in TRAILING], key=lambda k: out[k]["valid"])
+    pick = _valid_choice({k: v["valid"] for k, v in out.items()})
     print(f"{'valid_chosen':20} {out[pick]['valid']:>+12.4f} {out[pick]['test']:>+12.4f}  ({pick})")
     return 0
 
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.reweight:
             for name, sig in _reweighted(sc, members, x).items():
                 out.setdefault(name, []).append(_rank_ic(sc, sig))
-            pick = max(["fitted"] + [f"trailing_{w}_{lam:g}" for w, lam in TRAILING], key=lambda k: out[k][-1]["valid"])
+            pick = _valid_choice({k: v[-1]["valid"] for k, v in out.items() if k != "chosen"})
             out.setdefault("valid_chosen", []).append(out[pick][-1])
             out.setdefault("chosen", []).append(pick)
     for k in range(2, len(rows) + 1):
