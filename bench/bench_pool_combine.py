@@ -101,22 +101,14 @@ def _reweighted(sc, members: list[tuple[list[str], float]], fitted: torch.Tensor
 def _alpha158(a: argparse.Namespace) -> int:
     """``--alpha158``: the Alpha158-style linear baseline (ridge on train, as in bench_mining.py) as a 'pool' of
     its features with their fitted weights, through the same re-weightings (one row: it has no seed)."""
-    from factors.handcrafted import alpha158_style, fit_linear
+    from factors.handcrafted import alpha158_features, alpha158_linear_weights, alpha158_style
     from factors.mine import MineConfig, load_for_mining, pool_scorer
 
     cfg = MineConfig(data=a.data, horizon=a.horizon, train=AUTO, valid=AUTO, test=AUTO)
     panel, splits = load_for_mining(cfg)
-    texts = list(alpha158_style().values())
     sc = pool_scorer([], panel, splits, cfg)  # as bench_mining.py scores the baseline
-    zs = torch.stack([sc.zscore(sc.ev.evaluate(t)) for t in texts])  # (F, D, S)
-    ok = torch.isfinite(sc.target) & sc.mask
-    train = sc.days["train"]
-    n_day = (ok & train[:, None]).sum(1).double()
-    cell_w = torch.where(n_day >= 2, 1.0 / (n_day.clamp(min=1) * max(int((n_day >= 2).sum()), 1)),
-                         torch.zeros_like(n_day)).float()
-    tz = torch.where(ok & train[:, None], sc.zscore(sc.target), torch.zeros(()))
-    w = fit_linear(zs, tz, cell_w, day_stride=2)
-    del zs
+    texts = list(alpha158_style().values())  # the order of alpha158_features' rows
+    w = alpha158_linear_weights(sc, alpha158_features(sc))
     members = [(t, float(wi)) for t, wi in zip(texts, w)]
     x = sc.combine(members)
     out = {"fitted": _rank_ic(sc, x), **{k: _rank_ic(sc, v) for k, v in _reweighted(sc, members, x).items()}}

@@ -141,13 +141,18 @@ def alpha158_features(sc: SplitScorer, windows: tuple[int, ...] = WINDOWS) -> Al
     return Alpha158Features(names, feats, zscore_days(sc.target, ym)[0], ym, time.perf_counter() - t0)
 
 
-def fit_alpha158_linear(sc: SplitScorer, f: Alpha158Features) -> torch.Tensor:
-    """The ridge combination of the features fitted on the train split's days; (D, S), NaN off the universe."""
+def alpha158_linear_weights(sc: SplitScorer, f: Alpha158Features) -> np.ndarray:
+    """(F,) ridge weights of the features fitted on the train split's days (the Alpha158-linear baseline)."""
     train = sc.days["train"]
     n_day = (f.label_mask & train[:, None]).sum(1).double()
     ok = n_day >= 2
     cell_w = torch.where(ok, 1.0 / (n_day.clamp(min=1) * max(int(ok.sum()), 1)), torch.zeros_like(n_day)).float()
-    w = fit_linear(f.feats, torch.where(train[:, None], f.target_z, torch.zeros(())), cell_w, day_stride=2)
+    return fit_linear(f.feats, torch.where(train[:, None], f.target_z, torch.zeros(())), cell_w, day_stride=2)
+
+
+def fit_alpha158_linear(sc: SplitScorer, f: Alpha158Features) -> torch.Tensor:
+    """The ridge combination of the features fitted on the train split's days; (D, S), NaN off the universe."""
+    w = alpha158_linear_weights(sc, f)
     comb = torch.zeros(sc.mask.shape)
     for i, wi in enumerate(w):
         comb.add_(torch.nan_to_num(f.feats[i], nan=0.0), alpha=float(wi))
