@@ -76,21 +76,25 @@ def _mine_job(args: tuple[dict[str, Any], str, bool]) -> dict[str, Any]:
             "metrics": res["metrics"], "mining": {k: v for k, v in res["mining"].items() if k != "config"},
             "pool": [(m["weight"], m["formula"]) for m in res["pool"]],
             "pool_tokens": [m["tokens"] for m in res["pool"]], "wall_s": round(time.perf_counter() - t0, 1),
+            "combiner": res.get("combiner"),
             "splits": {"train": cfg.train, "valid": cfg.valid, "test": cfg.test}}
 
 
 def incremental_value(sc: SplitScorer, f: Alpha158Features, pools: dict[str, list[tuple[list[str], float]]], *,
-                      seed: int, threads: int) -> dict[str, dict[str, Any]]:
+                      seed: int, threads: int, combiner: str = "fitted") -> dict[str, dict[str, Any]]:
     """LightGBM on the Alpha158-style set alone (``"lgbm_alpha158"``), on the set + each pool's members
     (``"lgbm_alpha158+<name>"``) and on the set + each pool's combined signal as one feature
     (``"lgbm_alpha158+<name>_signal"``); same splits, model settings and seed: per-split metrics and fit info.
-    ``pools``: name -> the pool's ``(tokens, weight)`` members."""
+    ``pools``: name -> the pool's ``(tokens, weight)`` members; the signal is combined by ``combiner``
+    (:func:`factors.combiner.pool_signal`), as the mining run scored it."""
+    from factors.combiner import pool_signal
     from factors.handcrafted import fit_alpha158_lgbm, pool_member_features, pool_signal_feature
 
     variants: list[tuple[str, Any]] = [("lgbm_alpha158", None)]
     for k, members in pools.items():
         variants += [(f"lgbm_alpha158+{k}", lambda m=members: pool_member_features(sc, [t for t, _ in m])),
-                     (f"lgbm_alpha158+{k}_signal", lambda m=members: pool_signal_feature(sc, m))]
+                     (f"lgbm_alpha158+{k}_signal",
+                      lambda m=members: pool_signal_feature(sc, pool_signal(sc, m, combiner)[0]))]
     out: dict[str, dict[str, Any]] = {}
     for name, build in variants:
         t1 = time.perf_counter()
@@ -104,11 +108,14 @@ def incremental_value(sc: SplitScorer, f: Alpha158Features, pools: dict[str, lis
 
 
 def _baselines(data: str, max_tickers: int | None, seeds: list[int], horizon: int, cost_bps: float,
-               threads: int, pools: dict[str, dict[int, list[tuple[list[str], float]]]]) -> list[dict[str, Any]]:
-    """Alpha158-linear (deterministic), LightGBM-Alpha158 per seed and, for each mined pool in ``pools``
-    (method -> seed -> members' ``(tokens, weight)``), LightGBM on Alpha158 + that pool with the same seed."""
+               threads: int, pools: dict[str, dict[int, list[tuple[list[str], float]]]],
+               combiner: str = "fitted") -> list[dict[str, Any]]:
+    """Alpha158-linear (deterministic; combined after train by ``combiner``, as the pools are), LightGBM-Alpha158
+    per seed and, for each mined pool in ``pools`` (method -> seed -> members' ``(tokens, weight)``), LightGBM
+    on Alpha158 + that pool with the same seed."""
     torch.set_num_threads(threads)
-    from factors.handcrafted import alpha158_features, fit_alpha158_linear
+    from factors.combiner import pool_signal
+    from factors.handcrafted import alpha158_features, alpha158_linear_weights
     from factors.mine import MineConfig, load_for_mining, pool_scorer
 
     cfg = MineConfig(data=data, max_tickers=max_tickers, horizon=horizon, cost_bps=cost_bps, **SPLITS)
@@ -116,11 +123,13 @@ def _baselines(data: str, max_tickers: int | None, seeds: list[int], horizon: in
     known = [t for per in pools.values() for members in per.values() for t, _ in members]
     sc = pool_scorer([], panel, splits, cfg, extra=known)  # the history every pool's members need
     f = alpha158_features(sc)
-    lin = sc.report(fit_alpha158_linear(sc, f))
+    x, comb = pool_signal(sc, [], combiner, feats=(f.feats, torch.as_tensor(alpha158_linear_weights(sc, f))))
+    lin = sc.report(x)
     rows = [{"method": "alpha158_linear", "seed": s, "metrics": lin, "features": len(f.names),
-             "feature_seconds": round(f.seconds, 1)} for s in seeds]
+             "feature_seconds": round(f.seconds, 1), "combiner": comb} for s in seeds]
     for s in seeds:
-        res = incremental_value(sc, f, {m: per[s] for m, per in pools.items() if s in per}, seed=s, threads=threads)
+        res = incremental_value(sc, f, {m: per[s] for m, per in pools.items() if s in per}, seed=s, threads=threads,
+                                combiner=combiner)
         for name, r in res.items():
             rows.append({"method": name, "seed": s, **r})
             print(f"  {name} seed {s}: test RankIC {r['metrics']['test']['rank_ic']} [{r['wall_s']}s]",
@@ -307,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--restarts", type=int, default=0,
                     help="searches per run sharing its budget, pools averaged (0 = the miner's auto rule: "
                          "factors.restarts.auto_restarts, one search per 1.5 minutes, 1 to 6)")
+    ap.add_argument("--combiner", default="auto",
+                    help="how pools and the Alpha158-linear set are combined after train (factors.combiner; "
+                         "'fitted' = the train weights, as before stop 21)")
     ap.add_argument("--max-tickers", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2, help="mining runs in parallel (1 torch thread each)")
     ap.add_argument("--reward-ablation", action="store_true", help="also run RL with the 'gain' reward")
@@ -347,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         for method, reward, adm in variants:
             cfg = dict(data=a.data, method=method, minutes=minutes, pool_size=a.pool_size, seed=s,
                        max_tickers=max_tickers, reward=reward, horizon=HORIZON, rebalance=HORIZON,
-                       admit_valid_frac=adm, restarts=a.restarts, **SPLITS)
+                       admit_valid_frac=adm, restarts=a.restarts, combiner=a.combiner, **SPLITS)
             jobs.append((cfg, str(out / f"{_label(cfg)}_seed{s}"), not a.no_store))
     t0 = time.perf_counter()
     print(f"bench_mining: {len(jobs)} mining runs x {minutes} min on {a.workers} workers, "
@@ -371,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         pools = {m: {r["seed"]: [(t, w) for t, (w, _) in zip(r["pool_tokens"], r["pool"])]
                      for r in rows if r["method"] == m and r["pool_tokens"]}
                  for m in wanted}
-        rows += _baselines(a.data, max_tickers, seeds, HORIZON, 10.0, max(1, a.workers), pools)
+        rows += _baselines(a.data, max_tickers, seeds, HORIZON, 10.0, max(1, a.workers), pools, a.combiner)
     total = time.perf_counter() - t0
     plines, pres = paired_lines(rows)
     mined = [r for r in rows if r.get("splits")]
@@ -381,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 "paired": pres}, indent=2, default=str))
     lines = [f"Factor mining bench ({Path(a.data).name}{'' if not max_tickers else f', {max_tickers} tickers'}; "
              f"splits {', '.join(f'{k} {v}' for k, v in used.items())}; target 20-day "
-             f"forward return; {minutes} min search per RL/GP run; pool size {a.pool_size}; mean ± std over "
+             f"forward return; {minutes} min search per RL/GP run; pool size {a.pool_size}; linear signals combined "
+             f"after train: {a.combiner}; mean ± std over "
              f"{len(seeds)} seeds; Sharpe = long-short quintiles re-formed every {HORIZON} days, 10 bps costs per "
              f"rebalance)", table(rows)]
     if plines:

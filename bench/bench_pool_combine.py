@@ -12,18 +12,22 @@ splits (the project's default splits for the market file), valid and test RankIC
 
 With ``--reweight`` (issue 17's "dynamic re-weighting" and "one fit over every member" ablations), per pool:
 
-* ``trailing_W_lam``: on each valid/test day t, the members' weights re-fitted by ridge least squares of the
-  day-z-scored target on the members over the W trading days whose targets are realised by t (days < t - h,
-  no look-ahead), shrunk toward the miner's fitted weights (ridge ``lam`` x 1% of the samples);
+* ``refit250`` ... ``refit1000s``: the library's walk-forward re-fits (:mod:`factors.combiner`): on each
+  valid/test day t, the members' weights re-fitted by ridge on the W trading days whose targets are realised
+  by t (days < t - h, no look-ahead), shrunk toward the miner's fitted weights;
 * ``joint_lam``: one ridge fit over every member (all restarts' members together) on the purged train days;
-* ``valid_chosen``: per pool, whichever of ``fitted`` and the ``trailing`` variants has the best valid RankIC
-  (the rule a miner could apply; its test figure is the honest estimate of that rule).
+* ``valid_chosen``: per pool, the miner's ``--combiner auto`` rule (the best valid RankIC of ``fitted`` and
+  the re-fits); its test figure is the honest estimate of that rule.
+
+With ``--lgbm``, LightGBM on the Alpha158-style set trained once vs re-trained walk-forward (``once``,
+``walk_W``, ``valid_chosen``): the counterpart of the linear re-fits, so the table compares like with like.
 
 Only the valid figures may choose a combiner; test is reported for all.
 
     python bench/bench_pool_combine.py --rows bench/results/mining_5seeds.json --method rl
     python bench/bench_pool_combine.py --rows bench/results/mining_crypto_5seeds.json \\
         --data data/market/crypto_daily.parquet --method rl
+    python bench/bench_pool_combine.py --lgbm --data data/market/crypto_daily.parquet
 """
 
 from __future__ import annotations
@@ -45,56 +49,43 @@ def _rank_ic(sc, x: torch.Tensor) -> dict[str, float]:
     return {k: rep[k]["rank_ic"] for k in ("valid", "test")}
 
 
-TRAILING = ((250, 10.0), (500, 10.0), (1000, 10.0), (1000, 1000.0))
 JOINT = (1.0, 100.0, 1000.0)
 
 
 def _valid_choice(valid: dict[str, float]) -> str:
-    """The ``valid_chosen`` rule: of ``fitted`` and the trailing re-fits, the best valid RankIC."""
-    return max(["fitted"] + [f"trailing_{w}_{lam:g}" for w, lam in TRAILING], key=lambda k: valid[k])
+    """The ``valid_chosen`` rule: the library's ``auto`` combiner rule over ``fitted`` and its re-fits."""
+    from factors.combiner import REFITS, choose_on_valid
+
+    names = ["fitted", *(r.name for r in REFITS)]
+    return choose_on_valid({k: {"valid": valid[k]} for k in names})
 
 
 def _reweighted(sc, members: list[tuple[list[str], float]], fitted: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The ``--reweight`` signals (D, S) of one pool: trailing ridge re-fits (:data:`TRAILING`: window, ridge)
-    and joint ridge fits on the purged train days (:data:`JOINT`). Gram matrices (D, M, M) are summed per day
-    in float64."""
-    h = sc.horizon
+    """The ``--reweight`` signals (D, S) of one pool: the library's walk-forward re-fits
+    (:func:`factors.combiner.combiner_signals`) and joint ridge fits over every member on the purged train days
+    (:data:`JOINT`)."""
+    from factors.combiner import combiner_signals
+
+    sig, skipped = combiner_signals(sc, members)
+    if skipped:
+        raise SystemExit(f"re-fits skipped: {skipped}")
+    out = {k: v for k, v in sig.items() if k != "fitted"}
     ok = torch.isfinite(sc.target) & sc.mask
-    first = int(sc.days["valid"].nonzero()[0])  # the first valid day
-    # every day, as the joint fit reads all of train (about 2 GB for 120 members on the US panel)
-    Z = torch.stack([sc.zscore(sc.ev.evaluate(t)) for t, _ in members], -1)  # (D, S, M)
-    Z = torch.where(ok[..., None], Z, torch.zeros(()))
+    tr = sc.days["train"] & ok.any(1)  # the purged train days
+    m = len(members)
     tz = torch.where(ok, sc.zscore(sc.target), torch.zeros(())).double()
-    m = Z.shape[-1]
-    eye = torch.eye(m, dtype=torch.float64)
-    G = torch.cat([torch.einsum("dsm,dsn->dmn", Z[i:i + 100].double(), Z[i:i + 100].double())
-                   for i in range(0, len(Z), 100)])
-    b = torch.cat([torch.einsum("dsm,ds->dm", Z[i:i + 100].double(), tz[i:i + 100]) for i in range(0, len(Z), 100)])
-    cum = lambda v: torch.cat([torch.zeros_like(v[:1]), v.cumsum(0)])  # noqa: E731
-    Gc, bc, nc = cum(G), cum(b), cum(ok.sum(1).double())
-    w_fit = torch.tensor([w for _, w in members], dtype=torch.float64)
-    out: dict[str, torch.Tensor] = {}
-    for win, lam in TRAILING:
-        wt = torch.zeros(len(Z), m, dtype=torch.float64)
-        for d in range(first - 5, len(Z)):
-            hi, lo = d - h, max(0, d - h - win)  # targets of days < t - h are realised by day t
-            Gw, bw, n = Gc[hi] - Gc[lo], bc[hi] - bc[lo], float(nc[hi] - nc[lo])
-            if n < 10 * m:
-                continue
-            w0 = w_fit * float(bw @ w_fit) / max(float(w_fit @ Gw @ w_fit), 1e-12)  # the fitted direction, LS scale
-            wt[d] = torch.linalg.solve(Gw + lam * n / 100 * eye, bw + lam * n / 100 * w0)
-        sig = fitted.clone()
-        live = wt.abs().sum(1) > 0
-        sig[live] = torch.einsum("dsm,dm->ds", Z[live], wt[live].float())
-        out[f"trailing_{win}_{lam:g}"] = sc.masked(sig)
-    tr = sc.days["train"]  # the purged train days
-    G_tr, b_tr, n_tr = G[tr].sum(0), b[tr].sum(0), float(ok[tr].sum())
+    G_tr, b_tr = torch.zeros(m, m, dtype=torch.float64), torch.zeros(m, dtype=torch.float64)
+    idx = tr.nonzero().flatten()
+    for i in range(0, len(idx), 200):  # blocks of train days, so (days, S, M) stays small
+        d = idx[i:i + 200]
+        Z = torch.stack([sc.zscore(sc.ev.evaluate(t))[d] for t, _ in members], -1)
+        Z = torch.where(ok[d][..., None], Z, torch.zeros(())).double()
+        G_tr += torch.einsum("dsm,dsn->mn", Z, Z)
+        b_tr += torch.einsum("dsm,ds->m", Z, tz[d])
+    n_tr, eye = float(ok[tr].sum()), torch.eye(m, dtype=torch.float64)
     for lam in JOINT:
         w = torch.linalg.solve(G_tr + lam * n_tr / 100 * eye, b_tr).float()
-        sig = torch.zeros_like(fitted)
-        for (t, _), wi in zip(members, w):
-            sig.add_(sc.zscore(sc.ev.evaluate(t)), alpha=float(wi))
-        out[f"joint_{lam:g}"] = sc.masked(sig)
+        out[f"joint_{lam:g}"] = sc.combine([(t, float(wi)) for (t, _), wi in zip(members, w)])
     return out
 
 
@@ -121,6 +112,48 @@ def _alpha158(a: argparse.Namespace) -> int:
     return 0
 
 
+LGBM_WINDOWS = (250, 500, 1000)
+
+
+def _lgbm(a: argparse.Namespace) -> int:
+    """``--lgbm``: LightGBM on the Alpha158-style set trained once (train, early-stopped on valid), and re-trained
+    walk-forward every ``--every`` days on the last W realised days (:data:`LGBM_WINDOWS`; rounds = the train-once
+    fit's best iteration), per seed; ``valid_chosen`` picks per seed on valid, as the pools' ``auto`` combiner."""
+    from factors.handcrafted import alpha158_features, fit_alpha158_lgbm
+    from factors.lgbm_baseline import walk_forward_predict
+    from factors.mine import MineConfig, load_for_mining, pool_scorer
+
+    cfg = MineConfig(data=a.data, horizon=a.horizon, train=AUTO, valid=AUTO, test=AUTO)
+    panel, splits = load_for_mining(cfg)
+    sc = pool_scorer([], panel, splits, cfg)
+    f = alpha158_features(sc)
+    label = torch.where(f.label_mask, f.target_z, torch.full((), float("nan")))
+    first = int(sc.days["valid"].nonzero()[0])
+    out: dict[str, list[dict[str, float]]] = {}
+    picks: list[str] = []
+    for seed in range(a.seeds):
+        once, info = fit_alpha158_lgbm(sc, f, seed=seed, threads=1)
+        out.setdefault("once", []).append(_rank_ic(sc, once))
+        for win in LGBM_WINDOWS:
+            wf = walk_forward_predict(f.feats, label, sc.mask, first, sc.horizon, window=win, every=a.every,
+                                      rounds=max(20, info["best_iteration"]), seed=seed, num_threads=1)
+            x = torch.where(torch.isfinite(wf), wf, once)
+            out.setdefault(f"walk_{win}", []).append(_rank_ic(sc, sc.masked(x)))
+        pick = max(["once", *(f"walk_{w}" for w in LGBM_WINDOWS)], key=lambda k: out[k][-1]["valid"])
+        out.setdefault("valid_chosen", []).append(out[pick][-1])
+        picks.append(pick)
+        print(f"  seed {seed}: {pick}", file=sys.stderr, flush=True)
+    print(f"{Path(a.data).name}, LightGBM on the Alpha158-style set ({len(f.names)} features), seeds 0-{a.seeds - 1}; "
+          f"walk-forward re-training every {a.every} days")
+    print(f"{'model':14} {'valid RankIC':>18} {'test RankIC':>18}")
+    for name, vals in out.items():
+        v, t = np.array([d["valid"] for d in vals]), np.array([d["test"] for d in vals])
+        sd = lambda z: f" ± {z.std(ddof=1):.4f}" if len(z) > 1 else ""  # noqa: E731
+        print(f"{name:14} {v.mean():>+10.4f}{sd(v):>8} {t.mean():>+10.4f}{sd(t):>8}")
+    print(f"{'':14} valid_chosen picked: {', '.join(picks)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", help="bench_mining.py output: bench/results/NAME.json or <out>/mining_rows.json")
@@ -131,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alpha158", action="store_true",
                     help="re-weight the Alpha158-style linear baseline instead of mined pools (the same re-fits, "
                          "for a fair comparison)")
+    ap.add_argument("--lgbm", action="store_true",
+                    help="LightGBM on the Alpha158-style set: trained once vs re-trained walk-forward (the fair "
+                         "counterpart of the re-fitted linear signals)")
+    ap.add_argument("--seeds", type=int, default=5, help="--lgbm: seeds 0..n-1")
+    ap.add_argument("--every", type=int, default=60, help="--lgbm: days between walk-forward re-trainings")
     ap.add_argument("--subsets", action="store_true",
                     help="seeds_k over every k-subset of the seeds (mean ± std), not only the first k")
     a = ap.parse_args(argv)
@@ -139,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.alpha158:
         return _alpha158(a)
+    if a.lgbm:
+        return _lgbm(a)
     if not a.rows:
         ap.error("--rows is required (unless --alpha158)")
     doc = json.loads(Path(a.rows).read_text())

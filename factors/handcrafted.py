@@ -194,18 +194,26 @@ def pool_signal_feature(sc: SplitScorer, members: list[tuple[list[str], float]] 
 
 
 def baseline_factors(sc: SplitScorer, *, seed: int = 0, lgbm: bool = True, threads: int = 2,
-                     pool_signal: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+                     pool_signal: torch.Tensor | None = None, combiner: str = "fitted",
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The two classic baselines on the scorer's panel, fitted without look-ahead: the Alpha158-style
     linear combination (ridge on the train split's days) and LightGBM on the same features (trained on
-    train, early-stopped on valid). With ``pool_signal`` (D, S, the mined pool's combined signal, whose
-    weights were fitted on train) also ``lgbm_alpha158_pool``: LightGBM with the same settings and seed on
+    train, early-stopped on valid). With ``pool_signal`` (D, S, the mined pool's combined signal, as the run
+    combines it) also ``lgbm_alpha158_pool``: LightGBM with the same settings and seed on
     the features plus that signal as one feature, the pool's incremental value. Returns ``{name: (D, S)
-    factor}`` (NaN outside the universe) and ``{name: fit info}``; every split is then scored like the pool."""
+    factor}`` (NaN outside the universe) and ``{name: fit info}``; every split is then scored like the pool.
+
+    ``combiner``: how the linear set is combined after train, as a pool is (:mod:`factors.combiner`: the train
+    weights, or a walk-forward re-fit), so the two compare on the same footing. LightGBM is trained once."""
+    from factors.combiner import pool_signal as combined
+
     t0 = time.perf_counter()
     f = alpha158_features(sc)
-    out = {"alpha158_linear": fit_alpha158_linear(sc, f)}
+    w = torch.as_tensor(alpha158_linear_weights(sc, f))
+    lin, comb = combined(sc, [], combiner, feats=(f.feats, w))
+    out = {"alpha158_linear": lin}
     info: dict[str, Any] = {"alpha158_linear": {"features": len(f.names), "fit": "ridge on train days (l2 0.01)",
-                                                "seconds": round(time.perf_counter() - t0, 1),
+                                                "combiner": comb, "seconds": round(time.perf_counter() - t0, 1),
                                                 "feature_seconds": round(f.seconds, 1)}}
     if lgbm:
         t1 = time.perf_counter()

@@ -71,3 +71,34 @@ def fit_predict(feats: torch.Tensor, target_z: torch.Tensor, mask: torch.Tensor,
     info = {"train_rows": int(len(ytr)), "valid_rows": int(len(yva)), "best_iteration": int(booster.best_iteration),
             "params": params, "day_stride": day_stride}
     return pred, info
+
+
+def walk_forward_predict(feats: torch.Tensor, target_z: torch.Tensor, mask: torch.Tensor, first: int,
+                         horizon: int, *, window: int, every: int, rounds: int, seed: int = 0, day_stride: int = 5,
+                         num_threads: int = 2) -> torch.Tensor:
+    """LightGBM re-trained walk-forward, the counterpart of a linear pool's re-fit (:mod:`factors.combiner`).
+
+    From day ``first`` on, every ``every`` days t: a model trained on the last ``window`` days whose labels are
+    realised by t (days < t - horizon; no look-ahead), with a fixed ``rounds`` boosting rounds (no data is left
+    to stop on), predicts days t .. t + every - 1. Days before ``first`` stay NaN (the caller keeps its
+    train-once predictions there). feats (F, D, S), target_z (D, S), mask (D, S) as :func:`fit_predict`.
+    Returns (D, S) predictions."""
+    import lightgbm as lgb
+
+    d, s = mask.shape
+    pred = torch.full((d, s), float("nan"))
+    params = {**PARAMS, "seed": seed, "num_threads": num_threads, "deterministic": True}
+    for t in range(first, d, every):
+        days = torch.zeros(d, dtype=torch.bool)
+        days[max(0, t - horizon - window):max(0, t - horizon)] = True
+        xtr, ytr = _rows(feats, target_z, days, mask, day_stride)
+        if len(ytr) < 1000:
+            continue
+        booster = lgb.train(params, lgb.Dataset(xtr, ytr, free_raw_data=True), num_boost_round=max(1, rounds))
+        hi = min(d, t + every)
+        m = mask[t:hi]
+        x = feats[:, t:hi].permute(1, 2, 0)[m].numpy()
+        if len(x):
+            block = pred[t:hi]
+            block[m] = torch.from_numpy(booster.predict(x).astype(np.float32))
+    return pred

@@ -11,7 +11,9 @@ Data flow, and where look-ahead is ruled out:
 * The finished pool is re-evaluated on one panel covering all splits plus the history its members need
   (:func:`factors.expr.needed_history`, at least ``warmup_days``; windows see the history before a split,
   never after); each member is z-scored per day over the universe and combined with the
-  weights fit on train. Metrics per split skip the split's last ``horizon`` days (purge).
+  weights fit on train, or, after train, weights re-fitted walk-forward on realised days only
+  (``combiner``: :mod:`factors.combiner`, chosen on valid by default). Metrics per split skip the split's
+  last ``horizon`` days (purge).
 * Long-short backtest: top-minus-bottom quintile, traded one day after the signal, re-formed every
   ``rebalance`` days, ``cost_bps`` per unit of traded notional (:mod:`factors.backtest`).
 
@@ -86,6 +88,9 @@ class MineConfig:
     # independent searches sharing the budget, their pools averaged (0 = auto: one per 1.5 minutes of budget,
     # 1 to 6, factors.restarts.auto_restarts); see factors.restarts for why
     restarts: int = 0
+    # how the members are combined out of sample: "auto" (train weights or a walk-forward re-fit, chosen on
+    # valid), "fitted", or one re-fit (factors.combiner)
+    combiner: str = "auto"
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
 
@@ -112,6 +117,9 @@ class MineConfig:
             raise ConfigError(f"admit_valid_frac {self.admit_valid_frac}: choose 0 (off) or a share below 0.5")
         if self.reward not in ("objective", "gain"):
             raise ConfigError(f"reward {self.reward!r}: choose objective or gain")
+        from factors.combiner import check_combiner
+
+        check_combiner(self.combiner)
         if self.restarts < 0:
             raise ConfigError(f"--restarts {self.restarts}: choose 0 (auto) or a count >= 1")
         if self.max_episodes and self.n_restarts() > self.max_episodes:
@@ -402,7 +410,8 @@ def pool_scorer(members: list[dict[str, Any]], panel: Panel, splits: list[Split]
 
 def score_pool(members: list[dict[str, Any]], panel: Panel, splits: list[Split], cfg: MineConfig,
                best_single: tuple[float, Expr | None] = (0.0, None), scorer: SplitScorer | None = None) -> dict[str, Any]:
-    """Metrics of the combined pool and of each member on every split (+ ``best_single``, the search's best
+    """Metrics of the combined pool (members combined by ``cfg.combiner``: :func:`factors.combiner.pool_signal`;
+    ``"combiner"`` records the choice) and of each member on every split (+ ``best_single``, the search's best
     single factor as ``(train IC, expression)``, when known)."""
     ic, best = best_single
     if scorer is None:
@@ -412,11 +421,17 @@ def score_pool(members: list[dict[str, Any]], panel: Panel, splits: list[Split],
     pool_out = []
     for m in members:
         pool_out.append({**m, "metrics": sc.member_metrics(m["tokens"])})
-    metrics = sc.report(sc.combine([(m["tokens"], m["weight"]) for m in members])) if members else {}
+    metrics: dict[str, Any] = {}
+    combiner: dict[str, Any] = {}
+    if members:
+        from factors.combiner import pool_signal
+
+        x, combiner = pool_signal(sc, [(m["tokens"], m["weight"]) for m in members], cfg.combiner)
+        metrics = sc.report(x)
     baselines: dict[str, Any] = {}
     if best is not None:
         from factors.simplify import simplify
 
         baselines["single_best"] = {"formula": simplify(best, sc.ev.features).infix, "train_ic_raw": ic,
                                     **sc.report(torch.sign(torch.tensor(ic)) * sc.ev.evaluate(best))}
-    return {"pool": pool_out, "metrics": metrics, "baselines": baselines}
+    return {"pool": pool_out, "metrics": metrics, "combiner": combiner, "baselines": baselines}

@@ -226,17 +226,22 @@ def tearsheet(panel: Panel, splits: list[Split], members: list[dict[str, Any]], 
     (measured on the full US panel under load: 38 CPU-s / 83 s wall with 2 threads vs 11 CPU-s / 22 s with 1).
 
     Returns a dict: JSON-able summaries plus ``"series"`` = {name: (D,) or (Q, D) numpy arrays}."""
+    from factors.combiner import pool_signal
     from factors.mine import pool_scorer
 
     sc = scorer or pool_scorer(members, panel, splits, cfg)
-    factors = {"pool": sc.combine([(list(m["tokens"]), float(m["weight"])) for m in members])}
-    fit_info: dict[str, Any] = {}
+    signal, comb = pool_signal(sc, [(list(m["tokens"]), float(m["weight"])) for m in members], cfg.combiner)
+    factors = {"pool": signal}
+    fit_info: dict[str, Any] = {"pool": {"fit": "the miner's weights, fitted on train", "features": len(members),
+                                         "combiner": comb}}
     notes = []
     if baselines:
         from factors.handcrafted import baseline_factors
 
-        fitted, fit_info = baseline_factors(sc, seed=cfg.seed, threads=threads, pool_signal=factors["pool"])
+        fitted, base_info = baseline_factors(sc, seed=cfg.seed, threads=threads, pool_signal=signal,
+                                             combiner=cfg.combiner)
         factors.update(fitted)
+        fit_info.update(base_info)
     else:
         notes.append("Alpha158-style linear and LightGBM baselines were skipped for this run (quick mode).")
     decay = {h: sc.ev.forward_return(h) for h in sorted({*DECAY_HORIZONS, sc.horizon})}

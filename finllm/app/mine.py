@@ -66,6 +66,7 @@ def mine_and_record(cfg: MineConfig, out: str | Path, store: Store | None, *, pr
         simplified = [{"formula": m["formula"], "original": m["original_formula"],  # lineage: the mined form
                        "original_tokens": m["original_tokens"]} for m in result["pool"] if "original_formula" in m]
         run.metrics.update(pool=result["metrics"], baselines=result["baselines"], simplified=simplified,
+                           combiner=result.get("combiner", {}),
                            mining={k: v for k, v in result["mining"].items() if k != "config"})
         run.artifacts.update(result_json=str(out / "result.json"), out_dir=str(out))
     return result

@@ -29,7 +29,8 @@ def _mine_config(config: dict[str, Any]) -> MineConfig:
     if missing:
         raise DataError(f"the run's config lacks {', '.join(missing)}: cannot rebuild its panel")
     names = {f.name for f in dataclasses.fields(MineConfig)}
-    cfg = MineConfig(**{k: v for k, v in config.items() if k in names})
+    # a run recorded before the combiner existed was scored with its train weights
+    cfg = MineConfig(**{"combiner": "fitted", **{k: v for k, v in config.items() if k in names}})
     cfg.data = str(resolve_stored(cfg.data))  # an older run may have stored it relative to its folder
     return cfg
 

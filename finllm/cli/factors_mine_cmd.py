@@ -28,6 +28,11 @@ def mine_cmd(
     restarts: int = typer.Option(0, "--restarts", min=0, max=50,
                                  help="Independent searches sharing the budget, their pools averaged (less overfit "
                                       "to train). 0 = auto: one per 1.5 minutes of --minutes, 1 to 6."),
+    combiner: str = typer.Option("auto", "--combiner",
+                                 help="How the pool's members are combined after train: fitted (the train weights), "
+                                      "refit250/refit500/refit1000/refit1000s (re-fitted every day on the last N "
+                                      "days with realised returns, no look-ahead), or auto (the best of these on "
+                                      "valid RankIC)."),
     train: str = typer.Option(None, "--train", show_default=False,
                               help="Train range START:END (inclusive). Default (the same rule as `factors eval` "
                                    "and `factors ask`): 2003-01-01:2014-12-31 on the shipped US file; on other data "
@@ -77,7 +82,7 @@ def mine_cmd(
     if train is None and valid is None and test is None:  # factors.splits.default_splits on the loaded panel
         train, valid, test = AUTO, AUTO, AUTO
     cfg = MineConfig(data=str(data), train=train, valid=valid, test=test, method=method, minutes=minutes,
-                     pool_size=pool_size, seed=seed, restarts=restarts, horizon=horizon, cost_bps=cost_bps, rebalance=rebalance,
+                     pool_size=pool_size, seed=seed, restarts=restarts, combiner=combiner, horizon=horizon, cost_bps=cost_bps, rebalance=rebalance,
                      max_tickers=max_tickers,
                      ops=ops, reward=reward, max_episodes=max_factors, seed_library=seed_library,
                      rl={"eval_workers": eval_threads} if eval_threads > 1 else {})
@@ -96,6 +101,11 @@ def mine_cmd(
                 title=f"{method.upper()} pool ({len(res['pool'])} factors), seed {seed}, rebalance every "
                       f"{cfg.rebalance} d", right=heads)
     print_table(["weight", "formula"], [[f"{m['weight']:+.3f}", m["formula"]] for m in res["pool"]], right=["weight"])
+    comb = res.get("combiner") or {}
+    if comb:
+        cand = ", ".join(f"{k} {v['valid']:+.4f}" for k, v in comb["candidates"].items() if v.get("valid") is not None)
+        typer.echo(f"combiner: {comb['chosen']} (asked: {comb['requested']}; valid RankIC: {cand or 'no valid split'})"
+                   + (f"; re-fits skipped: {comb['skipped']}" if comb.get("skipped") else ""))
     mining = res["mining"]
     rate = mining.get("episodes_per_s", mining.get("evals_per_s"))
     typer.echo(f"factors tried: {mining.get('episodes', mining.get('evaluations'))} ({rate}/s of search wall time); "

@@ -197,9 +197,20 @@ def _sheet_sections(sheet: dict[str, Any], facts: dict[str, Any]) -> list[dict[s
                                                             [str(m["rank"]) for m in members]),
             "Mean daily cross-sectional correlation between pool factors over the valid period (labels = pool "
             "table row numbers).")]})
-    fits = [[m, v["fit"].get("fit"), v["fit"].get("features"), v["fit"].get("best_iteration"), v["fit"].get("seconds")]
-            for m, v in sheet["models"].items() if v.get("fit")]
-    out.append({"title": "How the baselines were fitted", "table": table(
-        ["baseline", "fit", "features", "LightGBM rounds", "seconds"], fits, id="fit-table",
-        empty="Baselines were not fitted for this run.", kinds=[None, None, "count", "count", "auto"])})
+    fits = [[m, v["fit"].get("fit"), v["fit"].get("features"), _after_train(v["fit"]), v["fit"].get("best_iteration"),
+             v["fit"].get("seconds")] for m, v in sheet["models"].items() if v.get("fit")]
+    out.append({"title": "How the pool and the baselines were fitted", "table": table(
+        ["model", "fit", "features", "after train", "LightGBM rounds", "seconds"], fits, id="fit-table",
+        empty="Baselines were not fitted for this run.", kinds=[None, None, "count", None, "count", "auto"]),
+        "intro": "After train: the weights used on valid and test days: the train fit, or re-fitted every day on "
+                 "the last N days whose returns are known (refitN), chosen on valid RankIC (auto)."})
     return out
+
+
+def _after_train(fit: dict[str, Any]) -> str | None:
+    """How a linear model's weights were used after train (its combiner record), e.g. "refit250 (auto)"."""
+    comb = fit.get("combiner")
+    if not isinstance(comb, dict):
+        return "trained once" if fit.get("best_iteration") is not None else None
+    chosen, asked = str(comb.get("chosen")), str(comb.get("requested"))
+    return chosen if chosen == asked else f"{chosen} ({asked})"

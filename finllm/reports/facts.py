@@ -157,8 +157,11 @@ def factor_facts(run: Run, store: Store) -> dict[str, Any]:
         for split, blk in sheet["pool"].items():
             pool_metrics[split] = {**blk, **pool_metrics.get(split, {})}
         baselines.update(sheet["baselines"])
-    other = _scalars({k: v for k, v in metrics.items() if k not in ("pool", "baselines")})
+    other = _scalars({k: v for k, v in metrics.items() if k not in ("pool", "baselines", "combiner")})
+    comb = metrics.get("combiner")
     return clean({"run": _run_header(run), "config": _scalars(run.config), "pool_size": len(pool), "pool": pool,
+                  "combiner": {"chosen": comb.get("chosen"), "requested": comb.get("requested")}
+                  if isinstance(comb, dict) and comb else {},
                   "pool_metrics": pool_metrics, "baselines": baselines,
                   "comparisons": comparisons(pool_metrics, baselines), "other_metrics": other})
 
@@ -277,6 +280,39 @@ SPLIT_USE = {
         "test": "held out: not used for training or for any choice; only reported",
     },
 }
+# A factor run whose pool is combined by ``--combiner auto`` (factors.combiner) chose that on valid, and its
+# walk-forward re-fits read returns of valid/test days once realised (run config ``combiner``; absent: fitted).
+REFIT_SPLIT_USE = {
+    "valid": "used to choose how the pool is combined after train (its train weights or a walk-forward re-fit on "
+             "returns already realised, by valid RankIC; a LightGBM baseline also stops early on it); no factor "
+             "was searched on it",
+    "valid_named": "not used for any choice (a LightGBM baseline, when present, stops early on it); the pool's "
+                   "walk-forward re-fit reads a valid day's return only after it is realised, for later days' "
+                   "weights",
+    "test": "held out from the search and from every choice; only reported (a walk-forward re-fit reads a test "
+            "day's return only after it is realised, for later days' weights)",
+}
+
+
+def split_use(kind: str, config: dict[str, Any]) -> dict[str, str]:
+    """What each split was used for in a run of ``kind`` with ``config`` (the ``<split>_use`` facts)."""
+    use = dict(SPLIT_USE.get(kind, {}))
+    combiner = config.get("combiner", "fitted")
+    if kind == "factor_mine" and combiner != "fitted":
+        use["test"] = REFIT_SPLIT_USE["test"]
+        use["valid"] = REFIT_SPLIT_USE["valid" if combiner == "auto" else "valid_named"]
+    return use
+
+
+def split_roles(kind: str, facts: dict[str, FactValue]) -> dict[str, frozenset[str]] | None:
+    """The roles each ``<split>_use`` fact backs (:data:`SPLIT_ROLES`); a factor run whose ``valid_use`` says
+    it chose the combiner also backs "select" for valid."""
+    roles = SPLIT_ROLES.get(kind)
+    if roles is not None and kind == "factor_mine" and facts.get("valid_use") == REFIT_SPLIT_USE["valid"]:
+        roles = {**roles, "valid": roles["valid"] | {"select"}}
+    return roles
+
+
 # The same in the terms of finllm.grounding.check's data-use check: which roles each *_use fact backs.
 SPLIT_ROLES = {
     "factor_mine": {"train": frozenset({"fit", "select", "use"}), "valid": frozenset({"evaluate", "use"}),
@@ -344,6 +380,9 @@ def narrative_facts(facts: dict[str, Any]) -> dict[str, FactValue]:
         if isinstance(cfg.get("data"), str):
             out["market"] = Path(cfg["data"]).name
         out["pool_size"] = int(facts.get("pool_size", 0))
+        chosen = (facts.get("combiner") or {}).get("chosen")
+        if isinstance(chosen, str):
+            out["combiner"] = chosen
         _put_metrics(out, "", facts.get("pool_metrics", {}), FACTOR_NARRATIVE_METRICS)
         for m in facts.get("pool", [])[:MAX_MEMBERS]:
             i = m["rank"]
@@ -377,7 +416,7 @@ def narrative_facts(facts: dict[str, Any]) -> dict[str, FactValue]:
             if alerts.get(k) not in (None, ""):
                 out[f"alerts_{k}"] = alerts[k]
         _put_baselines(out, facts, FRAUD_NARRATIVE_METRICS)
-    for split, use in SPLIT_USE.get(kind, {}).items():
+    for split, use in split_use(kind, cfg).items():
         period = _period(cfg, split) if kind == "factor_mine" else None
         if period:
             out[f"{split}_period"] = period

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from finllm.reports.facts import SPLIT_ROLES, FactValue, build_facts, fmt_fact, narrative_facts
+from finllm.reports.facts import FactValue, build_facts, fmt_fact, narrative_facts, split_roles
 from finllm.grounding.check import SentenceCheck, check_sentence, unbacked_numbers
 from finllm.grounding.cited import MAX_CITED, MAX_SENTENCES, MAX_TEXT, narrative_schema, salvage  # noqa: F401
 from finllm.store import Store
@@ -182,7 +182,7 @@ def check_sentences(raw: list[tuple[str, list[str]]], facts: dict[str, FactValue
     """(kept, dropped) after :func:`check_sentence` on each raw sentence; duplicates dropped."""
     kept, dropped, seen = [], [], set()
     for template, cited in raw:
-        c = check_sentence(template, cited, facts, split_roles=SPLIT_ROLES.get(kind))
+        c = check_sentence(template, cited, facts, split_roles=split_roles(kind, facts))
         if c.ok and from_llm and len(template) >= MAX_TEXT:  # the schema's bound ended it, likely mid-sentence
             c.text, c.reason = None, f"cut off at the {MAX_TEXT}-character limit"
         if c.ok and c.text in seen:

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from factors.combiner import pool_signal
 from factors.mine import MineConfig, build_train_side, fresh_side, load_for_mining, mine, pool_scorer
 from factors.restarts import (AUTO_MAX_RESTARTS, RESTART_SEED_STEP, auto_restarts, average_pools, restart_configs,
                               signal_scale)
@@ -77,9 +78,10 @@ def test_restarted_run_averages_its_pools_and_resumes(us_slice, tmp_path, method
     got = {tuple(m.get("original_tokens", m["tokens"])): m["weight"] for m in res["pool"]}
     assert got == pytest.approx(want)
     assert sum(len(d["members"]) for d in done) >= len(res["pool"]) > len(done[0]["members"])
-    # scored as one pool: its test figures are those of the averaged signal
+    # scored as one pool: its test figures are those of the averaged signal (combined as the run chose)
     sc = pool_scorer(res["pool"], panel, splits, cfg)
-    x = sc.combine([(m["tokens"], m["weight"]) for m in res["pool"]])
+    x, rec = pool_signal(sc, [(m["tokens"], m["weight"]) for m in res["pool"]], cfg.combiner)
+    assert rec["chosen"] == res["combiner"]["chosen"]
     assert res["metrics"]["test"]["rank_ic"] == pytest.approx(sc.report(x)["test"]["rank_ic"], abs=1e-9)
     # resumed with the same settings: the finished restarts are reused, the figures identical
     again = mine(cfg, tmp_path, progress=False, resume=True, panel=panel, splits=splits)
@@ -91,3 +93,4 @@ def test_restarted_run_averages_its_pools_and_resumes(us_slice, tmp_path, method
                for r in range(2))
     assert len(changed["pool"]) <= 4
     assert torch.isfinite(torch.tensor(changed["metrics"]["test"]["rank_ic"]))
+

@@ -121,8 +121,13 @@ def test_factor_report_reads_a_stored_tearsheet_with_every_panel(store, factor_r
     for section in ("Factor pool (4 factors)", "Pool vs baselines (same run, same splits)", "alpha158_linear",
                     "lgbm_alpha158", "lgbm_alpha158_pool", "momentum_20d", "Mul(Delta($close, 5), -1)", "IC distribution",
                     "Quantiles",
-                    "Signal persistence and decay", "How the baselines were fitted"):
+                    "Signal persistence and decay", "How the pool and the baselines were fitted"):
         assert section in text, section
+    # how the pool and the linear baseline were combined after train is shown
+    fit_rows = text[text.index('id="fit-table"'):].split("</table>")[0]
+    for model in ("pool", "alpha158_linear"):
+        assert re.search(rf"<td>{model}</td>(<td[^>]*>[^<]*</td>){{2}}<td>(fitted|refit\w+)( \(auto\))?</td>",
+                         fit_rows), fit_rows
     images = _images(text)
     assert FACTOR_PANELS <= set(images), FACTOR_PANELS - set(images)
     _not_blank(images)
@@ -256,7 +261,9 @@ def test_factor_report_without_baselines_says_they_were_skipped(store, factor_ru
 
     res = build_use_case(store, factor_run, tmp_path / "quick.html", narrative=False, baselines=False)
     text = Path(res["path"]).read_text(encoding="utf-8")
-    assert "baselines were skipped for this run (quick mode)" in text and "Baselines were not fitted" in text
+    assert "baselines were skipped for this run (quick mode)" in text
+    fit_rows = text[text.index('id="fit-table"'):].split("</table>")[0]
+    assert "<td>pool</td>" in fit_rows and "alpha158" not in fit_rows  # only the pool's own fit is listed
     assert "lgbm_alpha158" not in text and "momentum_20d" in text  # the run's own baseline still beside the pool
     images = _images(text)
     assert FACTOR_PANELS <= set(images)

@@ -125,3 +125,20 @@ def test_local_model_narrative_states_no_unbacked_number(local_llm, tmp_path, st
     text = res.narrative.text
     assert "][" not in text and text.strip() != "amazon bwgnn" and "LLM failed" not in text
     assert res.stored == (res.failure is None)
+
+
+def test_a_valid_chosen_combiner_makes_valid_a_selection_split_and_only_then():
+    from finllm.grounding.check import check_sentence
+    from finllm.reports.facts import REFIT_SPLIT_USE, split_roles, split_use
+
+    claim = "The validation period ({valid_use}) was used to select the model."
+    auto = split_use("factor_mine", {"combiner": "auto"})
+    assert auto["valid"] == REFIT_SPLIT_USE["valid"] and "realised" in auto["test"]
+    fitted = split_use("factor_mine", {})  # a run recorded before the combiner: train weights throughout
+    assert "not used" in fitted["valid"] and fitted["test"] != REFIT_SPLIT_USE["test"]
+    named = split_use("factor_mine", {"combiner": "refit500"})["valid"]  # named by the user, not chosen on valid
+    assert named == REFIT_SPLIT_USE["valid_named"] and "not used for any choice" in named
+    for use, ok in ((auto, True), (fitted, False)):
+        facts = {"valid_use": use["valid"]}
+        c = check_sentence(claim, ["valid_use"], facts, split_roles=split_roles("factor_mine", facts))
+        assert c.ok is ok, c.reason
