@@ -152,11 +152,10 @@ def alpha158_linear_weights(sc: SplitScorer, f: Alpha158Features) -> np.ndarray:
 
 def fit_alpha158_linear(sc: SplitScorer, f: Alpha158Features) -> torch.Tensor:
     """The ridge combination of the features fitted on the train split's days; (D, S), NaN off the universe."""
-    w = alpha158_linear_weights(sc, f)
-    comb = torch.zeros(sc.mask.shape)
-    for i, wi in enumerate(w):
-        comb.add_(torch.nan_to_num(f.feats[i], nan=0.0), alpha=float(wi))
-    return torch.where(sc.mask, comb, torch.full((), float("nan")))
+    from factors.combiner import feature_combiner_signals
+
+    w = torch.as_tensor(alpha158_linear_weights(sc, f))
+    return feature_combiner_signals(sc, f.feats, w, names=())[0]["fitted"]
 
 
 def fit_alpha158_lgbm(sc: SplitScorer, f: Alpha158Features, *, seed: int = 0, threads: int = 2,
