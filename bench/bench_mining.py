@@ -114,8 +114,7 @@ def _baselines(data: str, max_tickers: int | None, seeds: list[int], horizon: in
     per seed and, for each mined pool in ``pools`` (method -> seed -> members' ``(tokens, weight)``), LightGBM
     on Alpha158 + that pool with the same seed."""
     torch.set_num_threads(threads)
-    from factors.combiner import pool_signal
-    from factors.handcrafted import alpha158_features, alpha158_linear_weights
+    from factors.handcrafted import alpha158_features, alpha158_linear
     from factors.mine import MineConfig, load_for_mining, pool_scorer
 
     cfg = MineConfig(data=data, max_tickers=max_tickers, horizon=horizon, cost_bps=cost_bps, **SPLITS)
@@ -123,7 +122,7 @@ def _baselines(data: str, max_tickers: int | None, seeds: list[int], horizon: in
     known = [t for per in pools.values() for members in per.values() for t, _ in members]
     sc = pool_scorer([], panel, splits, cfg, extra=known)  # the history every pool's members need
     f = alpha158_features(sc)
-    x, comb = pool_signal(sc, [], combiner, feats=(f.feats, torch.as_tensor(alpha158_linear_weights(sc, f))))
+    x, comb = alpha158_linear(sc, f, combiner)
     lin = sc.report(x)
     rows = [{"method": "alpha158_linear", "seed": s, "metrics": lin, "features": len(f.names),
              "feature_seconds": round(f.seconds, 1), "combiner": comb} for s in seeds]

@@ -158,6 +158,15 @@ def fit_alpha158_linear(sc: SplitScorer, f: Alpha158Features) -> torch.Tensor:
     return feature_combiner_signals(sc, f.feats, w, names=())[0]["fitted"]
 
 
+def alpha158_linear(sc: SplitScorer, f: Alpha158Features, combiner: str = "fitted",
+                    ) -> tuple[torch.Tensor, dict[str, object]]:
+    """The Alpha158-linear baseline (ridge on train) combined after train by ``combiner``, as a pool is
+    (:func:`factors.combiner.pool_signal`): its (D, S) signal and the combiner's record."""
+    from factors.combiner import pool_signal
+
+    return pool_signal(sc, [], combiner, feats=(f.feats, torch.as_tensor(alpha158_linear_weights(sc, f))))
+
+
 def fit_alpha158_lgbm(sc: SplitScorer, f: Alpha158Features, *, seed: int = 0, threads: int = 2,
                       extra: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """LightGBM on the features (plus ``extra`` (E, D, S) ones, e.g. a mined pool's): trained on train days,
@@ -204,12 +213,9 @@ def baseline_factors(sc: SplitScorer, *, seed: int = 0, lgbm: bool = True, threa
 
     ``combiner``: how the linear set is combined after train, as a pool is (:mod:`factors.combiner`: the train
     weights, or a walk-forward re-fit), so the two compare on the same footing. LightGBM is trained once."""
-    from factors.combiner import pool_signal as combined
-
     t0 = time.perf_counter()
     f = alpha158_features(sc)
-    w = torch.as_tensor(alpha158_linear_weights(sc, f))
-    lin, comb = combined(sc, [], combiner, feats=(f.feats, w))
+    lin, comb = alpha158_linear(sc, f, combiner)
     out = {"alpha158_linear": lin}
     info: dict[str, Any] = {"alpha158_linear": {"features": len(f.names), "fit": "ridge on train days (l2 0.01)",
                                                 "combiner": comb, "seconds": round(time.perf_counter() - t0, 1),
