@@ -25,6 +25,10 @@ t-tests and sign tests over seeds follow the table; ``--results NAME`` writes be
 
     python bench/bench_mining.py --minutes 3 --seeds 3 --admission 0.2 --incremental rl,rl_adm,gp,gp_adm \\
         --no-store --results mining_ablation
+
+Any other ``MineConfig`` setting: ``--variant NAME:KEY=VALUE[;KEY=VALUE]`` adds rows ``<method>_NAME`` run with
+it (paired with their base method), ``--set KEY=VALUE`` changes every run, ``--variants-only`` skips the base
+rows (stop 22: ``--variant cf:const_free=Greater,Less``, ``--variant len12:max_len=12``).
 """
 
 from __future__ import annotations
@@ -60,8 +64,23 @@ def _label(cfg: dict[str, Any]) -> str:
     return name + ("_adm" if cfg.get("admit_valid_frac", 0) > 0 else "")
 
 
-def _mine_job(args: tuple[dict[str, Any], str, bool]) -> dict[str, Any]:
-    cfg_d, out, use_store = args
+def _settings(items: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> MineConfig settings, each value typed as the field's default (int, float, str)."""
+    from factors.mine import MineConfig
+
+    kinds = {k: type(f.default) for k, f in MineConfig.__dataclass_fields__.items()
+             if type(f.default) in (int, float, str)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or key not in kinds:
+            raise SystemExit(f"{flag}: {item!r} is not KEY=VALUE with KEY one of {', '.join(sorted(kinds))}")
+        out[key] = kinds[key](value)
+    return out
+
+
+def _mine_job(args: tuple[dict[str, Any], str, bool, str]) -> dict[str, Any]:
+    cfg_d, out, use_store, label = args
     import torch
 
     torch.set_num_threads(1)
@@ -72,7 +91,7 @@ def _mine_job(args: tuple[dict[str, Any], str, bool]) -> dict[str, Any]:
     cfg = MineConfig(**cfg_d)
     t0 = time.perf_counter()
     res = mine_and_record(cfg, out, open_store() if use_store else None, progress=False, resume=False)
-    return {"method": _label(cfg_d), "seed": cfg.seed,
+    return {"method": label, "seed": cfg.seed,
             "metrics": res["metrics"], "mining": {k: v for k, v in res["mining"].items() if k != "config"},
             "pool": [(m["weight"], m["formula"]) for m in res["pool"]],
             "pool_tokens": [m["tokens"] for m in res["pool"]], "wall_s": round(time.perf_counter() - t0, 1),
@@ -292,7 +311,10 @@ PAIRS = (("rl_adm", "rl"), ("gp_adm", "gp"), ("rl", "gp"), ("rl_adm", "gp_adm"),
 
 def paired_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     out, res = [], []
-    for a, b in PAIRS:
+    names = {r["method"] for r in rows}
+    variants = sorted({n.split("_", 1)[1] for n in names if n.split("_", 1)[0] in ("rl", "gp") and "_" in n} - {"adm"})
+    extra = [(f"{m}_{v}", m) for v in variants for m in ("rl", "gp")] + [(f"rl_{v}", f"gp_{v}") for v in variants]
+    for a, b in (*PAIRS, *extra):
         for split in ("valid", "test"):
             p = paired(rows, a, b, split)
             if p is None:
@@ -318,6 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--combiner", default="auto",
                     help="how pools and the Alpha158-linear set are combined after train (factors.combiner; "
                          "'fitted' = the train weights, as before stop 21)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a MineConfig setting for every run (repeatable), e.g. const_free=Greater,Less")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[;KEY=VALUE]",
+                    help="also run each method with these MineConfig settings, rows <method>_NAME (repeatable), "
+                         "e.g. cf:const_free=Greater,Less or len12:max_len=12")
+    ap.add_argument("--variants-only", action="store_true",
+                    help="run only the --variant rows (their base rows come from another bench on the same host)")
     ap.add_argument("--max-tickers", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2, help="mining runs in parallel (1 torch thread each)")
     ap.add_argument("--reward-ablation", action="store_true", help="also run RL with the 'gain' reward")
@@ -349,17 +378,28 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(a.seeds))
     jobs = []
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
-    variants: list[tuple[str, str, float]] = [(m, "objective", 0.0) for m in ("rl", "gp") if m in methods]
+    common = _settings(a.set, "--set")
+    variants: list[tuple[str, str, float, dict, str]] = [(m, "objective", 0.0, common, "") for m in ("rl", "gp")
+                                                         if m in methods]
     if a.reward_ablation:
-        variants.append(("rl", "gain", 0.0))
+        variants.append(("rl", "gain", 0.0, common, ""))
     if a.admission > 0:
-        variants += [(m, "objective", a.admission) for m in ("rl", "gp") if m in methods]
+        variants += [(m, "objective", a.admission, common, "") for m in ("rl", "gp") if m in methods]
+    for spec in a.variant:
+        name, _, body = spec.partition(":")
+        if not name or not body or name == "adm":
+            ap.error(f"--variant {spec!r}: give NAME:KEY=VALUE[;KEY=VALUE]")
+        over = {**common, **_settings(body.split(";"), f"--variant {spec}")}
+        variants += [(m, "objective", 0.0, over, f"_{name}") for m in ("rl", "gp") if m in methods]
+    if a.variants_only:
+        variants = [v for v in variants if v[4]]
     for s in seeds:  # seed-major: an interrupted run still has every method for the first seeds
-        for method, reward, adm in variants:
+        for method, reward, adm, extra, suffix in variants:
             cfg = dict(data=a.data, method=method, minutes=minutes, pool_size=a.pool_size, seed=s,
                        max_tickers=max_tickers, reward=reward, horizon=HORIZON, rebalance=HORIZON,
-                       admit_valid_frac=adm, restarts=a.restarts, combiner=a.combiner, **SPLITS)
-            jobs.append((cfg, str(out / f"{_label(cfg)}_seed{s}"), not a.no_store))
+                       admit_valid_frac=adm, restarts=a.restarts, combiner=a.combiner, **SPLITS, **extra)
+            label = _label(cfg) + suffix
+            jobs.append((cfg, str(out / f"{label}_seed{s}"), not a.no_store, label))
     t0 = time.perf_counter()
     print(f"bench_mining: {len(jobs)} mining runs x {minutes} min on {a.workers} workers, "
           f"tickers={max_tickers or 'all'}, pool={a.pool_size}, seeds={seeds}", file=sys.stderr, flush=True)

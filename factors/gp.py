@@ -85,7 +85,8 @@ class TreeFactory:
                 kids.append(literal(float(self.rng.choice(self.op_windows[op]))))
             elif kind == "const":
                 kids.append(literal(float(self.rng.choice(self.consts))))
-            elif kind == "expr_or_const" and self.consts and self.rng.random() < self.cfg.p_const_arg:
+            elif (kind == "expr_or_const" and self.consts and op not in self.vocab.const_free
+                  and self.rng.random() < self.cfg.p_const_arg):
                 kids.append(literal(float(self.rng.choice(self.consts))))
             else:
                 kids.append(self.grow(depth - 1))
@@ -126,8 +127,10 @@ class TreeFactory:
                 return _replace(tree, p, literal(float(self.rng.choice(self.op_windows[parent]))))
             return _replace(tree, p, literal(float(self.rng.choice(self.consts))))
         spec = OPS[n.token]
+        consts = [(k, c.value) for k, c in enumerate(n.children) if c.kind == "const"]
         same = [o for o in self.ops if OPS[o].arg_kinds == spec.arg_kinds
-                and all(slot_accepts(OPS[o], k, c.value) for k, c in enumerate(n.children) if c.kind == "const")]
+                and all(slot_accepts(OPS[o], k, v) for k, v in consts)
+                and not (consts and o in self.vocab.const_free)]
         return _replace(tree, p, op_node(self.rng.choice(same), n.children))
 
     def subtree_mutate(self, tree: Node) -> Node:

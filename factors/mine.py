@@ -91,6 +91,9 @@ class MineConfig:
     # how the members are combined out of sample: "auto" (train weights or a walk-forward re-fit, chosen on
     # valid), "fitted", or one re-fit (factors.combiner)
     combiner: str = "auto"
+    # operators the search may not give a constant argument (comma list; "" = AlphaGen's grammar): the
+    # parser still reads them, e.g. a library factor, but RL and GP do not write ``Less(5, $close)``
+    const_free: str = ""
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
 
@@ -120,11 +123,22 @@ class MineConfig:
         from factors.combiner import check_combiner
 
         check_combiner(self.combiner)
+        self.const_free_ops()
         if self.restarts < 0:
             raise ConfigError(f"--restarts {self.restarts}: choose 0 (auto) or a count >= 1")
         if self.max_episodes and self.n_restarts() > self.max_episodes:
             raise ConfigError(f"--restarts {self.n_restarts()} with --max-factors {self.max_episodes}: each restart "
                               "needs at least one factor")
+
+    def const_free_ops(self) -> list[str]:
+        """The operators of ``const_free``; ConfigError naming an unknown one."""
+        from factors.ops import OPS
+
+        names = [s.strip() for s in self.const_free.split(",") if s.strip()]
+        bad = [n for n in names if n not in OPS]
+        if bad:
+            raise ConfigError(f"--const-free: unknown operator(s) {', '.join(bad)} (known: {', '.join(OPS)})")
+        return names
 
     def n_restarts(self) -> int:
         """How many independent searches share the budget (``restarts``, or the auto rule when 0)."""
@@ -190,7 +204,9 @@ def build_train_side(panel: Panel, splits: list[Split], cfg: MineConfig) -> Trai
         raise DataError(f"{cfg.data}: no (stock, day) in --train {train.text()} has a "
                         f"{cfg.horizon}-day forward return inside the universe")
     pool, scorer = _new_pool(ev, rows, cfg)
-    vocab = Vocab.build(ev.features, miner_ops(cfg.ops), MINER_CONSTS, MINER_WINDOWS)
+    ops = miner_ops(cfg.ops)
+    vocab = Vocab.build(ev.features, ops, MINER_CONSTS, MINER_WINDOWS,
+                        const_free=[o for o in cfg.const_free_ops() if o in ops])
     return TrainSide(ev, pool, scorer, vocab, rows, int(y.shape[0]), int(y.shape[1]))
 
 

@@ -51,15 +51,23 @@ def window(w: int) -> int:
 
 @dataclass(frozen=True)
 class Vocab:
-    """Action ids -> tokens. ``kinds[i]`` is "F" (feature), "O" (operator), "C", "W" or "END"."""
+    """Action ids -> tokens. ``kinds[i]`` is "F" (feature), "O" (operator), "C", "W" or "END".
+    ``const_free``: operators that may not take a constant argument here, though :mod:`factors.expr` allows
+    one (a miner's restriction: ``Less(5, $close)`` parses, but a search need not write it)."""
 
     tokens: tuple[str, ...]
     kinds: tuple[str, ...]
+    const_free: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, features: Iterable[str], ops: Iterable[str], consts: Iterable[str] = DEFAULT_CONSTS,
-              windows: Iterable[str] = DEFAULT_WINDOWS) -> Vocab:
-        """``ops``: operator names of :data:`factors.ops.OPS` (a mapping's keys will do)."""
+              windows: Iterable[str] = DEFAULT_WINDOWS, const_free: Iterable[str] = ()) -> Vocab:
+        """``ops``: operator names of :data:`factors.ops.OPS` (a mapping's keys will do); ``const_free``: a
+        subset of them that may not take a constant argument."""
+        ops = list(ops)
+        const_free = frozenset(const_free)
+        if const_free - set(ops):
+            raise ValueError(f"const_free operator(s) {sorted(const_free - set(ops))} are not in the vocabulary")
         toks: list[str] = []
         kinds: list[str] = []
         for f in features:
@@ -76,7 +84,7 @@ class Vocab:
                 raise ValueError(f"window {w!r} is not a positive integer")
             toks.append(str(w)), kinds.append("W")
         toks.append(END), kinds.append("END")
-        return cls(tuple(toks), tuple(kinds))
+        return cls(tuple(toks), tuple(kinds), const_free)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -126,7 +134,8 @@ class StackRules:
         self.specs = {name: OPS[name] for name in vocab.of_kind("O")}
         # per operator and slot, from factors.expr's rules: (takes an E, takes a C, the window items it takes)
         self.slots: dict[str, tuple[tuple[bool, bool, frozenset[int]], ...]] = {
-            name: tuple((slot_accepts(spec, k, None), kind != "window" and slot_accepts(spec, k, 0.0),
+            name: tuple((slot_accepts(spec, k, None),
+                         kind != "window" and name not in vocab.const_free and slot_accepts(spec, k, 0.0),
                          frozenset(window(w) for w in windows if kind == "window" and slot_accepts(spec, k, float(w))))
                         for k, kind in enumerate(spec.arg_kinds))
             for name, spec in self.specs.items()}

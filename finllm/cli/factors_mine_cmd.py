@@ -50,6 +50,10 @@ def mine_cmd(
                                        "each rebalance). Default: the --horizon (an H-day signal held H days); "
                                        "1 = daily."),
     max_tickers: int = typer.Option(None, "--max-tickers", help="Keep the N tickers with most valid days."),
+    const_free: str = typer.Option(None, "--const-free", show_default=False,
+                                   help='Operators the search may not give a constant argument (comma list; "" = '
+                                        "AlphaGen's grammar): with Greater,Less it does not write Less(5, $close). "
+                                        "Default: the miner's (factors.mine.MineConfig.const_free)."),
     ops: str = typer.Option("fast", "--ops", help='Operators: "fast" (all but the slow sort-based ones), "all", '
                                                   "or a comma list."),
     reward: str = typer.Option("objective", "--reward", help="RL reward: objective (pool IC after the attempt) or gain."),
@@ -83,7 +87,7 @@ def mine_cmd(
         train, valid, test = AUTO, AUTO, AUTO
     cfg = MineConfig(data=str(data), train=train, valid=valid, test=test, method=method, minutes=minutes,
                      pool_size=pool_size, seed=seed, restarts=restarts, combiner=combiner, horizon=horizon, cost_bps=cost_bps, rebalance=rebalance,
-                     max_tickers=max_tickers,
+                     max_tickers=max_tickers, **({} if const_free is None else {"const_free": const_free}),
                      ops=ops, reward=reward, max_episodes=max_factors, seed_library=seed_library,
                      rl={"eval_workers": eval_threads} if eval_threads > 1 else {})
     cfg.validate()

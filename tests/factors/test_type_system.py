@@ -117,3 +117,45 @@ def test_gp_trees_are_well_typed() -> None:
     bad = [t for t in trees if t.depth <= MAX_DEPTH and not parses(list(t.postfix), 10**6)]
     assert not bad, [t.infix() for t in bad[:3]]
     assert from_postfix(list(trees[0].postfix)).tokens == trees[0].postfix
+
+
+def _const_compares(node) -> int:
+    """How many Greater/Less nodes of ``node`` have a constant argument."""
+    own = node.token in ("Greater", "Less") and any(c.kind == "const" for c in node.children)
+    return int(own) + sum(_const_compares(c) for c in node.children)
+
+
+CF_VOCAB = Vocab.build(FEATURES, OPS, CONSTS, [str(w) for w in WINDOWS], const_free=("Greater", "Less"))
+
+
+def test_const_free_operators_never_get_a_constant_from_rl_or_gp() -> None:
+    """``const_free`` is a miner's restriction on top of the type rules: RL masks and GP growth/mutation never
+    write Less(5, $close), while other binary operators still take constants and the parser still reads it."""
+    r = random.Random(1)
+    b = Builder(CF_VOCAB, 20)
+    compares = consts_elsewhere = 0
+    for _ in range(400):
+        b.reset()
+        while True:
+            a = r.choice([i for i, ok in enumerate(b.mask()) if ok])
+            if CF_VOCAB.kinds[a] == "END":
+                break
+            b.step(a)
+        root = from_postfix(b.tokens, max_len=20).root
+        assert _const_compares(root) == 0, root.infix()
+        compares += any(t in ("Greater", "Less") for t in b.tokens)
+        consts_elsewhere += any(k == "C" for k in (CF_VOCAB.kinds[i] for i in b.ids))
+    assert compares > 20 and consts_elsewhere > 20  # the operators and the constants are still used
+    rng = random.Random(0)
+    fac = TreeFactory(CF_VOCAB, rng, GPConfig(p_const_arg=0.5))
+    trees = [fac.grow(rng.randint(2, 4)) for _ in range(300)]
+    for _ in range(300):
+        a, c = rng.choice(trees), rng.choice(trees)
+        trees += [fac.crossover(a, c), fac.subtree_mutate(a), fac.point_mutate(c)]
+    assert sum(_const_compares(t) for t in trees) == 0
+    # the same search without the restriction writes them (so the check above can fail)
+    plain = TreeFactory(VOCAB, random.Random(0), GPConfig(p_const_arg=0.5))
+    assert sum(_const_compares(plain.grow(4)) for _ in range(300)) > 0
+    assert from_postfix(["5", "$close", "Less"]).infix == "Less(5, $close)"  # still valid for users and the library
+    with pytest.raises(ValueError, match="Foo"):
+        Vocab.build(FEATURES, ["Add"], CONSTS, const_free=("Foo",))

@@ -59,6 +59,9 @@ def test_bad_input_is_one_clear_line(us_slice, tmp_path) -> None:
     assert res.exit_code == 2 and "overlap" in res.output
     res = runner.invoke(app, ["factors", "mine", "--data", str(tmp_path / "missing.parquet")])
     assert res.exit_code == 2 and "missing.parquet" in res.output
+    res = runner.invoke(app, _args(us_slice, tmp_path / "y", "--const-free", "Greater,Lesser"))
+    assert res.exit_code == 2 and "--const-free" in res.output and "Lesser" in res.output
+    assert "Traceback" not in res.output
 
 
 def test_a_market_without_split_dates_is_cut_by_time(us_slice, tmp_path) -> None:

@@ -102,3 +102,18 @@ def test_the_tearsheet_baselines_include_alpha158_plus_the_pool_signal(setup) ->
     alone, _ = baseline_factors(sc, seed=0, threads=1)
     assert set(alone) == {"alpha158_linear", "lgbm_alpha158"}  # no pool, no pool row
     torch.testing.assert_close(alone["lgbm_alpha158"], fitted["lgbm_alpha158"], equal_nan=True)
+
+
+def test_bench_variants_are_typed_settings_and_get_paired_with_their_base(bench) -> None:
+    """``--variant NAME:KEY=VALUE`` rows (an ablation such as const_free or max_len) are typed like MineConfig's
+    fields, a bad key is refused by name, and the paired tests compare each variant with its base method."""
+    assert bench._settings(["const_free=Greater,Less", "max_len=12"], "--variant") == {
+        "const_free": "Greater,Less", "max_len": 12}
+    with pytest.raises(SystemExit, match="'rl=1'"):
+        bench._settings(["rl=1"], "--set")
+    rows = [{"method": m, "seed": s, "metrics": {"valid": {"rank_ic": 0.05 + 0.001 * s},
+                                                 "test": {"rank_ic": 0.04 + (0.002 if m == "rl_len12" else 0) + 0.001 * s}}}
+            for m in ("rl", "rl_len12") for s in range(4)]
+    lines, res = bench.paired_lines(rows)
+    test = [p for p in res if p["a"] == "rl_len12" and p["b"] == "rl" and p["split"] == "test"]
+    assert len(test) == 1 and test[0]["wins_a"] == 4 and abs(test[0]["mean_diff"] - 0.002) < 1e-9
