@@ -111,9 +111,10 @@ def test_bench_variants_are_typed_settings_and_get_paired_with_their_base(bench)
         "const_free": "Greater,Less", "max_len": 12}
     with pytest.raises(SystemExit, match="'rl=1'"):
         bench._settings(["rl=1"], "--set")
-    rows = [{"method": m, "seed": s, "metrics": {"valid": {"rank_ic": 0.05 + 0.001 * s},
-                                                 "test": {"rank_ic": 0.04 + (0.002 if m == "rl_len12" else 0) + 0.001 * s}}}
-            for m in ("rl", "rl_len12") for s in range(4)]
+    var = {"rl": 0.0, "rl_len12": 1.0}
+    rows = [{"method": m, "seed": s, "metrics": {"valid": {"rank_ic": 0.05 - 0.0003 * s * var[m]},
+                                                 "test": {"rank_ic": 0.04 + 0.001 * (s + 1) * var[m]}}}
+            for m in var for s in range(4)]
     lines, res = bench.paired_lines(rows)
     test = [p for p in res if p["a"] == "rl_len12" and p["b"] == "rl" and p["split"] == "test"]
-    assert len(test) == 1 and test[0]["wins_a"] == 4 and abs(test[0]["mean_diff"] - 0.002) < 1e-9
+    assert len(test) == 1 and test[0]["wins_a"] == 4 and abs(test[0]["mean_diff"] - 0.0025) < 1e-9
