@@ -395,9 +395,10 @@ def main(argv: list[str] | None = None) -> int:
         variants = [v for v in variants if v[4]]
     for s in seeds:  # seed-major: an interrupted run still has every method for the first seeds
         for method, reward, adm, extra, suffix in variants:
-            cfg = dict(data=a.data, method=method, minutes=minutes, pool_size=a.pool_size, seed=s,
-                       max_tickers=max_tickers, reward=reward, horizon=HORIZON, rebalance=HORIZON,
-                       admit_valid_frac=adm, restarts=a.restarts, combiner=a.combiner, **SPLITS, **extra)
+            cfg = {**dict(data=a.data, method=method, minutes=minutes, pool_size=a.pool_size, seed=s,
+                          max_tickers=max_tickers, reward=reward, horizon=HORIZON, rebalance=HORIZON,
+                          admit_valid_frac=adm, restarts=a.restarts, combiner=a.combiner, **SPLITS),
+                   **extra}  # a --set / --variant setting overrides the bench's own (e.g. restarts, pool_size)
             label = _label(cfg) + suffix
             jobs.append((cfg, str(out / f"{label}_seed{s}"), not a.no_store, label))
     t0 = time.perf_counter()
