@@ -94,6 +94,11 @@ class MineConfig:
     # operators the search may not give a constant argument (comma list; "" = AlphaGen's grammar): the
     # parser still reads them, e.g. a library factor, but RL and GP do not write ``Less(5, $close)``
     const_free: str = ""
+    # > 0: each search fits its pool on train days re-weighted by a Bayesian bootstrap over blocks of this many
+    # days (drawn from the search's seed), so the averaged restarts are bagged (factors.restarts.bag_weights)
+    bag_days: int = 0
+    # what a factor must raise to enter the pool: "ic" (the combination's mean daily IC, AlphaGen) or "icir"
+    pool_objective: str = "ic"
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
 
@@ -124,6 +129,10 @@ class MineConfig:
 
         check_combiner(self.combiner)
         self.const_free_ops()
+        if self.bag_days < 0:
+            raise ConfigError(f"--bag-days {self.bag_days}: choose 0 (off) or a block length in days >= 1")
+        if self.pool_objective not in ("ic", "icir"):
+            raise ConfigError(f"--pool-objective {self.pool_objective!r}: choose ic or icir")
         if self.restarts < 0:
             raise ConfigError(f"--restarts {self.restarts}: choose 0 (auto) or a count >= 1")
         if self.max_episodes and self.n_restarts() > self.max_episodes:
@@ -213,12 +222,14 @@ def build_train_side(panel: Panel, splits: list[Split], cfg: MineConfig) -> Trai
 def _new_pool(ev: Evaluator, rows: slice, cfg: MineConfig) -> tuple[AlphaPool, PoolScorer]:
     """An empty pool on the train rows' target and its scorer (the evaluator, and its cache, are shared)."""
     from factors.pool import AlphaPool
+    from factors.restarts import bag_weights
     from factors.rl.scorer import PoolScorer
 
     y, mask = ev.forward_return(cfg.horizon)[rows], ev.universe[rows]
     pool = AlphaPool(y, mask, capacity=cfg.pool_size, max_mutual_ic=cfg.max_mutual_ic,
                      day_stride=cfg.pool_day_stride, valid_frac=cfg.admit_valid_frac,
-                     valid_purge_days=cfg.horizon)
+                     valid_purge_days=cfg.horizon, objective=cfg.pool_objective,
+                     day_weights=bag_weights(int(y.shape[0]), cfg.bag_days, cfg.seed) if cfg.bag_days else None)
     return pool, PoolScorer(ev, pool, rows, reward_mode=cfg.reward, max_len=cfg.max_len)
 
 

@@ -32,6 +32,14 @@ are dropped, so no fitting day's forward return reaches into it. ICs, mutual ICs
 objective then use only the fitting days before that gap; the window only gates admission (a factor
 must not lower the combination's mean daily IC there). It never touches the outer valid/test splits.
 
+Day weights (``day_weights`` (D,), default all 1): every statistic above becomes a weighted mean over days
+(the IC and mutual-IC dot products through ``cell_w``, the objective's mean daily IC), so a pool can be fit
+on a bootstrap draw of its days (bagged restarts, :func:`factors.restarts.bag_weights`).
+
+Objective (``objective``): ``"ic"`` (the default, AlphaGen's) is the combination's mean daily IC; ``"icir"`` is
+its mean daily IC over the standard deviation of its daily ICs. Either way the weights are the ridge fit
+above; the objective decides admission and eviction's last check, and is the RL reward.
+
 Speed (the pool's statistics run once per mined factor):
 
 * ``day_stride = k`` keeps every k-th training day for all pool statistics (z-scores, ICs, mutual ICs,
@@ -175,14 +183,18 @@ class AlphaPool:
                  max_mutual_ic: float = 0.9, min_abs_ic: float = 0.005, min_valid_frac: float = 0.5,
                  min_live_day_frac: float = 0.5, l2: float = 1e-3, improve_eps: float = 1e-5,
                  day_stride: int = 1, valid_frac: float = 0.0, valid_purge_days: int = 0,
-                 valid_eps: float = 0.0) -> None:
+                 valid_eps: float = 0.0, day_weights: np.ndarray | None = None, objective: str = "ic") -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         if day_stride < 1:
             raise ValueError("day_stride must be >= 1")
         if not 0.0 <= valid_frac < 0.5:
             raise ValueError("valid_frac must be in [0, 0.5)")
+        if objective not in ("ic", "icir"):
+            raise ValueError("objective must be 'ic' or 'icir'")
+        self.objective_kind = objective
         self.day_stride = int(day_stride)
+        n_full = int(torch.as_tensor(target).shape[0])
         target = torch.as_tensor(target, dtype=torch.float32)[::self.day_stride]
         m = torch.isfinite(target)
         if mask is not None:
@@ -197,9 +209,10 @@ class AlphaPool:
         self.day_ok = self.n_day >= 2
         self.val_days, self.valid_eps = self._split_inner_valid(valid_frac, valid_purge_days), valid_eps
         self.val_objective = 0.0
+        self.day_w = self._day_weights(day_weights, n_full)  # (D',), mean 1 over the fitting days
         d_eff = max(int(self.day_ok.sum()), 1)
-        # per-cell weight turning a dot product of z-matrices into a mean daily correlation
-        self.cell_w = torch.where(self.day_ok, 1.0 / (self.n_day.clamp(min=1) * d_eff),
+        # per-cell weight turning a dot product of z-matrices into a (day-weighted) mean daily correlation
+        self.cell_w = torch.where(self.day_ok, self.day_w / (self.n_day.clamp(min=1) * d_eff),
                                   torch.zeros_like(self.n_day))  # (D,)
         self.zy_w = self.zy * self.cell_w[:, None]
         self._zy_w_np = self.zy_w.numpy()
@@ -214,6 +227,20 @@ class AlphaPool:
         self.version = 0  # bumped whenever members or weights change
         self.n_tried = 0
         self.reasons: dict[str, int] = {}
+
+    def _day_weights(self, weights: np.ndarray | None, n_full: int) -> torch.Tensor:
+        """``weights`` (D,) (one per target day, before the stride; finite, >= 0) as (D',) float32 with mean 1
+        over the fitting days; all ones when None."""
+        if weights is None:
+            return torch.ones(self.day_ok.shape[0])
+        w = np.asarray(weights, dtype=np.float32)
+        if w.shape != (n_full,) or not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError(f"day_weights: need {n_full} finite weights >= 0 (one per target day), got shape {w.shape}")
+        w = torch.from_numpy(np.ascontiguousarray(w[::self.day_stride]))
+        mean = float(w[self.day_ok].mean()) if bool(self.day_ok.any()) else 0.0
+        if not mean > 0:
+            raise ValueError("day_weights: every fitting day has weight 0")
+        return w / mean
 
     def _split_inner_valid(self, frac: float, purge_days: int) -> torch.Tensor | None:
         """Cut the last ``frac`` of the target days off as the inner validation window (D',) bool; drop the
@@ -286,7 +313,8 @@ class AlphaPool:
         return self._ic_of_combination(c)
 
     def _ic_of_combination(self, c: torch.Tensor, days: torch.Tensor | None = None) -> tuple[float, float]:
-        """(mean daily IC, ICIR) of ``c`` (D', S) on ``days`` (D',) bool, default the fitting days."""
+        """(mean daily IC, ICIR) of ``c`` (D', S) on ``days`` (D',) bool, default the fitting days. The mean is
+        weighted by the day weights (all 1 unless bagged); the ICIR's standard deviation is unweighted."""
         days = self.day_ok if days is None else days
         cov = (c * self.zy).sum(1)
         var = (c * c).sum(1)
@@ -295,10 +323,14 @@ class AlphaPool:
         if ic_d.numel() == 0:
             return 0.0, 0.0
         # days where the combination is flat count as IC 0
-        n_days = int(days.sum())
-        mean = float(ic_d.sum()) / n_days
+        mean = float((ic_d * self.day_w[ok]).sum()) / max(float(self.day_w[days].sum()), 1e-12)
         sd = float(ic_d.std()) if ic_d.numel() > 1 else 0.0
         return mean, (mean / sd if sd > 0 else 0.0)
+
+    def _objective_of(self, c: torch.Tensor, days: torch.Tensor | None = None) -> float:
+        """The admission objective of ``c`` (D', S): its mean daily IC, or its ICIR (``objective="icir"``)."""
+        mean, icir = self._ic_of_combination(c, days)
+        return icir if self.objective_kind == "icir" else mean
 
     # ---- admission ----------------------------------------------------------------------------
     def _state(self) -> tuple[list[PoolMember], np.ndarray, float, float]:
@@ -316,9 +348,9 @@ class AlphaPool:
             self.objective = self.val_objective = 0.0
             return
         c = self._members_combination(w)
-        self.objective = self._ic_of_combination(c)[0]
+        self.objective = self._objective_of(c)
         if self.val_days is not None:
-            self.val_objective = self._ic_of_combination(c, self.val_days)[0]
+            self.val_objective = self._objective_of(c, self.val_days)
 
     def _evict_one(self) -> None:
         """Drop the member whose removal leaves the best closed-form objective."""

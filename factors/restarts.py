@@ -17,6 +17,12 @@ final pool is every restart's members with weights ``w / (k * s_r)``, where ``s_
 of restart ``r``'s combined training signal (each pool counts the same, whatever its scale); a formula found
 by several restarts appears once with its weights summed. The pool can so hold up to ``k x pool_size`` members.
 
+Bagging (``MineConfig.bag_days`` > 0, off by default): each search fits its pool (member ICs, mutual ICs,
+weights, the admission objective) on the train days re-weighted by :func:`bag_weights`, a Bayesian bootstrap
+over blocks of ``bag_days`` consecutive days drawn from the search's seed. Blocks, not days, because an
+h-day forward return overlaps its neighbours; the restarts then overfit different draws of the same panel
+and their average is a bagged pool. The finished pool is scored, as always, on every day unweighted.
+
 A finished restart writes ``<out>/restart_<r>/done.json``; a resumed run (same settings) reuses it, and an
 RL restart cut off mid-way resumes from its own checkpoint in that folder.
 """
@@ -31,6 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from finllm.jsonsafe import json_safe
@@ -49,6 +56,14 @@ def auto_restarts(minutes: float) -> int:
     """The number of searches a ``minutes`` budget is split into when ``restarts`` is 0 (auto): 1 below 3
     minutes, then one per ``AUTO_MINUTES_PER_RESTART`` minutes, at most ``AUTO_MAX_RESTARTS``."""
     return max(1, min(AUTO_MAX_RESTARTS, int(float(minutes) / AUTO_MINUTES_PER_RESTART + 1e-9)))
+
+
+def bag_weights(n_days: int, block: int, seed: int) -> np.ndarray:
+    """(n_days,) float32 Bayesian-bootstrap weights: one Exp(1) draw per block of ``block`` consecutive days
+    (the last block may be shorter), from ``seed``."""
+    n_blocks = -(-n_days // block)
+    w = np.random.default_rng([int(seed), 0xBA6]).exponential(1.0, n_blocks)
+    return np.repeat(w, block)[:n_days].astype(np.float32)
 
 
 def restart_configs(cfg: MineConfig) -> list[MineConfig]:

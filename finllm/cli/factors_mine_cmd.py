@@ -54,6 +54,13 @@ def mine_cmd(
                                    help='Operators the search may not give a constant argument (comma list; "" = '
                                         "AlphaGen's grammar): with Greater,Less it does not write Less(5, $close). "
                                         "Default: the miner's (factors.mine.MineConfig.const_free)."),
+    bag_days: int = typer.Option(None, "--bag-days", min=0, max=100_000, show_default=False,
+                                 help="Bag the restarts: each search fits its pool on the train days re-weighted by a "
+                                      "bootstrap over blocks of N days (0 = off). Default: the miner's "
+                                      "(factors.mine.MineConfig.bag_days)."),
+    pool_objective: str = typer.Option(None, "--pool-objective", show_default=False,
+                                       help="What a factor must raise to enter the pool: ic (mean daily IC of the "
+                                            "combination) or icir. Default: the miner's (MineConfig.pool_objective)."),
     ops: str = typer.Option("fast", "--ops", help='Operators: "fast" (all but the slow sort-based ones), "all", '
                                                   "or a comma list."),
     reward: str = typer.Option("objective", "--reward", help="RL reward: objective (pool IC after the attempt) or gain."),
@@ -88,6 +95,8 @@ def mine_cmd(
     cfg = MineConfig(data=str(data), train=train, valid=valid, test=test, method=method, minutes=minutes,
                      pool_size=pool_size, seed=seed, restarts=restarts, combiner=combiner, horizon=horizon, cost_bps=cost_bps, rebalance=rebalance,
                      max_tickers=max_tickers, **({} if const_free is None else {"const_free": const_free}),
+                     **({} if bag_days is None else {"bag_days": bag_days}),
+                     **({} if pool_objective is None else {"pool_objective": pool_objective}),
                      ops=ops, reward=reward, max_episodes=max_factors, seed_library=seed_library,
                      rl={"eval_workers": eval_threads} if eval_threads > 1 else {})
     cfg.validate()

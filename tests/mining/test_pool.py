@@ -88,3 +88,39 @@ def test_mask_limits_the_cross_section(data) -> None:
     p1.try_add("x", ("x",), "x", x)
     p2.try_add("f", ("f",), "f", f[0])
     assert p1.objective == pytest.approx(p2.objective, abs=1e-6)
+
+
+def test_day_weights_fit_the_pool_on_the_weighted_days_only(data) -> None:
+    """Weight 0 on the second half of the days gives the pool of the first half alone: same ICs, mutual ICs,
+    weights and objective (bagged restarts rely on this); the weights may not be negative or all zero."""
+    f, y = data
+    h = D // 2
+    w = np.r_[np.full(h, 2.5), np.zeros(D - h)].astype(np.float32)  # the scale of the weights does not matter
+    bagged, half = AlphaPool(y, capacity=3, day_weights=w), AlphaPool(y[:h], capacity=3)
+    full = AlphaPool(y, capacity=3)
+    for i in range(4):
+        a = bagged.try_add(str(i), (str(i),), str(i), f[i])
+        b = half.try_add(str(i), (str(i),), str(i), f[i][:h])
+        full.try_add(str(i), (str(i),), str(i), f[i])
+        assert a.reason == b.reason and a.ic == pytest.approx(b.ic, abs=1e-6)
+    assert bagged.objective == pytest.approx(half.objective, abs=1e-6)
+    np.testing.assert_allclose(bagged.weights, half.weights, rtol=1e-4, atol=1e-6)
+    assert abs(bagged.objective - full.objective) > 1e-4  # the weighting changed the fit: this test can fail
+    with pytest.raises(ValueError, match="day_weights"):
+        AlphaPool(y, day_weights=-w)
+    with pytest.raises(ValueError, match="day_weights"):
+        AlphaPool(y, day_weights=np.zeros(D, dtype=np.float32))
+    with pytest.raises(ValueError, match="day_weights"):
+        AlphaPool(y, day_weights=w[:-1])
+
+
+def test_icir_objective_is_the_combination_icir(data) -> None:
+    f, y = data
+    pool = AlphaPool(y, capacity=5, objective="icir")
+    for i in range(3):
+        pool.try_add(str(i), (str(i),), str(i), f[i])
+    assert pool.members
+    daily = ic_series(pool.combination(), y, min_names=2)
+    assert pool.objective == pytest.approx(float(daily.mean() / daily.std()), rel=1e-3)
+    with pytest.raises(ValueError, match="objective"):
+        AlphaPool(y, objective="sharpe")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,3 +95,25 @@ def test_restarted_run_averages_its_pools_and_resumes(us_slice, tmp_path, method
     assert len(changed["pool"]) <= 4
     assert torch.isfinite(torch.tensor(changed["metrics"]["test"]["rank_ic"]))
 
+
+
+def test_bagged_restarts_draw_block_weights_from_their_seed(us_slice) -> None:
+    """``bag_days``: each search's pool is fit on Exp(1) block weights drawn from its own seed, so restarts see
+    different draws and a resumed search the same one; off (0), every day counts once."""
+    from factors.restarts import bag_weights
+
+    w = bag_weights(10, 3, seed=5)
+    assert w.shape == (10,) and (w > 0).all()
+    assert len(set(w[:3])) == 1 and len(set(w[3:6])) == 1 and w[0] != w[3]
+    np.testing.assert_array_equal(w, bag_weights(10, 3, seed=5))
+    assert not np.allclose(w, bag_weights(10, 3, seed=6))
+    cfg = MineConfig(data=str(us_slice), pool_size=3, restarts=2, minutes=1.0, bag_days=63, **SPLITS)
+    panel, splits = load_for_mining(cfg)
+    side = build_train_side(panel, splits, cfg)
+    pools = [fresh_side(side, sub).pool for sub in restart_configs(cfg)]
+    assert not torch.allclose(pools[0].day_w, pools[1].day_w)
+    assert torch.equal(pools[0].day_w, fresh_side(side, restart_configs(cfg)[0]).pool.day_w)
+    off = fresh_side(side, MineConfig(data=str(us_slice), pool_size=3, **SPLITS)).pool
+    assert bool((off.day_w == 1).all())
+    with pytest.raises(ConfigError, match="--bag-days"):
+        MineConfig(data=str(us_slice), bag_days=-1, **SPLITS).validate()
