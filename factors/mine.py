@@ -99,6 +99,7 @@ class MineConfig:
     bag_days: int = 0
     # what a factor must raise to enter the pool: "ic" (the combination's mean daily IC, AlphaGen) or "icir"
     pool_objective: str = "ic"
+    pool_l2: float = 1e-3  # ridge on the pool's weight fit (Sigma + l2 I)^-1 r; Sigma is a correlation matrix
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
 
@@ -131,6 +132,8 @@ class MineConfig:
         self.const_free_ops()
         if self.bag_days < 0:
             raise ConfigError(f"--bag-days {self.bag_days}: choose 0 (off) or a block length in days >= 1")
+        if not (0.0 <= self.pool_l2 < float("inf")):
+            raise ConfigError(f"pool_l2 {self.pool_l2}: choose a ridge strength >= 0")
         if self.pool_objective not in ("ic", "icir"):
             raise ConfigError(f"--pool-objective {self.pool_objective!r}: choose ic or icir")
         if self.restarts < 0:
@@ -228,7 +231,7 @@ def _new_pool(ev: Evaluator, rows: slice, cfg: MineConfig) -> tuple[AlphaPool, P
     y, mask = ev.forward_return(cfg.horizon)[rows], ev.universe[rows]
     pool = AlphaPool(y, mask, capacity=cfg.pool_size, max_mutual_ic=cfg.max_mutual_ic,
                      day_stride=cfg.pool_day_stride, valid_frac=cfg.admit_valid_frac,
-                     valid_purge_days=cfg.horizon, objective=cfg.pool_objective,
+                     valid_purge_days=cfg.horizon, objective=cfg.pool_objective, l2=cfg.pool_l2,
                      day_weights=bag_weights(int(y.shape[0]), cfg.bag_days, cfg.seed) if cfg.bag_days else None)
     return pool, PoolScorer(ev, pool, rows, reward_mode=cfg.reward, max_len=cfg.max_len)
 

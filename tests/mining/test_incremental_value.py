@@ -118,3 +118,25 @@ def test_bench_variants_are_typed_settings_and_get_paired_with_their_base(bench)
     lines, res = bench.paired_lines(rows)
     test = [p for p in res if p["a"] == "rl_len12" and p["b"] == "rl" and p["split"] == "test"]
     assert len(test) == 1 and test[0]["wins_a"] == 4 and abs(test[0]["mean_diff"] - 0.0025) < 1e-9
+
+
+def test_window_test_separates_a_real_valid_gain_from_window_noise() -> None:
+    """``bench_window_test``: a variant that is ahead every day passes the defaults' rule; one whose gain is one
+    lucky stretch of the window (ahead in every seed, as the seeds share the window) does not."""
+    spec = importlib.util.spec_from_file_location("bench_window_test", BENCH.parent / "bench_window_test.py")
+    assert spec is not None and spec.loader is not None
+    wt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wt)
+    g = torch.Generator().manual_seed(0)
+    n, seeds = 500, range(5)
+    days = {"valid": torch.arange(n) < 250, "test": torch.arange(n) >= 250}
+    common = torch.randn(n, generator=g) * 0.1  # the market's daily IC, shared by every run
+    base = {s: 0.04 + common + 0.01 * torch.randn(n, generator=g) for s in seeds}
+    steady = {s: base[s] + 0.01 + 0.01 * torch.randn(n, generator=g) for s in seeds}
+    lucky = {s: base[s] + torch.where(torch.arange(n) < 25, 0.1, 0.0) for s in seeds}  # 25 good days
+    res = wt.compare({"rl": base, "rl_a": steady, "rl_b": lucky}, days, "rl", "rl_a", horizon=20)
+    assert res["valid"]["ahead"] == 5 and res["valid"]["diff"] == pytest.approx(0.01, abs=0.003)
+    assert wt.passes(res["valid"])
+    res = wt.compare({"rl": base, "rl_a": steady, "rl_b": lucky}, days, "rl", "rl_b", horizon=20)
+    assert res["valid"]["ahead"] == 5 and res["valid"]["diff"] == pytest.approx(0.01, abs=1e-6)
+    assert not wt.passes(res["valid"])  # the same mean gain, but from one stretch of 25 days

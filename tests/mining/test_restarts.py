@@ -117,3 +117,7 @@ def test_bagged_restarts_draw_block_weights_from_their_seed(us_slice) -> None:
     assert bool((off.day_w == 1).all())
     with pytest.raises(ConfigError, match="--bag-days"):
         MineConfig(data=str(us_slice), bag_days=-1, **SPLITS).validate()
+    ridge = MineConfig(data=str(us_slice), pool_size=3, pool_l2=0.5, pool_objective="icir", **SPLITS)
+    assert fresh_side(side, ridge).pool.l2 == 0.5 and fresh_side(side, ridge).pool.objective_kind == "icir"
+    with pytest.raises(ConfigError, match="pool_l2"):
+        MineConfig(data=str(us_slice), pool_l2=-1.0, **SPLITS).validate()
