@@ -13,7 +13,7 @@ window alone could produce. This bench asks the window's question: for each vari
   the daily ICs of an h-day return overlap by h - 1 days), plus the seeds where the variant is ahead.
 
 The rule the miner's defaults follow since stop 23 (README, "Mining ablation"): a variant replaces the default
-only when it is ahead on **valid** in a majority of seeds **and** the valid difference's Newey-West |t| >= 2.
+only when it is ahead on **valid** in a majority of seeds **and** the valid difference's Newey-West t >= 2.
 Test is reported, never used.
 
     python bench/bench_window_test.py --rows bench/results/mining_bag_icir_us.json --base rl \\
@@ -68,7 +68,7 @@ def compare(series: dict[str, dict[int, torch.Tensor]], days: dict[str, torch.Te
 
 
 def passes(valid: dict[str, float]) -> bool:
-    """The defaults' rule: ahead on valid in a majority of seeds and |t_NW| of the valid gain >= 2."""
+    """The defaults' rule: ahead on valid in a majority of seeds and a valid gain with Newey-West t >= 2."""
     return valid["ahead"] * 2 > valid["seeds"] and valid["diff"] > 0 and valid["t_nw"] >= T_RULE
 
 
