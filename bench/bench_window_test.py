@@ -7,7 +7,7 @@ window alone could produce. This bench asks the window's question: for each vari
 (``--variants``, labels as ``bench_mining.py --variant`` writes them) against its base (``--base``):
 
 * every run's pool is re-scored through the library (:func:`factors.combiner.pool_signal`, with the combiner
-  the run chose), giving its daily RankIC series on every split;
+  the run chose, or the one a label names: ``rl@fitted``), giving its daily RankIC series on every split;
 * per day, the variant's RankIC minus the base's, averaged over the seeds both have (seed-paired);
 * per split: the mean of that daily difference and its Newey-West t-statistic (Bartlett, ``horizon`` lags:
   the daily ICs of an h-day return overlap by h - 1 days), plus the seeds where the variant is ahead.
@@ -38,13 +38,13 @@ if TYPE_CHECKING:
 T_RULE = 2.0
 
 
-def _series(sc: SplitScorer, row: dict) -> torch.Tensor:
-    """Daily RankIC (D,) of one bench row's pool, combined as the run chose."""
+def _series(sc: SplitScorer, row: dict, combiner: str | None = None) -> torch.Tensor:
+    """Daily RankIC (D,) of one bench row's pool, combined as the run chose (or by ``combiner``)."""
     from factors.combiner import pool_signal
     from factors.metrics import rank_ic_series
 
     members = [(t, float(w)) for t, (w, _) in zip(row["pool_tokens"], row["pool"])]
-    x, _ = pool_signal(sc, members, (row.get("combiner") or {}).get("chosen", "auto"))
+    x, _ = pool_signal(sc, members, combiner or (row.get("combiner") or {}).get("chosen", "auto"))
     return rank_ic_series(sc.masked(x), sc.target, sc.mask)
 
 
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="data/market/us_sp500_daily.parquet")
     ap.add_argument("--horizon", type=int, default=20)
     ap.add_argument("--base", default="rl")
-    ap.add_argument("--variants", required=True, help="comma list of bench labels, e.g. rl_bag,rl_icir")
+    ap.add_argument("--variants", required=True,
+                    help="comma list of bench labels, e.g. rl_bag,rl_icir; LABEL@COMBINER re-combines that label's "
+                         "pools (e.g. --base rl@fitted --variants rl: the combiner the runs chose vs train weights)")
     ap.add_argument("--results", help="also write bench/results/NAME.md and .json")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -91,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         d = json.loads(Path(f).read_text())
         doc += d["rows"] if isinstance(d, dict) else d
     labels = [a.base, *[v.strip() for v in a.variants.split(",") if v.strip()]]
-    rows = [r for r in doc if r["method"] in labels and r.get("pool_tokens")]
-    missing = [lab for lab in labels if not any(r["method"] == lab for r in rows)]
+    method = {lab: lab.partition("@")[0] for lab in labels}  # "rl@fitted": the rl rows, combined by "fitted"
+    rows = [r for r in doc if r["method"] in method.values() and r.get("pool_tokens")]
+    missing = [lab for lab in labels if not any(r["method"] == method[lab] for r in rows)]
     if missing:
         print(f"{', '.join(a.rows)}: no rows labelled {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -100,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     panel, splits = load_for_mining(cfg)
     sc = pool_scorer([], panel, splits, cfg, extra=[t for r in rows for t in r["pool_tokens"]])
     series: dict[str, dict[int, torch.Tensor]] = {lab: {} for lab in labels}
-    for r in rows:
-        series[r["method"]][int(r["seed"])] = _series(sc, r)
-        print(f"  scored {r['method']} seed {r['seed']}", file=sys.stderr, flush=True)
+    for lab in labels:
+        for r in (r for r in rows if r["method"] == method[lab]):
+            series[lab][int(r["seed"])] = _series(sc, r, lab.partition("@")[2] or None)
+            print(f"  scored {lab} seed {r['seed']}", file=sys.stderr, flush=True)
     days = {name: d for name, d in sc.days.items() if name in ("valid", "test")}
     results = {v: compare(series, days, a.base, v, a.horizon) for v in labels[1:]}
     lines = [f"# Window test: {', '.join(labels[1:])} vs {a.base} ({', '.join(Path(f).name for f in a.rows)}; "
