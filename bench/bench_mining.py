@@ -40,6 +40,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -409,8 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.reuse_mining:
         rows = json.loads((out / "mining_rows.json").read_text())
         jobs = []
-    with ctx.Pool(a.workers) as pool:
-        for r in pool.imap_unordered(_mine_job, jobs):
+    # not mp.Pool: its daemonic workers could not spawn the processes of a --variant NAME:jobs=2 run
+    with ProcessPoolExecutor(a.workers, mp_context=ctx) as pool:
+        for r in (f.result() for f in as_completed([pool.submit(_mine_job, j) for j in jobs])):
             rows.append(r)
             t = r["metrics"].get("test", {})
             print(f"  {r['method']} seed {r['seed']}: test RankIC {t.get('rank_ic')}, IC {t.get('ic')}, "

@@ -88,6 +88,9 @@ class MineConfig:
     # independent searches sharing the budget, their pools averaged (0 = auto: one per 1.5 minutes of budget,
     # 1 to 6, factors.restarts.auto_restarts); see factors.restarts for why
     restarts: int = 0
+    # processes running the restarts side by side (factors.restarts.search_restarts); ``minutes`` stays the wall
+    # budget, so with the auto rule each process runs as many searches of the same length as a 1-job run would
+    jobs: int = 1
     # how the members are combined out of sample: "auto" (train weights or a walk-forward re-fit, chosen on
     # valid), "fitted", or one re-fit (factors.combiner)
     combiner: str = "auto"
@@ -136,6 +139,8 @@ class MineConfig:
             raise ConfigError(f"pool_l2 {self.pool_l2}: choose a ridge strength >= 0")
         if self.pool_objective not in ("ic", "icir"):
             raise ConfigError(f"--pool-objective {self.pool_objective!r}: choose ic or icir")
+        if not 1 <= self.jobs <= 64:
+            raise ConfigError(f"--jobs {self.jobs}: choose a process count from 1 to 64")
         if self.restarts < 0:
             raise ConfigError(f"--restarts {self.restarts}: choose 0 (auto) or a count >= 1")
         if self.max_episodes and self.n_restarts() > self.max_episodes:
@@ -153,10 +158,11 @@ class MineConfig:
         return names
 
     def n_restarts(self) -> int:
-        """How many independent searches share the budget (``restarts``, or the auto rule when 0)."""
+        """How many independent searches share the budget: ``restarts``, or when 0 the auto rule once per job
+        (``jobs * auto_restarts(minutes)``)."""
         from factors.restarts import auto_restarts
 
-        return self.restarts or auto_restarts(self.minutes)
+        return self.restarts or self.jobs * auto_restarts(self.minutes)
 
     def run_config(self) -> dict[str, Any]:
         """Run.config as reports expect it (data, splits, horizon, method, seed, cost_bps, ...)."""
@@ -352,7 +358,7 @@ def mine(cfg: MineConfig, out: str | Path, *, progress: bool = True, resume: boo
         else:
             from factors.restarts import search_restarts
 
-            members, mining, best = search_restarts(cfg, side, out, resume, progress, library)
+            members, mining, best = search_restarts(cfg, side, panel, splits, out, resume, progress, library)
         mining["train_panel"] = {"days": side.n_days, "stocks": side.n_stocks}
         members = readable(members, side.evaluator.features)
         side.evaluator.clear_cache()

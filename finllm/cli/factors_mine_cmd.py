@@ -28,6 +28,10 @@ def mine_cmd(
     restarts: int = typer.Option(0, "--restarts", min=0, max=50,
                                  help="Independent searches sharing the budget, their pools averaged (less overfit "
                                       "to train). 0 = auto: one per 1.5 minutes of --minutes, 1 to 6."),
+    jobs: int = typer.Option(1, "--jobs", min=1, max=64,
+                             help="Processes running the restarts side by side. --minutes stays the wall budget, "
+                                  "so with --restarts 0 each process runs the searches a 1-process run would: "
+                                  "--jobs 2 averages twice the searches in the same time (and twice the memory)."),
     combiner: str = typer.Option("auto", "--combiner",
                                  help="How the pool's members are combined after train: fitted (the train weights), "
                                       "refit250/refit500/refit1000/refit1000s (re-fitted every day on the last N "
@@ -64,10 +68,11 @@ def mine_cmd(
     ops: str = typer.Option("fast", "--ops", help='Operators: "fast" (all but the slow sort-based ones), "all", '
                                                   "or a comma list."),
     reward: str = typer.Option("objective", "--reward", help="RL reward: objective (pool IC after the attempt) or gain."),
-    eval_threads: int = typer.Option(min(2, os.cpu_count() or 1), "--eval-threads", min=1, max=16,
+    eval_threads: int = typer.Option(None, "--eval-threads", min=1, max=16, show_default=False,
                                      help="RL: threads evaluating the factors that the vectorised envs finish in the "
                                           "same step (results are identical for any count; 1 is faster on a CPU "
-                                          "that other jobs keep busy). Default: 2 where there are 2+ cores."),
+                                          "that other jobs keep busy). Default: 2 where there are 2+ cores and "
+                                          "--jobs is 1; 1 with --jobs 2+ (the processes fill the cores)."),
     max_factors: int = typer.Option(None, "--max-factors", help="Also stop after this many factors (repeatable runs)."),
     seed_library: str = typer.Option(None, "--seed-library",
                                      help='Offer the library\'s factors of this source to the pool first ("all" = any).'),
@@ -83,6 +88,8 @@ def mine_cmd(
     from finllm.cli.checks import check_nonempty, check_number, check_out_dir, check_seed
 
     check_seed(seed)
+    if eval_threads is None:
+        eval_threads = 1 if jobs > 1 else min(2, os.cpu_count() or 1)
     check_number(minutes, "--minutes", 0)
     check_number(cost_bps, "--cost-bps", 0, 10_000)
     check_number(max_factors, "--max-factors", 1)
@@ -93,7 +100,7 @@ def mine_cmd(
     if train is None and valid is None and test is None:  # factors.splits.default_splits on the loaded panel
         train, valid, test = AUTO, AUTO, AUTO
     cfg = MineConfig(data=str(data), train=train, valid=valid, test=test, method=method, minutes=minutes,
-                     pool_size=pool_size, seed=seed, restarts=restarts, combiner=combiner, horizon=horizon, cost_bps=cost_bps, rebalance=rebalance,
+                     pool_size=pool_size, seed=seed, restarts=restarts, jobs=jobs, combiner=combiner, horizon=horizon, cost_bps=cost_bps, rebalance=rebalance,
                      max_tickers=max_tickers, **({} if const_free is None else {"const_free": const_free}),
                      **({} if bag_days is None else {"bag_days": bag_days}),
                      **({} if pool_objective is None else {"pool_objective": pool_objective}),
@@ -120,7 +127,8 @@ def mine_cmd(
         typer.echo(f"combiner: {comb['chosen']} (asked: {comb['requested']}; valid RankIC: {cand or 'no valid split'})"
                    + (f"; re-fits skipped: {comb['skipped']}" if comb.get("skipped") else ""))
     mining = res["mining"]
-    rate = mining.get("episodes_per_s", mining.get("evals_per_s"))
+    rate = mining.get("run_episodes_per_s", mining.get("run_evals_per_s",
+                                                         mining.get("episodes_per_s", mining.get("evals_per_s"))))
     typer.echo(f"factors tried: {mining.get('episodes', mining.get('evaluations'))} ({rate}/s of search wall time); "
                f"run {res['run_id']}; result {out / 'result.json'}")
     if mining.get("ms_per_episode"):  # diagnostics: stderr

@@ -121,3 +121,57 @@ def test_bagged_restarts_draw_block_weights_from_their_seed(us_slice) -> None:
     assert fresh_side(side, ridge).pool.l2 == 0.5 and fresh_side(side, ridge).pool.objective_kind == "icir"
     with pytest.raises(ConfigError, match="pool_l2"):
         MineConfig(data=str(us_slice), pool_l2=-1.0, **SPLITS).validate()
+
+
+def test_jobs_split_the_wall_budget_over_rounds(us_slice) -> None:
+    """``jobs``: the auto rule runs once per process, each search as long as in a 1-process run; explicit
+    restarts share the wall budget over ``ceil(k / jobs)`` rounds."""
+    two = MineConfig(data=str(us_slice), minutes=9.0, jobs=2, **SPLITS)
+    assert two.n_restarts() == 2 * auto_restarts(9.0)
+    assert [s.minutes for s in restart_configs(two)] == pytest.approx([1.5] * 12)
+    assert all(s.jobs == 1 and s.n_restarts() == 1 for s in restart_configs(two))
+    three = MineConfig(data=str(us_slice), minutes=9.0, jobs=2, restarts=3, **SPLITS)
+    assert [s.minutes for s in restart_configs(three)] == pytest.approx([4.5] * 3)
+    for bad in (0, 65):
+        with pytest.raises(ConfigError, match="--jobs"):
+            MineConfig(data=str(us_slice), jobs=bad, **SPLITS).validate()
+
+
+@pytest.mark.parametrize("method", ["rl", "gp"])
+def test_jobs_give_the_pool_of_one_process(us_slice, tmp_path, method) -> None:
+    """Restarts run in two processes (one spawned) give the pool the same restarts give one after another:
+    every search is seeded and fills its own pool."""
+    base = dict(data=str(us_slice), method=method, minutes=0, max_episodes=40, restarts=2, pool_size=3, seed=1,
+                **SPLITS)
+    one_cfg = MineConfig(**base)
+    panel, splits = load_for_mining(one_cfg)
+    one = mine(one_cfg, tmp_path / "one", progress=False, resume=False, panel=panel, splits=splits)
+    two = mine(MineConfig(**base, jobs=2), tmp_path / "two", progress=False, resume=False, panel=panel, splits=splits)
+    assert two["mining"]["jobs"] == 2 and one["mining"]["jobs"] == 1
+    assert [r["seed"] for r in two["mining"]["restarts"]] == [1, 1 + RESTART_SEED_STEP]
+    pool = {tuple(m["tokens"]): m["weight"] for m in one["pool"]}
+    assert pool and {tuple(m["tokens"]): m["weight"] for m in two["pool"]} == pytest.approx(pool)
+    assert two["metrics"]["test"]["rank_ic"] == pytest.approx(one["metrics"]["test"]["rank_ic"], abs=1e-9)
+    assert (tmp_path / "two" / "restart_1" / "done.json").exists()  # written by the spawned process
+
+
+def _mine_in_daemon(cfg: MineConfig, out: str) -> str:
+    from finllm.errors import UsageError
+
+    try:
+        mine(cfg, out, progress=False, resume=False)
+    except UsageError as e:
+        return str(e)
+    return "no error"
+
+
+def test_jobs_in_a_daemon_process_is_one_clear_error(us_slice, tmp_path) -> None:
+    """A daemonic process (a multiprocessing.Pool worker) may not start processes: ``jobs`` > 1 there says so
+    by flag instead of failing deep inside multiprocessing."""
+    import multiprocessing as mp
+
+    cfg = MineConfig(data=str(us_slice), method="gp", minutes=0, max_episodes=20, restarts=2, jobs=2, pool_size=3,
+                     **SPLITS)
+    with mp.get_context("spawn").Pool(1) as pool:
+        msg = pool.apply(_mine_in_daemon, (cfg, str(tmp_path)))
+    assert "--jobs 2" in msg and "daemon" in msg
