@@ -28,7 +28,8 @@ t-tests and sign tests over seeds follow the table; ``--results NAME`` writes be
 
 Any other ``MineConfig`` setting: ``--variant NAME:KEY=VALUE[;KEY=VALUE]`` adds rows ``<method>_NAME`` run with
 it (paired with their base method), ``--set KEY=VALUE`` changes every run, ``--variants-only`` skips the base
-rows (stop 22: ``--variant cf:const_free=Greater,Less``, ``--variant len12:max_len=12``).
+rows (stop 22: ``--variant cf:const_free=Greater,Less``, ``--variant len12:max_len=12``; stop 25:
+``--variant sf:scale_free=1``, ``--variant rt:pool_target=rank``).
 """
 
 from __future__ import annotations
@@ -66,17 +67,23 @@ def _label(cfg: dict[str, Any]) -> str:
 
 
 def _settings(items: list[str], flag: str) -> dict[str, Any]:
-    """``KEY=VALUE`` strings -> MineConfig settings, each value typed as the field's default (int, float, str)."""
+    """``KEY=VALUE`` strings -> MineConfig settings, each value typed as the field's default (int, float, str; a
+    bool from 1/0, true/false)."""
     from factors.mine import MineConfig
 
     kinds = {k: type(f.default) for k, f in MineConfig.__dataclass_fields__.items()
-             if type(f.default) in (int, float, str)}
+             if type(f.default) in (int, float, str, bool)}
     out: dict[str, Any] = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or key not in kinds:
             raise SystemExit(f"{flag}: {item!r} is not KEY=VALUE with KEY one of {', '.join(sorted(kinds))}")
-        out[key] = kinds[key](value)
+        if kinds[key] is bool:
+            if value.lower() not in ("1", "0", "true", "false"):
+                raise SystemExit(f"{flag}: {item!r}: {key} takes 1/0 or true/false")
+            out[key] = value.lower() in ("1", "true")
+        else:
+            out[key] = kinds[key](value)
     return out
 
 

@@ -39,6 +39,7 @@ import torch
 
 from factors.scoring import SplitScorer, warm_start
 from factors.splits import US_SPLITS  # noqa: F401  (re-exported: bench/bench_mining.py and older callers)
+from factors.units import scale_free_share
 from finllm.errors import ConfigError, DataError
 from finllm.jsonsafe import json_safe
 
@@ -102,6 +103,13 @@ class MineConfig:
     bag_days: int = 0
     # what a factor must raise to enter the pool: "ic" (the combination's mean daily IC, AlphaGen) or "icir"
     pool_objective: str = "ic"
+    # True: only scale-free factors may enter the pool (factors.units: a factor whose ranking changes with a stock's
+    # price scale, such as ``$close`` or ``Add($high, 2)``, is refused before evaluation; RL pays it as invalid)
+    scale_free: bool = False
+    # what the pool's IC is measured against on train: "return" (the forward return, AlphaGen) or "rank" (its
+    # cross-sectional percentile rank per day: the pool then fits the ordering the RankIC scores, and a few
+    # extreme returns no longer dominate a day's correlation)
+    pool_target: str = "return"
     pool_l2: float = 1e-3  # ridge on the pool's weight fit (Sigma + l2 I)^-1 r; Sigma is a correlation matrix
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
@@ -137,6 +145,8 @@ class MineConfig:
             raise ConfigError(f"--bag-days {self.bag_days}: choose 0 (off) or a block length in days >= 1")
         if not (0.0 <= self.pool_l2 < float("inf")):
             raise ConfigError(f"pool_l2 {self.pool_l2}: choose a ridge strength >= 0")
+        if self.pool_target not in ("return", "rank"):
+            raise ConfigError(f"--pool-target {self.pool_target!r}: choose return or rank")
         if self.pool_objective not in ("ic", "icir"):
             raise ConfigError(f"--pool-objective {self.pool_objective!r}: choose ic or icir")
         if not 1 <= self.jobs <= 64:
@@ -235,11 +245,15 @@ def _new_pool(ev: Evaluator, rows: slice, cfg: MineConfig) -> tuple[AlphaPool, P
     from factors.rl.scorer import PoolScorer
 
     y, mask = ev.forward_return(cfg.horizon)[rows], ev.universe[rows]
+    if cfg.pool_target == "rank":
+        from factors.ops import cs_rank
+
+        y = cs_rank(y, mask & torch.isfinite(y), torch.float32)
     pool = AlphaPool(y, mask, capacity=cfg.pool_size, max_mutual_ic=cfg.max_mutual_ic,
                      day_stride=cfg.pool_day_stride, valid_frac=cfg.admit_valid_frac,
                      valid_purge_days=cfg.horizon, objective=cfg.pool_objective, l2=cfg.pool_l2,
                      day_weights=bag_weights(int(y.shape[0]), cfg.bag_days, cfg.seed) if cfg.bag_days else None)
-    return pool, PoolScorer(ev, pool, rows, reward_mode=cfg.reward, max_len=cfg.max_len)
+    return pool, PoolScorer(ev, pool, rows, reward_mode=cfg.reward, max_len=cfg.max_len, scale_free=cfg.scale_free)
 
 
 def fresh_side(side: TrainSide, cfg: MineConfig) -> TrainSide:
@@ -360,6 +374,7 @@ def mine(cfg: MineConfig, out: str | Path, *, progress: bool = True, resume: boo
 
             members, mining, best = search_restarts(cfg, side, panel, splits, out, resume, progress, library)
         mining["train_panel"] = {"days": side.n_days, "stocks": side.n_stocks}
+        mining["scale_free_share"] = scale_free_share(members)
         members = readable(members, side.evaluator.features)
         side.evaluator.clear_cache()
         result = score_pool(members, panel, splits, cfg, best)

@@ -465,9 +465,12 @@ class AlphaPool:
         return self._members_combination(self.weights).clone()
 
     def describe(self) -> list[dict[str, Any]]:
-        """Members as JSON-able dicts (tokens, formula, weight, train IC), in pool order."""
-        return [{"tokens": list(m.tokens), "formula": m.formula, "weight": m.weight, "train_ic": m.ic}
-                for m in self.members]
+        """Members as JSON-able dicts (tokens, formula, weight, train IC, whether it is scale-free: see
+        :mod:`factors.units`), in pool order."""
+        from factors.units import tokens_scale_free
+
+        return [{"tokens": list(m.tokens), "formula": m.formula, "weight": m.weight, "train_ic": m.ic,
+                 "scale_free": tokens_scale_free(m.tokens)} for m in self.members]
 
     def state(self) -> dict[str, Any]:
         """Serializable state (no tensors): rebuild with :meth:`load_members` (re-evaluating each member's

@@ -4,7 +4,8 @@ Shared by every RL env of a run (and by the GP baseline) so that they all feed o
 
 Caches, cheapest first (all keyed by the expression's canonical postfix hash):
 * outcome cache: an expression already found mostly-NaN, constant, weak or invalid gets the same
-  verdict again without evaluation (those verdicts do not depend on the pool);
+  verdict again without evaluation (those verdicts do not depend on the pool); with ``scale_free`` a
+  factor that is not scale-free (:mod:`factors.units`) gets the verdict ``units`` before any evaluation;
 * verdict cache: a ``duplicate`` / ``no_gain`` verdict is reused while the pool's ``version`` (its
   members and weights) is unchanged -- the attempt is deterministic, so the answer is the same;
 * z cache: the z-scored training values (and IC) of recently rejected factors (``zcache_bytes``), so a
@@ -33,12 +34,13 @@ import torch
 
 from factors.expr import Expr, from_postfix
 from factors.pool import AddResult, AlphaPool
+from factors.units import is_scale_free
 from finllm.errors import ExpressionError
 
 if TYPE_CHECKING:
     from factors.evaluate import Evaluator
 
-_FINAL = {"nan", "constant", "weak", "invalid"}  # verdicts independent of the pool's state
+_FINAL = {"nan", "constant", "weak", "invalid", "units"}  # verdicts independent of the pool's state
 INVALID_REWARD = -0.1  # :meth:`PoolScorer.score` of an invalid expression; AlphaEnv pays its own invalid_reward
 
 
@@ -46,11 +48,13 @@ class PoolScorer:
     """Score expressions against ``pool``; ``rows`` selects the pool's days of the evaluator's panel."""
 
     def __init__(self, evaluator: Evaluator, pool: AlphaPool, rows: slice, *, reward_mode: str = "objective",
-                 max_len: int = 20, zcache_bytes: int = 128 << 20, caches: bool = True) -> None:
+                 max_len: int = 20, zcache_bytes: int = 128 << 20, caches: bool = True,
+                 scale_free: bool = False) -> None:
         if reward_mode not in ("objective", "gain"):
             raise ValueError("reward_mode must be 'objective' or 'gain'")
         self.evaluator, self.pool, self.rows = evaluator, pool, rows
         self.reward_mode, self.max_len = reward_mode, max_len
+        self.scale_free = scale_free  # True: a factor whose ranking depends on price scale is refused (factors.units)
         self.final: dict[str, tuple[str, float]] = {}
         self.caches = caches  # False: only the outcome cache (for tests and A/B checks)
         self.verdicts: OrderedDict[str, tuple[int, AddResult]] = OrderedDict()  # key -> (pool version, result)
@@ -80,6 +84,8 @@ class PoolScorer:
 
     def _needs_eval(self, expr: Expr) -> bool:
         key = expr.key
+        if self.scale_free and not is_scale_free(expr):
+            return False
         if key in self.final or key in self.pool or key in self.zcache or key in self._prefetched:
             return False
         seen = self.verdicts.get(key)
@@ -142,6 +148,10 @@ class PoolScorer:
             return AddResult(False, hit[0], hit[1], self.pool.objective)
         if key in self.pool:
             return self.pool.try_add(key, expr.tokens, expr.infix)
+        if self.scale_free and not is_scale_free(expr):
+            self.final[key] = ("units", float("nan"))
+            self._count("units")
+            return AddResult(False, "units", float("nan"), self.pool.objective)
         seen = self.verdicts.get(key)
         if seen is not None and seen[0] == self.pool.version:
             self.verdicts.move_to_end(key)
@@ -196,8 +206,8 @@ class PoolScorer:
         except ExpressionError as exc:
             return INVALID_REWARD, {"reason": "invalid", "error": str(exc)}
         res = self.offer(expr)
-        if res.reason == "invalid":
-            return INVALID_REWARD, {"reason": "invalid"}
+        if res.reason in ("invalid", "units"):  # "units": paid as invalid, so the policy learns the rule
+            return INVALID_REWARD, {"reason": res.reason}
         reward = res.objective if self.reward_mode == "objective" else res.objective - before
         return float(reward), {"reason": res.reason, "ic": res.ic, "pool_ic": res.objective}
 

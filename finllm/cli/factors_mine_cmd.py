@@ -65,6 +65,14 @@ def mine_cmd(
     pool_objective: str = typer.Option(None, "--pool-objective", show_default=False,
                                        help="What a factor must raise to enter the pool: ic (mean daily IC of the "
                                             "combination) or icir. Default: the miner's (MineConfig.pool_objective)."),
+    pool_target: str = typer.Option(None, "--pool-target", show_default=False,
+                                    help="What the pool's train IC is measured against: return (the forward return) "
+                                         "or rank (its cross-sectional rank per day). Default: the miner's "
+                                         "(MineConfig.pool_target)."),
+    scale_free: bool = typer.Option(None, "--scale-free/--any-scale", show_default=False,
+                                    help="Admit only scale-free factors: ones whose ranking does not depend on a "
+                                         "stock's price scale ($close, Add($high, 2) are refused; Div(Mean($close, 20), "
+                                         "$close) is not). Default: the miner's (factors.mine.MineConfig.scale_free)."),
     ops: str = typer.Option("fast", "--ops", help='Operators: "fast" (all but the slow sort-based ones), "all", '
                                                   "or a comma list."),
     reward: str = typer.Option("objective", "--reward", help="RL reward: objective (pool IC after the attempt) or gain."),
@@ -104,6 +112,8 @@ def mine_cmd(
                      max_tickers=max_tickers, **({} if const_free is None else {"const_free": const_free}),
                      **({} if bag_days is None else {"bag_days": bag_days}),
                      **({} if pool_objective is None else {"pool_objective": pool_objective}),
+                     **({} if scale_free is None else {"scale_free": scale_free}),
+                     **({} if pool_target is None else {"pool_target": pool_target}),
                      ops=ops, reward=reward, max_episodes=max_factors, seed_library=seed_library,
                      rl={"eval_workers": eval_threads} if eval_threads > 1 else {})
     cfg.validate()
@@ -120,7 +130,13 @@ def mine_cmd(
     print_table(["split", *heads], [[split, *[m.get(k) for k in cols]] for split, m in res["metrics"].items()],
                 title=f"{method.upper()} pool ({len(res['pool'])} factors), seed {seed}, rebalance every "
                       f"{cfg.rebalance} d", right=heads)
-    print_table(["weight", "formula"], [[f"{m['weight']:+.3f}", m["formula"]] for m in res["pool"]], right=["weight"])
+    print_table(["weight", "scale-free", "formula"],
+                [[f"{m['weight']:+.3f}", "yes" if m.get("scale_free") else "no", m["formula"]] for m in res["pool"]],
+                right=["weight"])
+    share = res["mining"].get("scale_free_share") or {}
+    if share.get("weight") is not None:
+        typer.echo(f"scale-free: {share['members']:.0%} of the factors, {share['weight']:.0%} of the weight (the rest "
+                   "rank stocks partly by their price scale; --scale-free admits only scale-free ones)")
     comb = res.get("combiner") or {}
     if comb:
         cand = ", ".join(f"{k} {v['valid']:+.4f}" for k, v in comb["candidates"].items() if v.get("valid") is not None)

@@ -54,7 +54,8 @@ def _pool_table(facts: dict[str, Any], sheet: dict[str, Any] | None) -> dict[str
     figures = {m["rank"]: m.get("figures", {}).get("test", {}) for m in (sheet or {}).get("members", [])}
     rows = []
     for m in facts["pool"]:
-        row = [m["rank"], m["formula"], m["weight"], m["source"]]
+        free = m.get("scale_free")
+        row = [m["rank"], m["formula"], m["weight"], m["source"], None if free is None else "yes" if free else "no"]
         for split in SPLITS:
             blk = m["metrics"].get(split, {})
             row += [blk.get("ic"), blk.get("rank_ic")]
@@ -62,9 +63,10 @@ def _pool_table(facts: dict[str, Any], sheet: dict[str, Any] | None) -> dict[str
             row += [figures.get(m["rank"], {}).get(k) for k, _, _ in MEMBER_FIGURES]
         rows.append(row)
     extra = [(f"test {lab}", kind) for _, lab, kind in MEMBER_FIGURES] if figures else []
-    return table(["#", "formula", "weight", "source"] + [f"{s} {m}" for s in SPLITS for m in ("IC", "RankIC")]
+    return table(["#", "formula", "weight", "source", "scale-free"]
+                 + [f"{s} {m}" for s in SPLITS for m in ("IC", "RankIC")]
                  + [c for c, _ in extra], rows, empty="this run saved no pool", formula_cols=(1,), id="pool-table",
-                 kinds=["count", None, "weight", None] + ["ic"] * 6 + [k for _, k in extra])
+                 kinds=["count", None, "weight", None, None] + ["ic"] * 6 + [k for _, k in extra])
 
 
 def _per_model_table(sheet: dict[str, Any], key: str, split: str, labels: list[str], kind: str,
@@ -91,7 +93,9 @@ def factor_sections(facts: dict[str, Any], run: Run) -> tuple[list[dict], list[s
         notes.append(str(exc))
     sections: list[dict[str, Any]] = [{
         "title": f"Factor pool ({facts['pool_size']} factors)", "table": _pool_table(facts, sheet),
-        "intro": "Each factor's formula, its weight in the pool's linear combination (fitted on train) and its "
+        "intro": "Each factor's formula, its weight in the pool's linear combination (fitted on train), whether "
+                 "it is scale-free (its ranking does not change with a stock's price scale; \"no\": it ranks "
+                 "stocks partly by price level, which a split or the data's first row sets) and its "
                  "daily cross-sectional IC and RankIC with the forward return, averaged per period; the test "
                  "columns after them: the factor alone, signed as the pool uses it, as a long-short book."}]
     figs_cmp = []

@@ -11,7 +11,7 @@ Schema (keys marked ? are present only when the run recorded them)::
     }
     factor_mine = common | {
       "pool_size": int,
-      "pool": [{"rank": 1.., "formula": str, "weight": float, "source": str,
+      "pool": [{"rank": 1.., "formula": str, "weight": float, "source": str, "scale_free": bool | None,
                 "metrics": {"train"|"valid"|"test": {"ic", "rank_ic", ...}}}],
       "pool_metrics": {"train"|"valid"|"test": {"ic", "rank_ic", "icir"?, "rank_icir"?}},
       "baselines": {name: {split: {metric: float}}},   # run.metrics baselines + the tear sheet's fitted ones
@@ -147,8 +147,10 @@ def _run_header(run: Run) -> dict[str, Any]:
 
 
 def factor_facts(run: Run, store: Store) -> dict[str, Any]:
+    from factors.units import tokens_scale_free  # None for a stored factor whose tokens no longer parse
+
     metrics = dict(run.metrics or {})
-    pool = [{"rank": i + 1, "formula": f.formula, "weight": w, "source": f.source,
+    pool = [{"rank": i + 1, "formula": f.formula, "weight": w, "source": f.source, "scale_free": tokens_scale_free(f.tokens),
              "metrics": split_metrics(f.metrics)} for i, (f, w) in enumerate(store.pool(run.id))]
     pool_metrics = split_metrics(metrics.get("pool"))
     baselines = {str(k): split_metrics(v) for k, v in (metrics.get("baselines") or {}).items() if isinstance(v, dict)}

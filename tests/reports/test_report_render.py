@@ -145,6 +145,9 @@ def test_factor_report_reads_a_stored_tearsheet_with_every_panel(store, factor_r
     member = sheet["members"][0]  # each member's own figures beside its formula and weight
     value, shown = _cell(text, "pool-table", ("1", "Mul(Delta($close, 5), -1)"), "test Sharpe")
     assert value == pytest.approx(member["figures"]["test"]["sharpe"]) and shown == fmt_number(value, "ratio")
+    pool_rows = text[text.index('id="pool-table"'):].split("</table>")[0]  # a price change ranks by price scale
+    assert re.search(r"<td[^>]*>Mul\(Delta\(\$close, 5\), -1\)</td>(<td[^>]*>[^<]*</td>){2}<td[^>]*>no</td>",
+                     pool_rows), pool_rows
     assert not re.search(r"<td[^>]*>[^<]*\d[eE][+-]?\d", text)  # no exponent in any table cell
     # the new figures are facts a narrative may cite, with the same values as the tables
     flat = res["facts"]

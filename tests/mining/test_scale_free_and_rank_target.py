@@ -1,0 +1,77 @@
+"""Two miner options measured in stop 25 and left off by default: ``MineConfig.scale_free`` (only factors whose
+ranking does not depend on a stock's price scale enter the pool) and ``MineConfig.pool_target`` ("rank": the pool's
+IC is measured against the forward return's cross-sectional rank)."""
+
+from __future__ import annotations
+
+import pytest
+
+from factors.mine import MineConfig, build_train_side, load_for_mining
+from factors.rl.scorer import INVALID_REWARD
+from factors.units import is_scale_free, scale_free_share
+from finllm.errors import ConfigError
+from finllm.app.mine import mine_and_record
+from tests.mining.conftest import SPLITS
+
+
+def _cfg(path, **kw) -> MineConfig:
+    base = dict(data=str(path), method="rl", minutes=5.0, restarts=1, pool_size=10, seed=0, scale_free=True,
+                rl={"n_envs": 8, "n_steps": 32, "batch_size": 128})
+    return MineConfig(**SPLITS, **{**base, **kw})
+
+
+def test_scorer_refuses_a_price_level_before_evaluating_it(us_slice):
+    cfg = _cfg(us_slice)
+    panel, splits = load_for_mining(cfg)
+    scorer = build_train_side(panel, splits, cfg).scorer
+    for tokens in (["$close"], ["$high", "2", "Add"], ["$volume", "20", "Std"]):
+        reward, info = scorer.score(tokens)
+        assert (reward, info["reason"]) == (INVALID_REWARD, "units")
+        assert scorer.offer(scorer.parse(tokens)).reason == "units"  # cached: the same verdict again
+    assert scorer.n_evaluated == 0 and scorer.pool.reasons["units"] == 6
+    reward, info = scorer.score(["$close", "20", "Mean", "$close", "Div"])
+    assert info["reason"] != "units" and scorer.n_evaluated == 1
+
+
+@pytest.mark.parametrize("method", ["rl", "gp"])
+def test_a_scale_free_search_admits_only_scale_free_factors(us_slice, tmp_path, method):
+    cfg = _cfg(us_slice, method=method, max_episodes=400)
+    panel, splits = load_for_mining(cfg)
+    res = mine_and_record(cfg, tmp_path / method, None, progress=False, panel=panel, splits=splits)
+    assert res["pool"], "nothing admitted"
+    side = build_train_side(panel, splits, cfg)
+    assert all(is_scale_free(side.scorer.parse(m["tokens"])) for m in res["pool"])
+    assert res["mining"]["scorer"]["pool_reasons"].get("units", 0) > 0
+    assert res["config"]["scale_free"] is True
+    assert res["mining"]["scale_free_share"] == {"members": 1.0, "weight": 1.0}
+    assert all(m["scale_free"] for m in res["pool"])
+
+
+def test_the_default_search_is_not_restricted():
+    assert MineConfig(data="x", train="a", valid="b", test="c").scale_free is False
+
+
+def test_share_of_a_pool_that_is_scale_free():
+    members = [{"tokens": ["$close"], "weight": -3.0},
+               {"tokens": ["$close", "20", "Mean", "$close", "Div"], "weight": 1.0}]
+    assert scale_free_share(members) == {"members": 0.5, "weight": 0.25}
+    assert scale_free_share([]) == {"members": None, "weight": None}
+
+
+def test_rank_target_fits_the_pool_to_the_forward_returns_ranks(us_slice):
+    import torch
+
+    from factors.ops import cs_rank
+    from factors.pool import zscore_days
+
+    cfg = _cfg(us_slice, scale_free=False, pool_target="rank")
+    panel, splits = load_for_mining(cfg)
+    side = build_train_side(panel, splits, cfg)
+    y = side.evaluator.forward_return(cfg.horizon)[side.rows][::cfg.pool_day_stride]
+    mask = side.evaluator.universe[side.rows][::cfg.pool_day_stride] & torch.isfinite(y)
+    want, _, _ = zscore_days(cs_rank(y, mask, torch.float32), mask)
+    assert torch.allclose(side.pool.zy, want, atol=1e-5, equal_nan=True)
+    raw = build_train_side(panel, splits, _cfg(us_slice, scale_free=False)).pool.zy
+    assert not torch.allclose(raw, want, atol=1e-3, equal_nan=True)  # the default is the return itself
+    with pytest.raises(ConfigError, match="--pool-target"):
+        _cfg(us_slice, pool_target="sharpe").validate()
