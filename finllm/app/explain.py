@@ -47,7 +47,8 @@ def explain_top_alerts(model_id: str, *, batch: str, data: str, store: Store | N
            "llm_disagreements": sum((e.get("llm") or {}).get("shown_as") == "disagreement"
                                     for e in explained.values()),
            "llm_phrasings_kept": sum(s["source"] == "llm" for e in explained.values()
-                                     for s in e["explanation"]["sentences"])}
+                                     for s in e["explanation"]["sentences"]),
+           "llm_skipped": sum(bool(e.get("llm_skipped")) for e in explained.values())}
     if why:
         out["llm_unavailable"] = why[:300]
     return out

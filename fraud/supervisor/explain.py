@@ -225,11 +225,11 @@ def verdict_view(verdict: dict[str, Any], flagged: bool, reliability: dict[str, 
 
 
 def explain_node(loaded: LoadedModel, ds: GraphDataset, node: int, *, gateway: Gateway | None = None, top: int = 5,
-                 max_neighbors: int = 30, phrase: bool = True) -> dict[str, Any]:
+                 max_neighbors: int = 30, phrase: bool = True, verdict: bool = True) -> dict[str, Any]:
     """Everything `finllm fraud explain` prints, as a JSON-able dict: ``score``, ``threshold``,
     ``flagged``, ``rank``, ``features``, ``neighbors``, ``evidence`` (flat facts), ``explanation``
     ({sentences: [{text, facts, source}], dropped}), ``text``; with a gateway, ``llm`` (the verdict
-    view, :func:`verdict_view`) and LLM phrasings (``phrase``) checked like narrative sentences."""
+    view, :func:`verdict_view`; ``verdict``) and LLM phrasings (``phrase``) checked like narrative sentences."""
     x, g = _inputs(loaded, ds)
     probs = _score(loaded, x, g)
     e: dict[str, Any] = {
@@ -245,8 +245,9 @@ def explain_node(loaded: LoadedModel, ds: GraphDataset, node: int, *, gateway: G
     sentences = [{"text": c.text, "facts": c.facts, "source": "code"} for c in kept]
     dropped: list[dict[str, Any]] = []
     if gateway is not None:
-        verdict = llm_rationale(loaded, ds, node, gateway, probs)
-        e["llm"] = verdict_view(verdict, e["flagged"], e["reliability"]) if "label" in verdict else verdict
+        if verdict:
+            said = llm_rationale(loaded, ds, node, gateway, probs)
+            e["llm"] = verdict_view(said, e["flagged"], e["reliability"]) if "label" in said else said
         if phrase:
             good, bad = phrase_sentences(facts, gateway)
             sentences += [{"text": c.text, "facts": c.facts, "source": "llm"} for c in good]
@@ -264,10 +265,46 @@ def explanation_text(e: dict[str, Any]) -> str:
     return " ".join([e["text"]] + ([llm["note"]] if "note" in llm else []))
 
 
+LLM_PROBE = 3  # alerts on which the LLM must deliver once before a batch keeps asking it
+
+
 def explain_alerts(loaded: LoadedModel, ds: GraphDataset, nodes: list[int], *, gateway: Gateway | None = None, llm_budget: int = 0,
-                   max_neighbors: int = 10) -> dict[int, dict[str, Any]]:
+                   max_neighbors: int = 10, probe: int = LLM_PROBE) -> dict[int, dict[str, Any]]:
     """Explanations (:func:`explain_node` dicts) for alert ``nodes`` (highest rank first); only the first
-    ``llm_budget`` get an LLM verdict and phrasing. Returns {node index: explanation}."""
-    return {int(node): explain_node(loaded, ds, node, gateway=gateway if i < llm_budget else None, top=3,
-                                    max_neighbors=max_neighbors)
-            for i, node in enumerate(nodes)}
+    ``llm_budget`` may get an LLM verdict and phrasing. Returns {node index: explanation}.
+
+    The LLM is measured before it costs more: when none of its verdicts on the first ``probe`` alerts asked was
+    usable, or none of its phrasings passed the check, the rest of the batch is not asked for that part; a
+    detector whose supervisor measured the LLM's verdicts at weight 0 is never asked for one. An explanation
+    that skipped a part says why (``llm_skipped``). The code's evidence sentences never depend on the LLM."""
+    rel = reliability_of(loaded)
+    no_signal = isinstance(rel, dict) and float(rel.get("weight") or 0.0) <= 0.0
+    tries = {"verdict": [0, 0], "phrase": [0, 0]}  # part -> [alerts asked, alerts where it delivered]
+
+    def stopped(part: str) -> bool:
+        return tries[part][0] >= probe and tries[part][1] == 0
+
+    out: dict[int, dict[str, Any]] = {}
+    for i, node in enumerate(nodes):
+        gw = gateway if i < llm_budget else None
+        ask_verdict = gw is not None and not no_signal and not stopped("verdict")
+        ask_phrase = gw is not None and not stopped("phrase")
+        e = explain_node(loaded, ds, node, gateway=gw, top=3, max_neighbors=max_neighbors, verdict=ask_verdict,
+                         phrase=ask_phrase)
+        skipped = []
+        if gw is not None and no_signal:
+            skipped.append("verdict: the supervisor measured the LLM's verdicts on this detector at weight 0")
+        elif gw is not None and not ask_verdict:
+            skipped.append(f"verdict: none of the LLM's verdicts on the first {probe} alerts was usable")
+        if gw is not None and not ask_phrase:
+            skipped.append(f"phrasing: none of the LLM's phrasings on the first {probe} alerts passed the check")
+        if skipped:
+            e["llm_skipped"] = skipped
+        if ask_verdict:
+            tries["verdict"][0] += 1
+            tries["verdict"][1] += "label" in (e.get("llm") or {})
+        if ask_phrase:
+            tries["phrase"][0] += 1
+            tries["phrase"][1] += any(s["source"] == "llm" for s in e["explanation"]["sentences"])
+        out[int(node)] = e
+    return out

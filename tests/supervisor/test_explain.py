@@ -187,3 +187,66 @@ def test_alert_explanations_use_the_same_path_in_whole_sentences(saved, scripted
     assert text.endswith("the detector's decision stands.") and "Many links" not in text
     short = whole_sentences(text, 120)
     assert short.endswith("…") and short[:-2] in text and short[-3] == "."
+
+
+def _gateway(url: str, home):
+    from finllm.config import Settings
+    from finllm.llm import Gateway
+
+    return Gateway(Settings(home=home, llm_base_url=url, llm_model="scripted"), sleep=lambda s: None)
+
+
+def _top_nodes(res, k: int) -> list[int]:
+    return [int(i) for i in torch.argsort(res.probs, descending=True)[:k]]
+
+
+def test_a_batch_stops_asking_an_llm_that_has_not_delivered(saved, scripted_llm, tmp_path):
+    """An endpoint whose verdicts and phrasings are unusable (scripted: a fault the real model cannot be made to
+    show on cue) is asked for the first LLM_PROBE alerts only; the rest say why they were not asked, and the
+    code's evidence sentences are the same either way."""
+    from fraud.supervisor.explain import LLM_PROBE, explain_alerts
+
+    ds, loaded, _, res = saved
+    nodes = _top_nodes(res, LLM_PROBE + 3)
+    scripted_llm.script({"content": "no JSON here"})
+    few = explain_alerts(loaded, ds, nodes[:LLM_PROBE], gateway=_gateway(scripted_llm.url, tmp_path / "a"),
+                         llm_budget=len(nodes), max_neighbors=3)
+    asked = len(scripted_llm.requests)
+    assert asked >= 2 * LLM_PROBE and not any("llm_skipped" in e for e in few.values())
+    scripted_llm.script({"content": "no JSON here"})
+    every = explain_alerts(loaded, ds, nodes, gateway=_gateway(scripted_llm.url, tmp_path / "b"),
+                           llm_budget=len(nodes), max_neighbors=3)
+    assert len(scripted_llm.requests) == 2 * asked  # not one request after the probe
+    later = [every[n] for n in nodes[LLM_PROBE:]]
+    assert all("llm" not in e and len(e["llm_skipped"]) == 2 for e in later)
+    assert "verdict: none of the LLM's verdicts" in later[0]["llm_skipped"][0]
+    assert "phrasing: none of the LLM's phrasings" in later[0]["llm_skipped"][1]
+    assert all(s["source"] == "code" for e in later for s in e["explanation"]["sentences"]) and later[0]["text"]
+
+
+def test_an_llm_that_delivers_is_asked_for_every_alert(saved, scripted_llm, tmp_path):
+    from fraud.supervisor.explain import LLM_PROBE, explain_alerts
+
+    ds, loaded, _, res = saved
+    nodes = _top_nodes(res, LLM_PROBE + 2)
+    scripted_llm.script(*[{"content": json.dumps(VERDICT_FRAUD)}, {"content": json.dumps(PHRASINGS)}] * len(nodes))
+    out = explain_alerts(loaded, ds, nodes, gateway=_gateway(scripted_llm.url, tmp_path), llm_budget=len(nodes),
+                         max_neighbors=3)
+    assert all(out[n]["llm"]["label"] == "fraud" and "llm_skipped" not in out[n] for n in nodes)
+    assert all(any(s["source"] == "llm" for s in out[n]["explanation"]["sentences"]) for n in nodes)
+
+
+def test_verdicts_measured_at_weight_zero_are_not_asked_for(saved, scripted_llm, tmp_path):
+    import dataclasses
+
+    from fraud.supervisor.explain import explain_alerts
+
+    ds, loaded, _, res = saved
+    trust = {"node": {"weight": 0.0, "auroc": 0.49, "auroc_lower": 0.41, "n_valid": 40, "reason": "no signal"}}
+    useless = dataclasses.replace(loaded, config={**loaded.config, "supervisor": {"trust": trust}})
+    scripted_llm.script({"content": json.dumps(PHRASINGS)})
+    nodes = _top_nodes(res, 2)
+    out = explain_alerts(useless, ds, nodes, gateway=_gateway(scripted_llm.url, tmp_path), llm_budget=2,
+                         max_neighbors=3)
+    assert all("llm" not in out[n] and "weight 0" in out[n]["llm_skipped"][0] for n in nodes)
+    assert len(scripted_llm.requests) == 2  # phrasings only
