@@ -110,6 +110,9 @@ class MineConfig:
     # cross-sectional percentile rank per day: the pool then fits the ordering the RankIC scores, and a few
     # extreme returns no longer dominate a day's correlation)
     pool_target: str = "return"
+    # > 0: train days weigh 2 ** (-age / recency_halflife) in the pool's fit and admission (age in trading days
+    # before the last train day), so factors that worked lately count more; 0 = every day alike (AlphaGen)
+    recency_halflife: int = 0
     pool_l2: float = 1e-3  # ridge on the pool's weight fit (Sigma + l2 I)^-1 r; Sigma is a correlation matrix
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
@@ -145,6 +148,8 @@ class MineConfig:
             raise ConfigError(f"--bag-days {self.bag_days}: choose 0 (off) or a block length in days >= 1")
         if not (0.0 <= self.pool_l2 < float("inf")):
             raise ConfigError(f"pool_l2 {self.pool_l2}: choose a ridge strength >= 0")
+        if self.recency_halflife < 0:
+            raise ConfigError(f"--recency-halflife {self.recency_halflife}: choose 0 (off) or a half-life in days >= 1")
         if self.pool_target not in ("return", "rank"):
             raise ConfigError(f"--pool-target {self.pool_target!r}: choose return or rank")
         if self.pool_objective not in ("ic", "icir"):
@@ -249,10 +254,15 @@ def _new_pool(ev: Evaluator, rows: slice, cfg: MineConfig) -> tuple[AlphaPool, P
         from factors.ops import cs_rank
 
         y = cs_rank(y, mask & torch.isfinite(y), torch.float32)
+    n = int(y.shape[0])
+    weights = bag_weights(n, cfg.bag_days, cfg.seed) if cfg.bag_days else None
+    if cfg.recency_halflife:
+        recency = (0.5 ** (np.arange(n - 1, -1, -1, dtype=np.float64) / cfg.recency_halflife)).astype(np.float32)
+        weights = recency if weights is None else weights * recency
     pool = AlphaPool(y, mask, capacity=cfg.pool_size, max_mutual_ic=cfg.max_mutual_ic,
                      day_stride=cfg.pool_day_stride, valid_frac=cfg.admit_valid_frac,
                      valid_purge_days=cfg.horizon, objective=cfg.pool_objective, l2=cfg.pool_l2,
-                     day_weights=bag_weights(int(y.shape[0]), cfg.bag_days, cfg.seed) if cfg.bag_days else None)
+                     day_weights=weights)
     return pool, PoolScorer(ev, pool, rows, reward_mode=cfg.reward, max_len=cfg.max_len, scale_free=cfg.scale_free)
 
 

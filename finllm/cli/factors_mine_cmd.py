@@ -69,6 +69,10 @@ def mine_cmd(
                                     help="What the pool's train IC is measured against: return (the forward return) "
                                          "or rank (its cross-sectional rank per day). Default: the miner's "
                                          "(MineConfig.pool_target)."),
+    recency_halflife: int = typer.Option(None, "--recency-halflife", min=0, max=100_000, show_default=False,
+                                         help="Weigh train days by recency in the pool's fit: a day N trading days "
+                                              "older counts half as much (0 = every day alike). Default: the miner's "
+                                              "(MineConfig.recency_halflife)."),
     scale_free: bool = typer.Option(None, "--scale-free/--any-scale", show_default=False,
                                     help="Admit only scale-free factors: ones whose ranking does not depend on a "
                                          "stock's price scale ($close, Add($high, 2) are refused; Div(Mean($close, 20), "
@@ -114,6 +118,7 @@ def mine_cmd(
                      **({} if pool_objective is None else {"pool_objective": pool_objective}),
                      **({} if scale_free is None else {"scale_free": scale_free}),
                      **({} if pool_target is None else {"pool_target": pool_target}),
+                     **({} if recency_halflife is None else {"recency_halflife": recency_halflife}),
                      ops=ops, reward=reward, max_episodes=max_factors, seed_library=seed_library,
                      rl={"eval_workers": eval_threads} if eval_threads > 1 else {})
     cfg.validate()

@@ -65,6 +65,8 @@ def test_bad_input_is_one_clear_line(us_slice, tmp_path) -> None:
     assert res.exit_code == 2 and "--pool-objective" in res.output and "sharpe" in res.output
     res = runner.invoke(app, _args(us_slice, tmp_path / "y", "--pool-target", "sharpe"))
     assert res.exit_code == 2 and "--pool-target" in res.output and "sharpe" in res.output
+    res = runner.invoke(app, _args(us_slice, tmp_path / "y", "--recency-halflife", "-1"))
+    assert res.exit_code == 2 and "--recency-halflife" in res.output
     res = runner.invoke(app, _args(us_slice, tmp_path / "y", "--bag-days", "-5"))
     assert res.exit_code == 2 and "--bag-days" in res.output
     res = runner.invoke(app, _args(us_slice, tmp_path / "y", "--jobs", "0"))

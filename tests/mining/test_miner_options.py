@@ -1,6 +1,7 @@
-"""Two miner options measured in stop 25 and left off by default: ``MineConfig.scale_free`` (only factors whose
-ranking does not depend on a stock's price scale enter the pool) and ``MineConfig.pool_target`` ("rank": the pool's
-IC is measured against the forward return's cross-sectional rank)."""
+"""Miner options measured in stop 25 and left off by default: ``MineConfig.scale_free`` (only factors whose ranking
+does not depend on a stock's price scale enter the pool), ``MineConfig.pool_target`` ("rank": the pool's IC is
+measured against the forward return's cross-sectional rank) and ``MineConfig.recency_halflife`` (recent train days
+weigh more in the pool's fit)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,14 @@ def test_rank_target_fits_the_pool_to_the_forward_returns_ranks(us_slice):
     assert not torch.allclose(raw, want, atol=1e-3, equal_nan=True)  # the default is the return itself
     with pytest.raises(ConfigError, match="--pool-target"):
         _cfg(us_slice, pool_target="sharpe").validate()
+
+
+def test_recency_weights_halve_every_halflife(us_slice):
+    cfg = _cfg(us_slice, scale_free=False, recency_halflife=40, pool_day_stride=1)
+    panel, splits = load_for_mining(cfg)
+    w = build_train_side(panel, splits, cfg).pool.day_w
+    assert float(w[-1] / w[-41]) == pytest.approx(2.0, rel=1e-5) and float(w[-1] / w[-81]) == pytest.approx(4.0, rel=1e-5)
+    flat = build_train_side(panel, splits, _cfg(us_slice, scale_free=False, pool_day_stride=1)).pool.day_w
+    assert bool((flat == 1).all())
+    with pytest.raises(ConfigError, match="--recency-halflife"):
+        _cfg(us_slice, recency_halflife=-1).validate()
