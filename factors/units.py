@@ -22,9 +22,8 @@ scale-free input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from factors.expr import Expr, Node, from_postfix
 from finllm.errors import ExpressionError
@@ -93,7 +92,7 @@ def unit(node: Node) -> Unit | None:
         return FREE if x is not None and x.free else None
     if op == "Abs":
         x = unit(kids[0])
-        return x if x is not None and (not x.log or x.d == 0) else None
+        return x if x is not None and not x.log else None
     if op == "Sign":
         x = unit(kids[0])
         return FREE if x is not None and not x.log else None
@@ -122,8 +121,11 @@ def _sum_unit(op: str, a: Unit | None, b: Unit | None) -> Unit | None:
     if a.log and b.log:  # offsets add (subtract)
         d = a.d + b.d if op == "Add" else a.d - b.d
         return Unit(d, log=True) if d else FREE
-    plain = b if a.log else a
-    return (a if a.log else b) if plain.d == 0 else None  # an offset plus a scale-free term keeps the offset
+    plain, off = (b, a) if a.log else (a, b)
+    if plain.d != 0:
+        return None
+    # an offset plus (minus) a scale-free term keeps the offset; a scale-free term minus an offset negates it
+    return Unit(-off.d, log=True) if op == "Sub" and b.log else off
 
 
 def _product_unit(op: str, x: Node, y: Node) -> Unit | None:

@@ -65,6 +65,12 @@ def test_rules_match_evaluation(two_evaluators, text, free):
     assert same >= 0.95 if free else same < 0.5, same
 
 
+def test_offsets_keep_their_sign():
+    assert is_scale_free(parse("Add(Sub(1, Log($close)), Log($high))"))  # -log s + log s
+    assert not is_scale_free(parse("Add(Sub(1, Log($close)), Log($volume))"))  # -log s - log s
+    assert unit(parse("Sub(2, Log($close))").root).d == -1.0
+
+
 def test_other_columns_count_as_scale_free():
     e = parse("Div($market_cap, Mean($market_cap, 20))", features=["$close", "$volume", "$market_cap"])
     assert is_scale_free(e)
