@@ -84,9 +84,9 @@ class PoolScorer:
 
     def _needs_eval(self, expr: Expr) -> bool:
         key = expr.key
-        if self.scale_free and not is_scale_free(expr):
-            return False
         if key in self.final or key in self.pool or key in self.zcache or key in self._prefetched:
+            return False
+        if self.scale_free and not is_scale_free(expr):  # offer() records the verdict (cheap checks first)
             return False
         seen = self.verdicts.get(key)
         return seen is None or seen[0] != self.pool.version
