@@ -68,11 +68,14 @@ def _label(cfg: dict[str, Any]) -> str:
 
 def _settings(items: list[str], flag: str) -> dict[str, Any]:
     """``KEY=VALUE`` strings -> MineConfig settings, each value typed as the field's default (int, float, str; a
-    bool from 1/0, true/false)."""
+    bool from 1/0, true/false); ``rl.KEY=VALUE`` sets an RLConfig field (``MineConfig.rl``)."""
     from factors.mine import MineConfig
+    from factors.rl.train import RLConfig
 
-    kinds = {k: type(f.default) for k, f in MineConfig.__dataclass_fields__.items()
-             if type(f.default) in (int, float, str, bool)}
+    def typed(fields: dict[str, Any], prefix: str = "") -> dict[str, type]:
+        return {prefix + k: type(f.default) for k, f in fields.items() if type(f.default) in (int, float, str, bool)}
+
+    kinds = {**typed(MineConfig.__dataclass_fields__), **typed(RLConfig.__dataclass_fields__, "rl.")}
     out: dict[str, Any] = {}
     for item in items:
         key, eq, value = item.partition("=")
@@ -81,9 +84,13 @@ def _settings(items: list[str], flag: str) -> dict[str, Any]:
         if kinds[key] is bool:
             if value.lower() not in ("1", "0", "true", "false"):
                 raise SystemExit(f"{flag}: {item!r}: {key} takes 1/0 or true/false")
-            out[key] = value.lower() in ("1", "true")
+            typed_value: Any = value.lower() in ("1", "true")
         else:
-            out[key] = kinds[key](value)
+            typed_value = kinds[key](value)
+        if key.startswith("rl."):
+            out["rl"] = {**out.get("rl", {}), key[3:]: typed_value}
+        else:
+            out[key] = typed_value
     return out
 
 
@@ -397,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, body = spec.partition(":")
         if not name or not body or name == "adm":
             ap.error(f"--variant {spec!r}: give NAME:KEY=VALUE[;KEY=VALUE]")
-        over = {**common, **_settings(body.split(";"), f"--variant {spec}")}
+        mine = _settings(body.split(";"), f"--variant {spec}")
+        over = {**common, **mine, **({"rl": {**common.get("rl", {}), **mine["rl"]}} if "rl" in mine else {})}
         variants += [(m, "objective", 0.0, over, f"_{name}") for m in ("rl", "gp") if m in methods]
     if a.variants_only:
         variants = [v for v in variants if v[4]]

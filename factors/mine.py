@@ -158,9 +158,25 @@ class MineConfig:
             raise ConfigError(f"--jobs {self.jobs}: choose a process count from 1 to 64")
         if self.restarts < 0:
             raise ConfigError(f"--restarts {self.restarts}: choose 0 (auto) or a count >= 1")
+        if self.rl:
+            self._check_rl()
         if self.max_episodes and self.n_restarts() > self.max_episodes:
             raise ConfigError(f"--restarts {self.n_restarts()} with --max-factors {self.max_episodes}: each restart "
                               "needs at least one factor")
+
+    def _check_rl(self) -> None:
+        """ConfigError for an ``rl`` override that RLConfig does not have, or a risk quantile outside (0, 1)."""
+        from dataclasses import fields
+
+        from factors.rl.train import RLConfig
+
+        known = {f.name for f in fields(RLConfig)}
+        bad = sorted(set(self.rl) - known)
+        if bad:
+            raise ConfigError(f"rl settings {', '.join(bad)}: unknown (known: {', '.join(sorted(known))})")
+        q = self.rl.get("risk_quantile", 0.0)
+        if not isinstance(q, (int, float)) or not (q == 0 or 0 < q < 1):
+            raise ConfigError(f"rl.risk_quantile {q!r}: choose 0 (off) or a quantile level in (0, 1)")
 
     def const_free_ops(self) -> list[str]:
         """The operators of ``const_free``; ConfigError naming an unknown one."""

@@ -186,17 +186,34 @@ def _run_parallel(cfg: MineConfig, subs: list[MineConfig], shares: list[list[int
         raise UsageError(f"--jobs {cfg.jobs}: this process ({mp.current_process().name}) is a daemon and cannot start "
                          "mining processes; use --jobs 1 here")
     lib = [list(t) for t in library]
-    with ProcessPoolExecutor(max_workers=len(shares) - 1, mp_context=mp.get_context("spawn")) as ex:
+    ex = ProcessPoolExecutor(max_workers=len(shares) - 1, mp_context=mp.get_context("spawn"))
+    try:
         futures = [ex.submit(_share_in_process, cfg, subs, share, panel, splits, out, resume, lib)
                    for share in shares[1:]]
         done = dict(_run_share(cfg, subs, shares[0], side, out, resume, progress, library))
-        try:
-            for f in futures:
-                done.update(f.result())
-        except BrokenProcessPool as e:  # a worker killed (out of memory, a signal): finished restarts are kept
-            raise UsageError(f"--jobs {cfg.jobs}: a mining process died ({e}); the restarts it finished are kept "
-                             f"in {out}/restart_*/ and a rerun resumes from them (or use --jobs 1)") from None
+        for f in futures:
+            done.update(f.result())
+    except BrokenProcessPool as e:  # a worker killed (out of memory, a signal): finished restarts are kept
+        raise UsageError(f"--jobs {cfg.jobs}: a mining process died ({e}); the restarts it finished are kept "
+                         f"in {out}/restart_*/ and a rerun resumes from them (or use --jobs 1)") from None
+    except BaseException:
+        # the error surfaces now, not after the other processes spend their budget; the restarts they
+        # finished are on disk (done.json) and an interrupted one resumes from its checkpoint
+        _terminate(ex)
+        raise
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
     return done
+
+
+def _terminate(ex: object) -> None:
+    """Stop a ProcessPoolExecutor's workers now (``terminate_workers`` from Python 3.14 on)."""
+    stop = getattr(ex, "terminate_workers", None)
+    if callable(stop):
+        stop()
+        return
+    for proc in list((getattr(ex, "_processes", None) or {}).values()):
+        proc.terminate()
 
 
 def _load_done(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:

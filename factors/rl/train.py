@@ -18,6 +18,9 @@ Hyperparameters (:class:`RLConfig`; AlphaGen's values scaled for 2 CPU cores):
 | eval_workers  | 1     | threads evaluating the factors finished in one step (2 on a free       |
 |               |       | 2-core machine; 1 when two miners share 2 cores, as in the bench)      |
 | max_len       | 20    | tokens per factor (AlphaGen: 20)                                       |
+| risk_quantile | 0     | off: plain PPO. In (0, 1): RiskMiner's risk-seeking gradient, only the |
+|               |       | episodes above this quantile of a rollout's returns teach the policy   |
+|               |       | (:mod:`factors.rl.risk`; measured in the README, not the default)      |
 
 Checkpoints (``<out>/checkpoint/``: ``model.zip`` + ``state.json`` with the pool's members, the
 elapsed time and counters) are written every ``checkpoint_s`` seconds and at the end; a run started
@@ -45,13 +48,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from factors.rl.builder import Vocab
 from factors.rl.env import AlphaEnv
 from factors.rl.policy import TokenLSTMExtractor
+from factors.rl.risk import RiskSeeking
 from factors.rl.scorer import PoolScorer
 from finllm.errors import DataError
 
@@ -75,6 +79,7 @@ class RLConfig:
     max_len: int = 20
     checkpoint_s: float = 60.0
     eval_workers: int = 1
+    risk_quantile: float = 0.0  # > 0: risk-seeking policy gradient on the returns above this quantile (factors.rl.risk)
 
 
 class ScoringVecEnv(DummyVecEnv):
@@ -237,8 +242,10 @@ def train_rl(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg
         elapsed0, episodes0, resumed = float(state["elapsed_s"]), int(state["episodes"]), True
     eval0, pool0 = scorer.eval_seconds, scorer.pool_seconds
     cb = _Budget(scorer, minutes * 60.0, max_episodes, elapsed0, episodes0, ckpt, progress)
+    risk = RiskSeeking(cfg.risk_quantile) if cfg.risk_quantile > 0 else None
     t_learn, cpu0 = time.perf_counter(), time.process_time()
-    model.learn(total_timesteps=10**12, callback=cb, reset_num_timesteps=not resumed)
+    model.learn(total_timesteps=10**12, callback=cb if risk is None else CallbackList([cb, risk]),
+                reset_num_timesteps=not resumed)
     search_s, cpu_s = time.perf_counter() - t_learn, time.process_time() - cpu0
     if ckpt is not None:
         ckpt.save(model, scorer, cb.elapsed, cb.episodes)
@@ -249,4 +256,6 @@ def train_rl(vocab: Vocab, scorer: PoolScorer, *, minutes: float, seed: int, cfg
     return {"episodes": cb.episodes, "episodes_this_session": cb.episodes_this,
             "elapsed_s": round(cb.elapsed, 1), "episodes_per_s": round(cb.episodes_this / max(search_s, 1e-9), 2),
             "seconds": seconds, "ms_per_episode": {k: round(v / n * 1e3, 2) for k, v in seconds.items()},
-            "timesteps": int(model.num_timesteps), "resumed": resumed, "config": asdict(cfg)}
+            "timesteps": int(model.num_timesteps), "resumed": resumed, "config": asdict(cfg),
+            **({"risk_seeking": {"quantile": risk.alpha, "episodes_used": risk.episodes, "episodes_above": risk.above}}
+               if risk is not None else {})}

@@ -138,3 +138,22 @@ def test_lightgbm_walk_forward_reads_only_realised_labels() -> None:
     again = walk_forward_predict(feats, changed, mask, 200, 5, **kw)
     assert torch.equal(again[200:350], pred[200:350])  # the model of days 300-349 was trained before day 295
     assert not torch.equal(again[350:], pred[350:])
+
+
+def test_a_block_is_evaluated_on_its_own_days_and_the_history_they_need(sc) -> None:
+    """The walk-forward re-fits evaluate the members block by block on a panel of the block's days plus the history
+    the members need: bit for bit the whole panel's values, and one day of history less is not."""
+    from factors.pool import zscore_days
+    from factors.splits import history_needed
+
+    members = [*MEMBERS, (["$close", "5", "Ref", "20", "Mean"], 0.3), (["$close", "$volume", "10", "Corr"], 0.1)]
+    need = history_needed([t for t, _ in members])
+    assert need == 24  # Mean(Ref($close, 5), 20)
+    D = sc.mask.shape[0]
+    for lo, hi in ((0, 50), (need + 7, need + 90), (D - 40, D)):
+        got = combiner._z_block(sc, members, lo, hi, need)
+        want = torch.stack([zscore_days(sc.ev.evaluate(t)[lo:hi], sc.mask[lo:hi])[0] for t, _ in members], -1)
+        assert torch.equal(got, want)
+        assert torch.equal(combiner._z_block(sc, members, lo, hi, None), want)  # the whole panel, the former way
+    short = combiner._z_block(sc, members, need + 7, need + 90, need - 1)
+    assert not torch.equal(short, combiner._z_block(sc, members, need + 7, need + 90, need))

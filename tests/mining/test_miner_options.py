@@ -1,13 +1,15 @@
 """Miner options measured in stop 25 and left off by default: ``MineConfig.scale_free`` (only factors whose ranking
 does not depend on a stock's price scale enter the pool), ``MineConfig.pool_target`` ("rank": the pool's IC is
 measured against the forward return's cross-sectional rank) and ``MineConfig.recency_halflife`` (recent train days
-weigh more in the pool's fit)."""
+weigh more in the pool's fit); stop 26: ``RLConfig.risk_quantile`` (RiskMiner's risk-seeking policy gradient)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from factors.mine import MineConfig, build_train_side, load_for_mining
+from factors.rl.risk import RiskSeeking, tail_advantages
 from factors.rl.scorer import INVALID_REWARD
 from factors.units import is_scale_free, scale_free_share
 from finllm.errors import ConfigError
@@ -87,3 +89,49 @@ def test_recency_weights_halve_every_halflife(us_slice):
     assert bool((flat == 1).all())
     with pytest.raises(ConfigError, match="--recency-halflife"):
         _cfg(us_slice, recency_halflife=-1).validate()
+
+
+def test_risk_seeking_advantages_keep_only_the_tail_of_finished_episodes():
+    # env 0: episodes end at t=1 (R 0.1) and t=4 (R 0.5), the last one (t=5) is still running;
+    # env 1: an episode begun in the previous rollout ends at t=2 (R 0.3), the next at t=5 (R -0.1)
+    rewards = np.zeros((6, 2), np.float32)
+    starts = np.zeros((6, 2), np.float32)
+    rewards[[1, 4], 0] = [0.1, 0.5]
+    starts[[0, 2, 5], 0] = 1
+    rewards[[2, 5], 1] = [0.3, -0.1]
+    starts[[3], 1] = 1
+    adv, info = tail_advantages(rewards, starts, np.array([0.0, 1.0]), alpha=0.5)
+    assert info["episodes"] == 4 and info["quantile"] == pytest.approx(0.2)  # median of 0.1, 0.5, 0.3, -0.1
+    # above the quantile: 0.5 (+0.3) and 0.3 (+0.1); scaled so the mean positive excess is 1
+    np.testing.assert_allclose(adv[:, 0], [0, 0, 1.5, 1.5, 1.5, 0], atol=1e-6)
+    np.testing.assert_allclose(adv[:, 1], [0.5, 0.5, 0.5, 0, 0, 0], atol=1e-6)
+    none, info = tail_advantages(np.zeros((3, 1), np.float32), np.zeros((3, 1), np.float32), np.zeros(1), 0.9)
+    assert info["episodes"] == 0 and not none.any()
+    with pytest.raises(ValueError, match="risk quantile"):
+        RiskSeeking(1.0)
+
+
+def test_risk_seeking_replaces_ppo_advantages_after_gae(us_slice):
+    """On a real rollout the advantages PPO trains on are the tail's, not GAE's (which has negatives)."""
+    from factors.rl.train import RLConfig, make_model
+
+    cfg = _cfg(us_slice, scale_free=False)
+    panel, splits = load_for_mining(cfg)
+    side = build_train_side(panel, splits, cfg)
+    model = make_model(side.vocab, side.scorer, RLConfig(n_envs=8, n_steps=64, batch_size=128), seed=0)
+    cb = RiskSeeking(0.8)
+    model.learn(total_timesteps=8 * 64, callback=cb)
+    buf = model.rollout_buffer
+    want, info = tail_advantages(buf.rewards, buf.episode_starts, np.asarray(model._last_episode_starts), 0.8)
+    assert info["episodes"] >= 16 and info["above"] >= 1 and cb.episodes == info["episodes"]
+    np.testing.assert_allclose(buf.advantages, want.swapaxes(0, 1).reshape(-1, 1))  # sb3 flattens env-major
+    assert (buf.advantages >= 0).all() and model.normalize_advantage is False
+
+
+def test_rl_overrides_are_checked():
+    base = dict(data="x", train="a", valid="b", test="c")
+    with pytest.raises(ConfigError, match="rl.risk_quantile"):
+        MineConfig(**base, rl={"risk_quantile": 1.0}).validate()
+    with pytest.raises(ConfigError, match="risk_qantile: unknown"):
+        MineConfig(**base, rl={"risk_qantile": 0.9}).validate()
+    MineConfig(**base, rl={"risk_quantile": 0.9, "n_envs": 8}).validate()

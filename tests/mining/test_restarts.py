@@ -175,3 +175,22 @@ def test_jobs_in_a_daemon_process_is_one_clear_error(us_slice, tmp_path) -> None
     with mp.get_context("spawn").Pool(1) as pool:
         msg = pool.apply(_mine_in_daemon, (cfg, str(tmp_path)))
     assert "--jobs 2" in msg and "daemon" in msg
+
+
+def test_an_error_in_the_calling_process_stops_the_other_jobs(us_slice, tmp_path, monkeypatch) -> None:
+    """With ``jobs`` > 1, an error in the calling process's own searches surfaces at once: the spawned process
+    is stopped instead of being waited for until its budget is spent (here 3 minutes, so it never finishes)."""
+    import multiprocessing as mp
+
+    import factors.restarts as restarts
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    cfg = MineConfig(data=str(us_slice), method="gp", minutes=3.0, restarts=2, jobs=2, pool_size=3, **SPLITS)
+    panel, splits = load_for_mining(cfg)
+    monkeypatch.setattr(restarts, "_run_share", fail)  # only here: the spawned process imports the real one
+    with pytest.raises(RuntimeError, match="disk full"):
+        mine(cfg, tmp_path, progress=False, resume=False, panel=panel, splits=splits)
+    assert not mp.active_children()
+    assert not (tmp_path / "restart_1" / "done.json").exists()
