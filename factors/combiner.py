@@ -77,9 +77,10 @@ def _z_block(sc: SplitScorer, members: Members, lo: int, hi: int, need: int | No
     Evaluated on days [lo - need, hi) only, ``need`` being the most history any member needs
     (:func:`factors.splits.history_needed`, exact): the values are the whole panel's at the cost of the block
     (bit for bit, except windowed moments such as ``Std`` or ``Cov``, which accumulate from the evaluated
-    panel's first day and can differ in float32's last bits: at most 2.4e-7 on a z-score in 120 members). (Evaluating the whole panel per block, ``need=None``, the former way and the baseline of
-    ``bench/bench_pool_scoring.py``, re-evaluates every member for every block once the pool outgrows the
-    scorer's cache.)"""
+    panel's first day and can differ in float32's last bits: at most 2.4e-7 on a z-score in 120 members).
+    ``need=None`` evaluates the whole panel per block, the former way and the baseline of
+    ``bench/bench_pool_scoring.py``: once the pool outgrows the scorer's cache, every block re-evaluates every
+    member from scratch."""
     from factors.evaluate import Evaluator
     from factors.pool import zscore_days
 
