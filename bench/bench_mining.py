@@ -73,7 +73,8 @@ def _settings(items: list[str], flag: str) -> dict[str, Any]:
     from factors.rl.train import RLConfig
 
     def typed(fields: dict[str, Any], prefix: str = "") -> dict[str, type]:
-        return {prefix + k: type(f.default) for k, f in fields.items() if type(f.default) in (int, float, str, bool)}
+        kinds = {prefix + k: type(f.default) for k, f in fields.items() if type(f.default) in (int, float, str, bool)}
+        return kinds | {prefix + k: str for k, f in fields.items() if f.default is None and str(f.type) == "str | None"}
 
     kinds = {**typed(MineConfig.__dataclass_fields__), **typed(RLConfig.__dataclass_fields__, "rl.")}
     out: dict[str, Any] = {}

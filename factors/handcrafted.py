@@ -81,6 +81,14 @@ def alpha158_style(windows: tuple[int, ...] = WINDOWS) -> dict[str, str]:
     return f
 
 
+def alpha158_library(windows: tuple[int, ...] = WINDOWS) -> list[list[str]]:
+    """The Alpha158-style set as postfix token lists, in :func:`alpha158_style`'s order: the built-in
+    library a miner's pool can be seeded from (``MineConfig.seed_library = "alpha158"``)."""
+    from factors.expr import parse
+
+    return [list(parse(text).tokens) for text in alpha158_style(windows).values()]
+
+
 def feature_matrix(evaluator: Evaluator, exprs: dict[str, str], progress: Any = None) -> tuple[list[str], torch.Tensor]:
     """Evaluate every expression: names and a (F, D, S) float32 tensor (NaN where undefined).
 

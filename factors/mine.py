@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 # Operators left out of the miners' vocabulary by default: on the full US panel their kernels cost
 # 1.5-6x a rolling Mean at window 20 (Med ~6x, Skew/Kurt ~5x) and far more at long windows; keeping
 # them out keeps episodes/s high for a fixed time budget. ``ops="all"`` puts them back.
+# Libraries a pool can be seeded from without a store (MineConfig.seed_library).
+BUILTIN_LIBRARIES = ("alpha158",)
 SLOW_OPS = ("Med", "Mad", "Skew", "Kurt", "Rank", "IdxMax", "IdxMin", "CSRank", "Slope")
 MINER_CONSTS = ("-1", "-0.5", "0.01", "0.5", "1", "2", "5")
 MINER_WINDOWS = ("5", "10", "20", "40")
@@ -84,7 +86,9 @@ class MineConfig:
     max_len: int = 20
     warmup_days: int = 126  # history before train for the miner; scoring a known pool uses at least what it needs
     max_episodes: int | None = None  # stop after this many factors (tests, repeatable runs)
-    seed_library: str | None = None  # offer factors of this library source ("all" = every source) first
+    # offer these factors to each search's empty pool first: a library source of the store ("all" = every source),
+    # or the built-in Alpha158-style set ("alpha158", BUILTIN_LIBRARIES); the seeding counts against ``minutes``
+    seed_library: str | None = None
     threads: int = 1  # torch threads: small LSTM batches slow down badly with more threads on a busy CPU
     # independent searches sharing the budget, their pools averaged (0 = auto: one per 1.5 minutes of budget,
     # 1 to 6, factors.restarts.auto_restarts); see factors.restarts for why
@@ -393,6 +397,10 @@ def mine(cfg: MineConfig, out: str | Path, *, progress: bool = True, resume: boo
             panel, splits = load_for_mining(cfg)
         t_start = time.perf_counter()
         side = side or build_train_side(panel, splits, cfg)
+        if not library and cfg.seed_library in BUILTIN_LIBRARIES:
+            from factors.handcrafted import alpha158_library
+
+            library = alpha158_library()
         if cfg.n_restarts() == 1:
             members, mining, best = search_once(cfg, side, out, resume, progress, library)
         else:
@@ -417,13 +425,19 @@ def search_once(cfg: MineConfig, side: TrainSide, out: Path, resume: bool, progr
                 ) -> tuple[list[dict[str, Any]], dict[str, Any], tuple[float, Expr | None]]:
     """One search (RL or GP) into ``side``'s pool: returns its members (:meth:`AlphaPool.describe`), the
     mining statistics and the best single factor it tried ``(train IC, expression)``."""
+    t0 = time.perf_counter()
     seeded = _seed_from_library(side, library) if library else 0
+    seed_s, kept = time.perf_counter() - t0, len(side.pool.members)
+    if cfg.minutes > 0 and library:  # the same CPU budget as an unseeded search: seeding spends part of it
+        cfg = replace(cfg, minutes=max(cfg.minutes - seed_s / 60.0, 1.0 / 60.0))
     bar = _Progress(progress, label or cfg.method.upper(), cfg.minutes * 60.0, side.pool)
     try:
         mining = _run_method(cfg, side, out, resume, bar)
     finally:
         bar.close()
-    mining["seeded_from_library"] = seeded
+    mining["seeded_from_library"] = seeded  # admissions while seeding (a later library factor may evict one)
+    mining["seeded_kept"] = kept  # members when the search starts
+    mining["seed_seconds"] = round(seed_s, 2)
     mining["scorer"] = side.scorer.stats()
     mining["train_objective"] = side.pool.objective
     return side.pool.describe(), mining, side.scorer.best_single

@@ -242,7 +242,8 @@ def _summary(cfg: MineConfig, done: list[dict[str, Any]], jobs: int = 1) -> dict
                                          "members": len(d["members"]), "scale": d["scale"], "seconds": d.get("seconds")}
                                         for d, m in zip(done, ms)],
                            "train_objective": sum(float(m.get("train_objective", 0.0)) for m in ms) / max(len(ms), 1),
-                           "seeded_from_library": sum(int(m.get("seeded_from_library", 0)) for m in ms)}
+                           **{k: sum(int(m.get(k, 0)) for m in ms) for k in ("seeded_from_library", "seeded_kept")},
+                           "seed_seconds": round(sum(float(m.get("seed_seconds", 0.0)) for m in ms), 2)}
     if rl:
         secs: dict[str, float] = {}
         for m in ms:

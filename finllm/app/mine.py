@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finllm.errors import DataError
+from finllm.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from factors.mine import MineConfig
@@ -37,9 +37,12 @@ def mine_and_record(cfg: MineConfig, out: str | Path, store: Store | None, *, pr
     returns the engine's result (pool, metrics per split, baselines, mining statistics, ``run_id``).
 
     ``tearsheet_baselines``: fit the tear sheet's Alpha158-style and LightGBM baselines (off for a quick demo)."""
-    from factors.mine import build_train_side, load_for_mining, mine, torch_threads
+    from factors.mine import BUILTIN_LIBRARIES, build_train_side, load_for_mining, mine, torch_threads
 
     cfg.validate()
+    if store is None and cfg.seed_library and cfg.seed_library not in BUILTIN_LIBRARIES:
+        raise ConfigError(f"--seed-library {cfg.seed_library!r}: a library source of the store, and this run has "
+                          f"no store (drop --no-store, or seed from {', '.join(BUILTIN_LIBRARIES)})")
     out = Path(out)
     if panel is None or splits is None:
         panel, splits = load_for_mining(cfg)
@@ -48,7 +51,7 @@ def mine_and_record(cfg: MineConfig, out: str | Path, store: Store | None, *, pr
     if store is None:
         return mine(cfg, out, progress=progress, resume=resume, panel=panel, splits=splits, side=side)
     library = []
-    if cfg.seed_library:
+    if cfg.seed_library and cfg.seed_library not in BUILTIN_LIBRARIES:  # a built-in one is the engine's
         library = [list(f.tokens) for f in store.factors(None if cfg.seed_library == "all" else cfg.seed_library)]
     with store.run("factor_mine", cfg.run_config(), name=f"{cfg.method} seed {cfg.seed}",
                    idempotency_key=idempotency_key or _run_key(cfg, out)) as run:

@@ -87,7 +87,9 @@ def mine_cmd(
                                           "--jobs is 1; 1 with --jobs 2+ (the processes fill the cores)."),
     max_factors: int = typer.Option(None, "--max-factors", help="Also stop after this many factors (repeatable runs)."),
     seed_library: str = typer.Option(None, "--seed-library",
-                                     help='Offer the library\'s factors of this source to the pool first ("all" = any).'),
+                                     help='Offer these factors to the pool first: a library source of the store ("all" = any) '
+                                          'or "alpha158" (the built-in Alpha158-style set); the seeding '
+                                          'counts against --minutes.'),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore an existing checkpoint in --out."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not write the run to the database."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON document on stdout."),

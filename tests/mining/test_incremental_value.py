@@ -140,3 +140,8 @@ def test_window_test_separates_a_real_valid_gain_from_window_noise() -> None:
     res = wt.compare({"rl": base, "rl_a": steady, "rl_b": lucky}, days, "rl", "rl_b", horizon=20)
     assert res["valid"]["ahead"] == 5 and res["valid"]["diff"] == pytest.approx(0.01, abs=1e-6)
     assert not wt.passes(res["valid"])  # the same mean gain, but from one stretch of 25 days
+
+
+def test_bench_variants_take_the_seed_library(bench):
+    assert bench._settings(["seed_library=alpha158", "rl.learning_rate=0"], "--variant") == {
+        "seed_library": "alpha158", "rl": {"learning_rate": 0.0}}

@@ -135,3 +135,30 @@ def test_rl_overrides_are_checked():
     with pytest.raises(ConfigError, match="risk_qantile: unknown"):
         MineConfig(**base, rl={"risk_qantile": 0.9}).validate()
     MineConfig(**base, rl={"risk_quantile": 0.9, "n_envs": 8}).validate()
+
+
+def test_a_pool_seeded_from_the_builtin_alpha158_set(us_slice, tmp_path):
+    """``seed_library="alpha158"`` offers the Alpha158-style factors to each search's pool first, with no store;
+    the factors that fit the miner's length limit are tried, some are admitted, and the seconds are recorded."""
+    from factors.handcrafted import alpha158_library
+
+    library = {tuple(t) for t in alpha158_library()}
+    fitting = {t for t in library if len(t) <= 20}
+    assert len(library) == 138 and 0 < len(fitting) < len(library)
+    cfg = _cfg(us_slice, method="gp", minutes=0, max_episodes=1, scale_free=False, seed_library="alpha158")
+    res = mine_and_record(cfg, tmp_path / "seeded", None, progress=False, resume=False)
+    mining = res["mining"]
+    assert mining["seeded_from_library"] >= mining["seeded_kept"] == cfg.pool_size and mining["seed_seconds"] > 0
+    from_library = [m for m in res["pool"] if tuple(m.get("original_tokens", m["tokens"])) in fitting]
+    assert len(from_library) >= cfg.pool_size - 1  # the one GP factor may have evicted a seeded member
+    plain = mine_and_record(_cfg(us_slice, method="gp", minutes=0, max_episodes=1, scale_free=False),
+                            tmp_path / "plain", None, progress=False, resume=False)
+    assert plain["mining"]["seeded_from_library"] == 0
+
+
+
+def test_a_store_library_without_a_store_is_refused(us_slice, tmp_path):
+    cfg = _cfg(us_slice, method="gp", minutes=0, max_episodes=1, seed_library="llm")
+    with pytest.raises(ConfigError, match="--seed-library 'llm'.*no store"):
+        mine_and_record(cfg, tmp_path / "x", None, progress=False, resume=False)
+    assert not (tmp_path / "x").exists()
