@@ -52,11 +52,11 @@ if TYPE_CHECKING:
     from factors.rl.scorer import PoolScorer
     from factors.splits import Split
 
+# Libraries a pool can be seeded from without a store (MineConfig.seed_library).
+BUILTIN_LIBRARIES = ("alpha158",)
 # Operators left out of the miners' vocabulary by default: on the full US panel their kernels cost
 # 1.5-6x a rolling Mean at window 20 (Med ~6x, Skew/Kurt ~5x) and far more at long windows; keeping
 # them out keeps episodes/s high for a fixed time budget. ``ops="all"`` puts them back.
-# Libraries a pool can be seeded from without a store (MineConfig.seed_library).
-BUILTIN_LIBRARIES = ("alpha158",)
 SLOW_OPS = ("Med", "Mad", "Skew", "Kurt", "Rank", "IdxMax", "IdxMin", "CSRank", "Slope")
 MINER_CONSTS = ("-1", "-0.5", "0.01", "0.5", "1", "2", "5")
 MINER_WINDOWS = ("5", "10", "20", "40")
