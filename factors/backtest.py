@@ -16,6 +16,14 @@ weights for the next N decision days; turnover, and so cost, arises only on reba
 daily rebalancing. Between rebalances the weights are kept at their targets without charge (the same
 convention as the daily backtest, which also ignores intra-day drift); an h-day signal is naturally
 traded with ``N = h``.
+
+Summary figures (decided in stop 28): the book is dollar neutral and re-set to its targets every day, so
+its daily returns are summed, not compounded (Qlib's ``risk_analysis`` default): ``ann_return`` is the
+mean net daily return x ``periods_per_year``, ``cum_return`` their sum, ``max_drawdown`` the largest fall
+of the summed returns below their running peak. Compounding a spread whose short leg can lose more than
+the book in one day (a crypto microcap rising several-fold) wipes the wealth out (-100%) or inflates it
+by orders of magnitude; the compounded figure is still reported as ``ann_return_compounded`` (-1.0 once
+the compounded wealth reaches 0).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,25 +53,35 @@ class BacktestResult:
     def summary(self) -> dict[str, Any]:
         r = self.returns
         n = r.numel()
-        wealth = torch.cumprod(1 + r, 0)
-        cum = float(wealth[-1] - 1) if n else NAN
-        years = n / self.periods_per_year
-        ann = (1 + cum) ** (1 / years) - 1 if n and cum > -1 else (NAN if not n else -1.0)
-        vol = float(r.std()) * math.sqrt(self.periods_per_year) if n > 1 else NAN
-        sharpe = float(r.mean()) / float(r.std()) * math.sqrt(self.periods_per_year) if n > 1 and float(r.std()) > 0 else NAN
-        peak = torch.cummax(torch.cat([torch.ones(1, dtype=wealth.dtype), wealth]), 0).values[1:]
-        mdd = float((wealth / peak - 1).min()) if n else NAN
-        return {"cum_return": cum, "ann_return": ann, "ann_vol": vol, "sharpe": sharpe, "max_drawdown": mdd,
+        sd = float(r.std()) if n > 1 else NAN
+        sharpe = float(r.mean()) / sd * math.sqrt(self.periods_per_year) if n > 1 and sd > 0 else NAN
+        return {"cum_return": float(r.sum()) if n else NAN, "ann_return": _ann(r, self.periods_per_year),
+                "ann_vol": sd * math.sqrt(self.periods_per_year), "sharpe": sharpe,
+                "max_drawdown": additive_drawdown(r.numpy()),
                 "turnover": float(self.turnover.mean()) if n else NAN,
                 "gross_ann_return": _ann(self.gross, self.periods_per_year),
+                "ann_return_compounded": _ann_compounded(r, self.periods_per_year),
                 "cost_bps": self.cost_bps, "rebalance": self.rebalance, "n_days": n}
 
 
 def _ann(r: Tensor, ppy: float) -> float:
+    """Mean daily return x periods per year (summed, not compounded: module doc)."""
+    return float(r.mean()) * ppy if r.numel() else NAN
+
+
+def _ann_compounded(r: Tensor, ppy: float) -> float:
     if r.numel() == 0:
         return NAN
     w = float(torch.prod(1 + r))
     return w ** (ppy / r.numel()) - 1 if w > 0 else -1.0
+
+
+def additive_drawdown(r: np.ndarray) -> float:
+    """Largest fall of the summed returns (T,) below their running peak, from 0 (Qlib's convention)."""
+    if not len(r):
+        return NAN
+    c = np.concatenate([[0.0], np.cumsum(r)])
+    return float((c - np.maximum.accumulate(c)).min())
 
 
 def weights(x: Tensor, mask: Tensor, quantiles: int = 5, min_names: int = MIN_NAMES) -> Tensor:

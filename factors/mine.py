@@ -117,6 +117,8 @@ class MineConfig:
     # > 0: train days weigh 2 ** (-age / recency_halflife) in the pool's fit and admission (age in trading days
     # before the last train day), so factors that worked lately count more; 0 = every day alike (AlphaGen)
     recency_halflife: int = 0
+    # the rolling windows (trading days) the search may write: AlphaGen's 5-40 by default
+    windows: str = ",".join(MINER_WINDOWS)
     pool_l2: float = 1e-3  # ridge on the pool's weight fit (Sigma + l2 I)^-1 r; Sigma is a correlation matrix
     rl: dict[str, Any] = field(default_factory=dict)  # RLConfig overrides
     gp: dict[str, Any] = field(default_factory=dict)  # GPConfig overrides
@@ -148,6 +150,7 @@ class MineConfig:
 
         check_combiner(self.combiner)
         self.const_free_ops()
+        self.window_tokens()
         if self.bag_days < 0:
             raise ConfigError(f"--bag-days {self.bag_days}: choose 0 (off) or a block length in days >= 1")
         if not (0.0 <= self.pool_l2 < float("inf")):
@@ -191,6 +194,21 @@ class MineConfig:
         if bad:
             raise ConfigError(f"--const-free: unknown operator(s) {', '.join(bad)} (known: {', '.join(OPS)})")
         return names
+
+    def window_tokens(self) -> tuple[str, ...]:
+        """The windows of ``windows`` as vocabulary tokens; ConfigError naming a bad one."""
+        from factors.ops import MAX_WINDOW
+
+        items = [s.strip() for s in self.windows.split(",") if s.strip()]
+        out: list[str] = []
+        for s in items:
+            if not (s.isascii() and s.isdigit()) or not 1 <= int(s) <= MAX_WINDOW:
+                raise ConfigError(f"--windows {s!r}: choose whole numbers of days from 1 to {MAX_WINDOW}")
+            if str(int(s)) not in out:
+                out.append(str(int(s)))
+        if not out:
+            raise ConfigError("--windows: name at least one window, e.g. 5,10,20,40")
+        return tuple(out)
 
     def n_restarts(self) -> int:
         """How many independent searches share the budget: ``restarts``, or when 0 the auto rule once per job
@@ -258,7 +276,7 @@ def build_train_side(panel: Panel, splits: list[Split], cfg: MineConfig) -> Trai
                         f"{cfg.horizon}-day forward return inside the universe")
     pool, scorer = _new_pool(ev, rows, cfg)
     ops = miner_ops(cfg.ops)
-    vocab = Vocab.build(ev.features, ops, MINER_CONSTS, MINER_WINDOWS,
+    vocab = Vocab.build(ev.features, ops, MINER_CONSTS, cfg.window_tokens(),
                         const_free=[o for o in cfg.const_free_ops() if o in ops])
     return TrainSide(ev, pool, scorer, vocab, rows, int(y.shape[0]), int(y.shape[1]))
 

@@ -65,7 +65,7 @@ def _place(d: int, at: np.ndarray, values: torch.Tensor | np.ndarray, out: np.nd
 def _model_sheet(sc: SplitScorer, x: torch.Tensor, quantiles: int, decay: dict[int, torch.Tensor],
                  detail: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Per-split summaries and (D,)-long daily series of one (D, S) factor."""
-    from factors.backtest import long_short, quantile_books
+    from factors.backtest import additive_drawdown, long_short, quantile_books
     from factors.metrics import (factor_report, ic_decay, ic_series, quantile_turnover, rank_autocorrelation,
                                  rank_ic_series)
 
@@ -95,8 +95,8 @@ def _model_sheet(sc: SplitScorer, x: torch.Tensor, quantiles: int, decay: dict[i
         at = idx[torch.nonzero(torch.isfinite(fs[1:]).any(1)).squeeze(1).numpy()]  # decision days kept
         _place(d, at, bt.returns, series["ls_net"])
         _place(d, at, bt.gross, series["ls_gross"])
-        wealth = np.cumprod(1 + bt.returns.numpy())
-        _place(d, at, wealth / np.maximum.accumulate(np.concatenate([[1.0], wealth]))[1:] - 1, series["drawdown"])
+        summed = np.concatenate([[0.0], np.cumsum(bt.returns.numpy())])
+        _place(d, at, (summed - np.maximum.accumulate(summed))[1:], series["drawdown"])
         books = quantile_books(xs, fs, ms, quantiles, delay=1, rebalance=lag)
         top_net = books.returns[-1] - books.turnover[-1] * sc.cost_bps * 1e-4
         excess = (top_net - books.market).numpy()
@@ -116,7 +116,7 @@ def _model_sheet(sc: SplitScorer, x: torch.Tensor, quantiles: int, decay: dict[i
             "excess_ann_return": float(np.mean(excess)) * ppy if len(excess) else NAN,
             "excess_ir": float(np.mean(excess)) / ex_sd * math.sqrt(ppy) if ex_sd and ex_sd > 0 else NAN,
             "excess_ann_return_gross": float(np.mean(excess_gross)) * ppy if len(excess) else NAN,
-            "excess_max_drawdown": _additive_drawdown(excess),
+            "excess_max_drawdown": additive_drawdown(excess),
             "quantile_returns": r["quantile_returns"], "top_minus_bottom": r["top_minus_bottom"],
             "rank_autocorr": _nanmean(series["rank_autocorr"][idx]),
             "quantile_turnover": [_nanmean(qturn[q, idx].numpy()) for q in range(quantiles)],
@@ -134,14 +134,6 @@ def _any_split(sc: SplitScorer) -> torch.Tensor:
     for days in sc.days.values():
         out |= days
     return out
-
-
-def _additive_drawdown(r: np.ndarray) -> float:
-    """Largest fall of the summed returns below their running peak (Qlib's risk-analysis convention)."""
-    if not len(r):
-        return NAN
-    c = np.concatenate([[0.0], np.cumsum(r)])
-    return float((c - np.maximum.accumulate(c)).min())
 
 
 def _nanmean(a: np.ndarray) -> float:

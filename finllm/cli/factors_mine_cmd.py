@@ -77,6 +77,9 @@ def mine_cmd(
                                     help="Admit only scale-free factors: ones whose ranking does not depend on a "
                                          "stock's price scale ($close, Add($high, 2) are refused; Div(Mean($close, 20), "
                                          "$close) is not). Default: the miner's (factors.mine.MineConfig.scale_free)."),
+    windows: str = typer.Option(None, "--windows", show_default=False,
+                                help="Rolling windows (trading days) the search may write, a comma list. Default: "
+                                     "the miner's (factors.mine.MineConfig.windows: 5,10,20,40, AlphaGen's)."),
     ops: str = typer.Option("fast", "--ops", help='Operators: "fast" (all but the slow sort-based ones), "all", '
                                                   "or a comma list."),
     reward: str = typer.Option("objective", "--reward", help="RL reward: objective (pool IC after the attempt) or gain."),
@@ -121,6 +124,7 @@ def mine_cmd(
                      **({} if scale_free is None else {"scale_free": scale_free}),
                      **({} if pool_target is None else {"pool_target": pool_target}),
                      **({} if recency_halflife is None else {"recency_halflife": recency_halflife}),
+                     **({} if windows is None else {"windows": windows}),
                      ops=ops, reward=reward, max_episodes=max_factors, seed_library=seed_library,
                      rl={"eval_workers": eval_threads} if eval_threads > 1 else {})
     cfg.validate()

@@ -136,7 +136,7 @@ def _sheet_sections(sheet: dict[str, Any], facts: dict[str, Any]) -> list[dict[s
             "Daily long-short returns summed over time, per period (each period's book starts on its first day), "
             "net of costs for every model and before costs for the pool; background = train / valid / test."),
         fig("Drawdown", tp.drawdowns(dates, split_of, {m: s[f"{m}__drawdown"] for m in models}),
-            "Fall of the long-short book's compounded wealth (net) below its running peak, restarted per period."),
+            "Fall of the long-short book's summed net returns below their running peak, restarted per period."),
         fig("Excess return over the market", tp.cumulative_models(
             dates, split_of, {m: s[f"{m}__excess"] for m in models}, None, cost, lag,
             "Top quintile minus the equal-weight market, cumulative", "cumulative excess return"),

@@ -46,7 +46,7 @@ def cumulative_models(dates: np.ndarray, split_of: np.ndarray, net: Mapping[str,
 
 
 def drawdowns(dates: np.ndarray, split_of: np.ndarray, dd: Mapping[str, np.ndarray]) -> str:
-    """Drawdown of each model's long-short wealth (net), restarted at each split. Arrays (D,) fractions."""
+    """Drawdown of each model's long-short book (summed net returns), restarted at each split. Arrays (D,) fractions."""
     fig, ax = plt.subplots(figsize=(9, 3.0))
     _shade_splits(ax, dates, split_of)
     for name, d in dd.items():

@@ -75,7 +75,7 @@ def test_costs_are_charged_on_rebalance_days_only_and_scale_with_turnover(real) 
 
 
 def _ann(r: torch.Tensor) -> float:
-    return float(torch.prod(1 + r)) ** (252 / r.numel()) - 1
+    return float(r.mean()) * 252
 
 
 @pytest.mark.parametrize("t", [37, 40, 201])

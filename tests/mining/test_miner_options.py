@@ -156,6 +156,31 @@ def test_a_pool_seeded_from_the_builtin_alpha158_set(us_slice, tmp_path):
     assert plain["mining"]["seeded_from_library"] == 0
 
 
+def _windows_of(tokens: list[str], vocab) -> set[str]:
+    return {t for t in tokens if t in vocab.tokens and vocab.kinds[vocab.tokens.index(t)] == "W"}
+
+
+@pytest.mark.parametrize("method", ["rl", "gp"])
+def test_the_search_writes_only_the_configured_windows(us_slice, tmp_path, method):
+    """``windows`` (``--windows``, stop 28) is the search's window vocabulary: 5-40 by default, 60 when asked for."""
+    base = _cfg(us_slice, scale_free=False)
+    panel, splits = load_for_mining(base)
+    default = build_train_side(panel, splits, base).vocab
+    assert sorted(int(t) for t, k in zip(default.tokens, default.kinds) if k == "W") == [5, 10, 20, 40]
+    cfg = _cfg(us_slice, method=method, scale_free=False, windows="10, 60,60", max_episodes=300)
+    vocab = build_train_side(panel, splits, cfg).vocab
+    assert [t for t, k in zip(vocab.tokens, vocab.kinds) if k == "W"] == ["10", "60"]
+    res = mine_and_record(cfg, tmp_path / method, None, progress=False, panel=panel, splits=splits)
+    used = set().union(*(_windows_of(m.get("original_tokens", m["tokens"]), vocab) for m in res["pool"]))
+    assert used and used <= {"10", "60"}
+    assert res["config"]["windows"] == "10, 60,60"
+
+
+@pytest.mark.parametrize("bad", ["", "5,0", "5,x", "300", "-5", "5,\u00b2", "1e2"])
+def test_bad_windows_are_refused_with_the_flag(bad):
+    with pytest.raises(ConfigError, match="--windows"):
+        MineConfig(data="x", train="a", valid="b", test="c", windows=bad).validate()
+
 
 def test_a_store_library_without_a_store_is_refused(us_slice, tmp_path):
     cfg = _cfg(us_slice, method="gp", minutes=0, max_episodes=1, seed_library="llm")
