@@ -76,12 +76,15 @@ def _ann_compounded(r: Tensor, ppy: float) -> float:
     return w ** (ppy / r.numel()) - 1 if w > 0 else -1.0
 
 
-def additive_drawdown(r: np.ndarray) -> float:
-    """Largest fall of the summed returns (T,) below their running peak, from 0 (Qlib's convention)."""
-    if not len(r):
-        return NAN
+def drawdown_series(r: np.ndarray) -> np.ndarray:
+    """(T,) -> (T,): each day's fall of the summed returns below their running peak, from 0 (Qlib's convention)."""
     c = np.concatenate([[0.0], np.cumsum(r)])
-    return float((c - np.maximum.accumulate(c)).min())
+    return (c - np.maximum.accumulate(c))[1:]
+
+
+def additive_drawdown(r: np.ndarray) -> float:
+    """Largest fall of the summed returns (T,) below their running peak (:func:`drawdown_series`)."""
+    return float(drawdown_series(r).min()) if len(r) else NAN
 
 
 def weights(x: Tensor, mask: Tensor, quantiles: int = 5, min_names: int = MIN_NAMES) -> Tensor:

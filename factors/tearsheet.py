@@ -65,7 +65,7 @@ def _place(d: int, at: np.ndarray, values: torch.Tensor | np.ndarray, out: np.nd
 def _model_sheet(sc: SplitScorer, x: torch.Tensor, quantiles: int, decay: dict[int, torch.Tensor],
                  detail: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Per-split summaries and (D,)-long daily series of one (D, S) factor."""
-    from factors.backtest import additive_drawdown, long_short, quantile_books
+    from factors.backtest import additive_drawdown, drawdown_series, long_short, quantile_books
     from factors.metrics import (factor_report, ic_decay, ic_series, quantile_turnover, rank_autocorrelation,
                                  rank_ic_series)
 
@@ -95,8 +95,7 @@ def _model_sheet(sc: SplitScorer, x: torch.Tensor, quantiles: int, decay: dict[i
         at = idx[torch.nonzero(torch.isfinite(fs[1:]).any(1)).squeeze(1).numpy()]  # decision days kept
         _place(d, at, bt.returns, series["ls_net"])
         _place(d, at, bt.gross, series["ls_gross"])
-        summed = np.concatenate([[0.0], np.cumsum(bt.returns.numpy())])
-        _place(d, at, (summed - np.maximum.accumulate(summed))[1:], series["drawdown"])
+        _place(d, at, drawdown_series(bt.returns.numpy()), series["drawdown"])
         books = quantile_books(xs, fs, ms, quantiles, delay=1, rebalance=lag)
         top_net = books.returns[-1] - books.turnover[-1] * sc.cost_bps * 1e-4
         excess = (top_net - books.market).numpy()
