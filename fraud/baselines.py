@@ -7,6 +7,14 @@ each aggregation ``a`` and hop ``k = 1..hops``, ``h_a^k = AGG_a(h_a^{k-1})`` ove
 edge-weighted (weight 0 = no edge, so the supervisor's ``edge_weight`` is honoured); ``max``/``min`` take
 the edges with weight > 0 unweighted; a node without neighbours gets 0.
 
+Contrast blocks (``contrast=True``; beyond GADBench, a hyperparameter the random search draws, off in the
+defaults): per operator, ``[min_j |x_i - x_j|, x - A x, log1p(degree)]`` over the in-neighbours j
+(N, 2F + 1). A tree splits on one column at a time, so it cannot compare a node with its neighbours from
+``x`` and ``A x`` side by side without many splits; camouflaged fraud is what such a comparison shows (a
+ring sharing a device value among many unrelated neighbours: CARE-GNN's similarity argument; ``x - A x`` is
+the high-pass filter BWGNN's spectral argument is about). ``min_j |x_i - x_j|`` is NaN for a node without
+neighbours (a missing value to the trees, not "an identical neighbour"). Cost O(E F), no (E, F) tensor.
+
 What differs from GADBench (``models/detector.py`` + ``utils.py``'s ``param_space``), and why:
 
 * Aggregations: GADBench draws one of sum / max / mean per trial on the homogeneous graph. Here ``agg`` may
@@ -33,7 +41,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
@@ -77,41 +85,64 @@ class FeatureBank:
             c.append(_hop(self.g, rel, agg, c[-1] if c else self.x))
         return c[:hops]
 
-    def get(self, hops: int, aggs: tuple[str, ...], relations: bool) -> torch.Tensor:
+    def contrast(self, rel: int | None) -> torch.Tensor:
+        """(N, 2F+1) the contrast block of operator ``rel``: ``[min_j |x_i - x_j|, x - A x, log1p(degree)]``
+        over the in-neighbours j with weight > 0 (see the module docstring)."""
+        key = (rel, "contrast")
+        if key not in self._chains:
+            a = self.g.mean_adj(rel)
+            self._chains[key] = [torch.cat([a.nearest(self.x), self.x - self.chain(rel, "mean", 1)[0],
+                                            torch.log1p(a.degree()).unsqueeze(1)], 1)]
+        return self._chains[key][0]
+
+    def get(self, hops: int, aggs: tuple[str, ...], relations: bool, contrast: bool = False) -> torch.Tensor:
         cols = [self.x]
         for rel in _operators(self.g, relations):
             for a in aggs:
                 cols += self.chain(rel, a, hops)
+        if contrast:
+            cols += [self.contrast(rel) for rel in _operators(self.g, relations)]
         return torch.cat(cols, 1)
 
 
 def aggregate_features(x: torch.Tensor, g: GraphOps, hops: int = 2, aggs: tuple[str, ...] = ("mean",),
-                       relations: bool = False) -> torch.Tensor:
-    """(N,F) -> (N, F*(1 + R'*len(aggs)*hops)); the defaults give ``[x, A x, A^2 x]`` (mean aggregation)."""
+                       relations: bool = False, contrast: bool = False) -> torch.Tensor:
+    """(N,F) -> (N, F*(1 + R'*len(aggs)*hops) [+ R'*(2F+1) with ``contrast``]); the defaults give
+    ``[x, A x, A^2 x]`` (mean aggregation)."""
     bad = set(aggs) - set(AGGS)
     if bad:
         raise ValueError(f"unknown aggregation(s) {sorted(bad)} (choose from {', '.join(AGGS)})")
-    return FeatureBank(x, g).get(int(hops), tuple(aggs), relations)
+    return FeatureBank(x, g).get(int(hops), tuple(aggs), relations, contrast)
 
 
-def feature_spec(hp: dict) -> tuple[int, tuple[str, ...], bool]:
-    """(hops, aggs, relations) of a tree model's hyperparameters. Models saved before ``agg`` existed
-    were trained on ``[x, A x, A^2 x]`` (mean, whole graph)."""
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which columns a tree model splits on: ``hops`` x ``aggs`` chains, per relation or not, and the
+    contrast blocks."""
+
+    hops: int = 2
+    aggs: tuple[str, ...] = ("mean",)
+    relations: bool = False
+    contrast: bool = False
+
+
+def feature_spec(hp: dict) -> FeatureSpec:
+    """The :class:`FeatureSpec` of a tree model's hyperparameters. Models saved before ``agg`` existed
+    were trained on ``[x, A x, A^2 x]`` (mean, whole graph); before ``contrast``, without contrast blocks."""
     if "agg" not in hp:
-        return int(hp.get("hops", 2)), ("mean",), False
-    return int(hp["hops"]), AGG_CHOICES[hp["agg"]], bool(hp.get("relations", True))
+        return FeatureSpec(int(hp.get("hops", 2)))
+    return FeatureSpec(int(hp["hops"]), AGG_CHOICES[hp["agg"]], bool(hp.get("relations", True)),
+                       bool(hp.get("contrast", False)))
 
 
 @dataclass
 class TreeModel:
     """A tree detector (``name`` xgbgraph or rfgraph; booster ``kind`` xgboost or lightgbm) on the aggregated
-    features of ``hops`` / ``aggs`` / ``relations``: the :class:`fraud.models.detector.Detector` protocol.
+    features of ``spec``: the :class:`fraud.models.detector.Detector` protocol.
     ``booster`` is None until :meth:`fit` (or :meth:`load`)."""
 
     booster: object = None
-    hops: int = 2
-    aggs: tuple[str, ...] = ("mean",)
-    relations: bool = False
+    spec: FeatureSpec = field(default_factory=FeatureSpec)
     kind: TreeKind = "lightgbm"
     hparams: dict = field(default_factory=dict)
     name: str = ""
@@ -122,21 +153,20 @@ class TreeModel:
     @classmethod
     def untrained(cls, name: str, hparams: dict) -> TreeModel:
         """Tree detector ``name`` with hyperparameters ``hparams`` (GADBench's names), ready to :meth:`fit`."""
-        hops, aggs, rel = feature_spec(hparams)
-        return cls(None, hops, aggs, rel, "xgboost" if name == "xgbgraph" else "lightgbm", dict(hparams), name)
+        return cls(None, feature_spec(hparams), "xgboost" if name == "xgbgraph" else "lightgbm", dict(hparams), name)
 
     def features(self, x: torch.Tensor, g: GraphOps) -> torch.Tensor:
         """(N, F) normalised features -> (N, D) the features the trees split on."""
         f = self._fitted_on
         if f is not None and f[0]() is x and f[1]() is g:
-            return f[2].get(self.hops, self.aggs, self.relations)
-        return aggregate_features(x, g, self.hops, self.aggs, self.relations)
+            return f[2].get(*astuple(self.spec))
+        return aggregate_features(x, g, *astuple(self.spec))
 
     embed = features
 
     def fit(self, data: FitData, opts: FitOptions) -> FitOutcome:
         """Fit the booster on ``data`` (early stopping on validation AUPRC)."""
-        feats = data.bank.get(self.hops, self.aggs, self.relations).numpy()
+        feats = data.bank.get(*astuple(self.spec)).numpy()
         soft_y = data.soft_y
         self.booster, history, self.kind, rounds = fit_tree(
             self.name, feats, data.y.numpy(), data.train.numpy(), data.val.numpy(), self.hparams,
@@ -169,16 +199,16 @@ class TreeModel:
         """Load the booster at ``path`` (kind from its suffix); ``hparams``: the record's hyperparameters
         (an int is read as ``hops``, the old signature)."""
         hp = {"hops": hparams} if isinstance(hparams, int) else dict(hparams or {})
-        hops, aggs, rel = feature_spec(hp)
+        spec = feature_spec(hp)
         if path.endswith(".xgb.json"):
             import xgboost as xgb
 
             booster = xgb.Booster()
             booster.load_model(path)
-            return cls(booster, hops, aggs, rel, "xgboost", hp, "xgbgraph")
+            return cls(booster, spec, "xgboost", hp, "xgbgraph")
         import lightgbm as lgb
 
-        return cls(lgb.Booster(model_file=path), hops, aggs, rel, "lightgbm", hp, "rfgraph")
+        return cls(lgb.Booster(model_file=path), spec, "lightgbm", hp, "rfgraph")
 
 
 def _with_soft(feats: np.ndarray, y: np.ndarray, train: np.ndarray, w: np.ndarray, soft_idx: np.ndarray | None,

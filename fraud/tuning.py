@@ -33,12 +33,13 @@ if TYPE_CHECKING:
 _LR = tuple(float(v) for v in 10 ** np.linspace(-3, -1, 1000))
 _DROP = (0.0, 0.1, 0.2, 0.3)
 _HOPS_AGG: dict[str, Sequence[Any]] = {"hops": (1, 2, 3, 4), "agg": ("all", "sum", "max", "mean")}
+_CONTRAST: dict[str, Sequence[Any]] = {"contrast": (False, True)}  # beyond GADBench: fraud.baselines
 
 SPACES: dict[str, dict[str, Sequence[Any]]] = {
     "xgbgraph": {"n_estimators": range(10, 201), "eta": tuple(float(v) for v in 0.5 * 10 ** np.linspace(-1, 0, 1000)),
-                 "lambda": (0.0, 1.0, 10.0), "subsample": (0.5, 0.75, 1.0), **_HOPS_AGG},
+                 "lambda": (0.0, 1.0, 10.0), "subsample": (0.5, 0.75, 1.0), **_HOPS_AGG, **_CONTRAST},
     "rfgraph": {"n_estimators": range(10, 201), "max_samples": (0.5, 0.75, 1.0),
-                "max_features": ("sqrt", "log2", None), **_HOPS_AGG},
+                "max_features": ("sqrt", "log2", None), **_HOPS_AGG, **_CONTRAST},
     "mlp": {"hidden": (16, 32, 64), "layers": (1, 2, 3, 4), "dropout": _DROP, "lr": _LR,
             "activation": ("relu", "leakyrelu", "tanh")},
     "bwgnn": {"hidden": (16, 32, 64), "order": (1, 2, 3, 4), "dropout": _DROP, "lr": _LR},

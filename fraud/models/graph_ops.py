@@ -140,6 +140,19 @@ class SparseOp:
                    mode == "max", min_span=4096)
         return out
 
+    def nearest(self, h: torch.Tensor) -> torch.Tensor:
+        """Per row i and column k, ``min_j |h[i,k] - h[j,k]|`` over the row's stored columns j (the
+        in-neighbours with weight > 0): how close the most similar neighbour comes on that column. NaN for a
+        row with none (0 would read as "a neighbour with the same value"). (N,H) float32."""
+        h = h.detach().float().contiguous()
+        out = torch.empty(self.n, h.size(1), dtype=torch.float32)
+        run_ranges(_csr_nearest, self.n, self.crow.numpy(), self.col.numpy(), h.numpy(), out.numpy(), min_span=4096)
+        return out
+
+    def degree(self) -> torch.Tensor:
+        """(N,) float32: the number of stored columns of every row (in-neighbours with weight > 0)."""
+        return (self.crow[1:] - self.crow[:-1]).float()
+
     def to_dense(self) -> torch.Tensor:
         return self.a.to_dense()
 
@@ -290,3 +303,19 @@ def _csr_extreme(crow, col, h, out, take_max, lo, hi):  # pragma: no cover - com
                 v = h[c, k]
                 if (v > out[i, k]) if take_max else (v < out[i, k]):
                     out[i, k] = v
+
+
+@numba.njit(cache=True, nogil=True)
+def _csr_nearest(crow, col, h, out, lo, hi):  # pragma: no cover - compiled
+    """Rows ``lo:hi`` of out (N,H): element-wise min over each row's columns j of |h[i] - h[j]|; NaN for an
+    empty row."""
+    f = h.shape[1]
+    for i in range(lo, hi):
+        for k in range(f):
+            out[i, k] = np.inf if crow[i + 1] > crow[i] else np.nan
+        for j in range(crow[i], crow[i + 1]):
+            c = col[j]
+            for k in range(f):
+                d = abs(h[i, k] - h[c, k])
+                if d < out[i, k]:
+                    out[i, k] = d
