@@ -12,7 +12,9 @@ is symmetric in sign, which is what most rules use. ``Neg(x)`` below is the pars
 ``Mul(x, 1)``, ``Mul(1, x)``, ``Div(x, 1)``,  ``x``
 ``Pow(x, 1)``, ``Greater(x, x)``,
 ``Less(x, x)``, ``Neg(Neg(x))``
-``Mul(c, x)``, ``Add(c, x)``                  ``Mul(x, c)``, ``Add(x, c)`` (constants last)
+``Mul(c, x)``, ``Add(c, x)``,                ``Mul(x, c)``, ``Add(x, c)``, ``Greater(x, c)``, ``Less(x, c)``
+``Greater(c, x)``, ``Less(c, x)``            (constants last)
+``Greater(Greater(x, a), b)``                ``Greater(x, max(a, b))`` (``Less``: ``min``)
 ``Div(x, -1)``                               ``Neg(x)``
 ``Mul(Neg(x), c)``, ``Div(Neg(x), c)``,      ``Mul(x, -c)``, ``Div(x, -c)``, ``Div(-c, x)``
 ``Div(c, Neg(x))``
@@ -26,6 +28,11 @@ is symmetric in sign, which is what most rules use. ``Neg(x)`` below is the pars
 ``Sign(Sign(x))``
 ``Std(Neg(x), w)``, ``Var(Neg(x), w)``        ``Std(x, w)``, ``Var(x, w)``
 ===========================================  =========================================================
+
+The nested ``Greater`` rule is exact because rounding to float32 is monotone: ``round(max(b, round(m)))``
+equals ``round(max(b, m))`` for any float64 ``m`` and ``b`` (if ``b`` lies between ``m`` and ``round(m)``,
+``round(b)`` is ``round(m)``). ``Greater(Less(x, a), b)`` with ``b >= a`` is the constant ``b`` wherever ``x`` is
+defined; it is left alone, as no token sequence writes "b where x is not NaN".
 
 Left out because they are not exact in float32: folding constants through a rounded operation
 (``Sub(0.01, Add(0.01, x))`` is ``-x`` only up to rounding: for ``x = 1e-10`` it gives ``2.2e-10``),
@@ -150,14 +157,26 @@ def _add_sub(t: T, a: T, b: T) -> T | None:
     return None
 
 
+def _extreme(t: T, a: T, b: T) -> T | None:
+    """Greater / Less (element-wise max / min, NaN if either side is NaN)."""
+    if a == b:
+        return a
+    if a.is_const and not b.is_const:  # the kernel computes ``c op x`` as ``x op c``: the same bits
+        return T(t.op, (b, a))
+    if b.is_const and a.op == t.op and a.args[1].is_const:  # max(max(x, c2), c1) = max(x, max(c1, c2))
+        pick = max if t.op == "Greater" else min
+        return T(t.op, (a.args[0], _const(pick(a.args[1].value, b.value))))  # type: ignore[type-var]
+    return None
+
+
 def _rule(t: T) -> T | None:
     """One rewrite at the root of ``t`` (its arguments already simplified), or None."""
     if t.op in ("Mul", "Div"):
         return _mul_div(t, *t.args)
     if t.op in ("Add", "Sub"):
         return _add_sub(t, *t.args)
-    if t.op in ("Greater", "Less") and t.args[0] == t.args[1]:
-        return t.args[0]
+    if t.op in ("Greater", "Less"):
+        return _extreme(t, *t.args)
     if t.op == "Pow" and _is(t.args[1], 1.0):
         return t.args[0]
     if t.op == "Abs":

@@ -26,6 +26,8 @@ NOISE = [
     lambda x: [*x, *x, "5", "Ref", "Sub"], lambda x: [*x, *x, "Greater"], lambda x: [*x, *x, "Less"],
     lambda x: [*x, "1", "Pow"], lambda x: [*x, "Abs", "Abs"], lambda x: [*x, "-1", "Mul", "Abs"],
     lambda x: [*x, "Sign", "Sign"],
+    lambda x: ["5", "-0.5", "2", *x, "Greater", "Greater", "Greater"], lambda x: [*x, "0.01", "Less", "-2", "Less"],
+    lambda x: ["0.5", *x, "Less"], lambda x: [*x, "-1", "Greater", "0.5", "Less"],
 ]
 
 
@@ -94,6 +96,9 @@ def test_the_random_expressions_exercise_the_rules() -> None:
     ("Add(Mean($close, 5), Mean($close, 5))", "Mul(Mean($close, 5), 2)"),
     ("Greater(Div($high, 1), $high)", "$high"),
     ("Std(Mul($close, -1), 20)", "Std($close, 20)"),
+    ("Greater(5, Greater(-0.5, Greater(2, $open)))", "Greater($open, 5)"),  # mined in stop 28
+    ("Less(Less(0.01, $volume), -2)", "Less($volume, -2)"),
+    ("Less(Greater($low, -1), 0.5)", "Less(Greater($low, -1), 0.5)"),  # a clip: kept
 ])
 def test_examples(text: str, want: str) -> None:
     assert simplify(parse(text)).infix == want
@@ -107,3 +112,16 @@ def test_rounded_constant_folding_is_not_applied(evs) -> None:
     b = evs[1].evaluate(parse("Mul(Delta($close, 1), -1)")).numpy()
     ok = ~np.isnan(a)
     assert (a[ok] != b[ok]).any()
+
+
+@pytest.mark.parametrize("text", [
+    "Greater(5, Greater(-0.5, Greater(2, $open)))", "Greater(Greater(Delta($close, 1), 0.01), -0.01)",
+    "Less(Less(0.01, Div($volume, Mean($volume, 5))), 0.5)", "Greater(0.01, Greater(Sub($high, $low), 0.5))",
+    "Less(-0.5, Less(Log($vwap), 2))",
+])
+def test_nested_extremes_with_constants_are_bit_identical(evs, text: str) -> None:
+    """The nested Greater/Less rule on the real panel (holes included), with constants float32 cannot hold."""
+    e = parse(text)
+    s = simplify(e)
+    assert s.length < e.length
+    assert_bit_identical(evs[0].evaluate(e).numpy(), evs[1].evaluate(s).numpy())
