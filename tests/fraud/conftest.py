@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -53,3 +55,32 @@ def amazon_slice(amazon_slice_path):
     from fraud.datasets import load_graph
 
     return load_graph(amazon_slice_path)
+
+
+@dataclass(frozen=True)
+class TinyGraph:
+    """A 5-node graph with 2 relations to check aggregations by hand: edges src -> dst ``ei`` (2, 6), their
+    relation ``et`` and weight ``w`` (edge 2 -> 1 has weight 0: no edge), features ``x`` (5, 2); node 4 has
+    no neighbours."""
+
+    ei: torch.Tensor
+    et: torch.Tensor
+    w: torch.Tensor
+    x: torch.Tensor
+
+    def ops(self):
+        from fraud.models import GraphOps
+
+        return GraphOps(self.ei, 5, edge_type=self.et, edge_weight=self.w, num_relations=2)
+
+    def in_edges(self, i: int, rel: int | None) -> list[tuple[int, float]]:
+        """(source, weight) of node ``i``'s in-edges with weight > 0 (of relation ``rel``; None: all)."""
+        return [(int(s), float(wt)) for s, d, t, wt in zip(self.ei[0], self.ei[1], self.et, self.w)
+                if int(d) == i and wt > 0 and (rel is None or int(t) == rel)]
+
+
+@pytest.fixture
+def tiny_graph() -> TinyGraph:
+    return TinyGraph(ei=torch.tensor([[0, 1, 2, 3, 1, 0], [1, 0, 1, 1, 2, 2]]), et=torch.tensor([0, 0, 1, 1, 0, 1]),
+                     w=torch.tensor([1.0, 0.5, 0.0, 1.0, 0.25, 1.0]),
+                     x=torch.tensor([[1.0, -2.0], [3.0, 0.5], [-1.0, 4.0], [2.0, 2.0], [7.0, 7.0]]))

@@ -12,20 +12,15 @@ import torch
 
 from fraud.baselines import AGGS, aggregate_features
 from fraud.datasets import load_graph
-from fraud.models import GraphOps
 from fraud.splits import make_split
 from fraud.train import DEFAULTS, train_model
 from fraud.tuning import SPACES
 
 
-def test_contrast_block_matches_brute_force():
+def test_contrast_block_matches_brute_force(tiny_graph):
     """Per operator ``[min_j |x_i - x_j|, x - mean_j x_j, log1p(degree)]`` over in-neighbours with weight > 0;
     a node without neighbours gets NaN distances (missing to the trees), 0 elsewhere."""
-    ei = torch.tensor([[0, 1, 2, 3, 1, 0], [1, 0, 1, 1, 2, 2]])  # src -> dst
-    et = torch.tensor([0, 0, 1, 1, 0, 1])
-    w = torch.tensor([1.0, 0.5, 0.0, 1.0, 0.25, 1.0])  # edge 2 -> 1 removed by its weight
-    x = torch.tensor([[1.0, -2.0], [3.0, 0.5], [-1.0, 4.0], [2.0, 2.0], [7.0, 7.0]])
-    g = GraphOps(ei, 5, edge_type=et, edge_weight=w, num_relations=2)
+    x, g = tiny_graph.x, tiny_graph.ops()
     plain = aggregate_features(x, g, hops=1, aggs=AGGS, relations=True)
     f = aggregate_features(x, g, hops=1, aggs=AGGS, relations=True, contrast=True)
     assert f.shape == (5, plain.size(1) + 3 * (2 * 2 + 1))
@@ -34,8 +29,7 @@ def test_contrast_block_matches_brute_force():
     def brute(rel: int | None) -> torch.Tensor:
         out = torch.zeros(5, 5)
         for i in range(5):
-            sel = [(int(s), float(wt)) for s, d, t, wt in zip(ei[0], ei[1], et, w)
-                   if int(d) == i and wt > 0 and (rel is None or int(t) == rel)]
+            sel = tiny_graph.in_edges(i, rel)
             if not sel:
                 out[i, :2] = math.nan
                 out[i, 2:4] = x[i]
