@@ -202,11 +202,14 @@ def powers(a: SparseOp, x: torch.Tensor, k: int) -> list[torch.Tensor]:
 def warm_up() -> None:
     """Compile the graph kernels (the first time after an install, a few seconds) or load them from
     numba's disk cache: a 3-node graph, both normalisations, a per-relation CSR, a product and its
-    transpose (the backward)."""
+    transpose (the backward), the max/min reductions and the nearest-neighbour distances of the tree
+    features."""
     g = GraphOps(torch.tensor([[0, 1, 2], [1, 2, 0]]), 3, edge_type=torch.tensor([0, 0, 1]), num_relations=2)
     h = torch.ones(3, 2, requires_grad=True)
     for a in (g.mean_adj(), g.mean_adj(0), g.sym_adj()):
         spmm(a, h).sum().backward()
+        a.reduce(h, "max")
+        a.nearest(h)
 
 
 # ---- kernels ---------------------------------------------------------------------------------------
