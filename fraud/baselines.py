@@ -71,13 +71,14 @@ def _operators(g: GraphOps, relations: bool) -> list[int | None]:
 
 
 class FeatureBank:
-    """The aggregation chains of one (normalised x, graph), computed on demand and kept, so a random
-    search over ``hops`` / ``agg`` builds each hop once. ``get`` returns what :func:`aggregate_features`
+    """The aggregation chains and contrast blocks of one (normalised x, graph), computed on demand and kept,
+    so a random search over ``hops`` / ``agg`` / ``contrast`` builds each once. ``get`` returns what :func:`aggregate_features`
     returns for the same arguments (same columns, same order)."""
 
     def __init__(self, x: torch.Tensor, g: GraphOps) -> None:
         self.x, self.g = x.detach().float().contiguous(), g
         self._chains: dict[tuple[int | None, str], list[torch.Tensor]] = {}
+        self._contrast: dict[int | None, torch.Tensor] = {}
 
     def chain(self, rel: int | None, agg: str, hops: int) -> list[torch.Tensor]:
         c = self._chains.setdefault((rel, agg), [])
@@ -88,12 +89,11 @@ class FeatureBank:
     def contrast(self, rel: int | None) -> torch.Tensor:
         """(N, 2F+1) the contrast block of operator ``rel``: ``[min_j |x_i - x_j|, x - A x, log1p(degree)]``
         over the in-neighbours j with weight > 0 (see the module docstring)."""
-        key = (rel, "contrast")
-        if key not in self._chains:
+        if rel not in self._contrast:
             a = self.g.mean_adj(rel)
-            self._chains[key] = [torch.cat([a.nearest(self.x), self.x - self.chain(rel, "mean", 1)[0],
-                                            torch.log1p(a.degree()).unsqueeze(1)], 1)]
-        return self._chains[key][0]
+            self._contrast[rel] = torch.cat([a.nearest(self.x), self.x - self.chain(rel, "mean", 1)[0],
+                                             torch.log1p(a.degree()).unsqueeze(1)], 1)
+        return self._contrast[rel]
 
     def get(self, hops: int, aggs: tuple[str, ...], relations: bool, contrast: bool = False) -> torch.Tensor:
         cols = [self.x]
